@@ -1,0 +1,167 @@
+"""The ``cifar-pack`` command line: parses options, calls one library function, prints the result.
+
+Heavy modules (TensorFlow, tf2onnx) are imported inside the commands that need them, never at
+import time, so ``cifar-pack predict`` and ``cifar-pack --help`` stay fast.
+User errors (``CifarPackError``) become one line on stderr and a non-zero exit; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import CifarPackError, UsageError
+
+app = typer.Typer(
+    name="cifar-pack",
+    help="Train a Keras CIFAR-style CNN, export it to a self-describing ONNX file, predict with onnxruntime.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (logs go to stderr).")]
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="cifar10 (Keras download), cifar-10-python.tar.gz / cifar-10-batches-py/, cifar-10-binary.tar.gz / "
+        "cifar-10-batches-bin/, or class folders (dir or .tar/.tar.gz).",
+    ),
+]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and verbose logs.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plumbing shared by every command
+
+
+def _setup_logging() -> None:
+    # Keep TensorFlow's C++ start-up chatter out of the user's terminal unless debugging.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if _state["debug"] else "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("cifar_pack")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if _state["debug"] else logging.INFO)
+    root.propagate = False
+
+
+def command(fn):
+    """Wrap a command: logging set-up, one-line errors, exit codes (1 error, 2 usage, 130 Ctrl-C)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _setup_logging()
+        try:
+            return fn(*args, **kwargs)
+        except CifarPackError as exc:
+            if _state["debug"]:
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+        except KeyboardInterrupt:
+            if _state["debug"]:
+                raise
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def emit(result: dict, as_json: bool, text: str | None = None) -> None:
+    """Print the result: JSON on stdout with --json, else ``text`` (or key: value lines)."""
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    elif text is not None:
+        typer.echo(text)
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+@app.command()
+@command
+def train(
+    data: DataOpt = "cifar10",
+    out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and reports.")] = Path("artifacts"),
+    recipe: Annotated[str, typer.Option("--recipe", help="default (AdamW one-cycle, tuned on validation) or seed (the notebook).")] = "default",
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs (recipe's value if omitted: 20).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size (recipe: 128).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (recipe's if omitted).")] = None,
+    validation_split: Annotated[Optional[float], typer.Option("--validation-split", help="Stratified validation fraction in (0, 1).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for the split, shuffling and augmentation.")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto, float32 or mixed_bfloat16.")] = None,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="default, mirrored (several GPUs) or multi-worker (TF_CONFIG).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last completed epoch.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the seed CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
+    from .config import RECIPES
+
+    if recipe not in RECIPES:
+        raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    config = RECIPES[recipe].with_overrides(
+        epochs=epochs, batch_size=batch_size, learning_rate=lr, validation_split=validation_split,
+        seed=seed, precision=precision, strategy=strategy,
+    )
+    from .train import validate_config
+
+    validate_config(config)  # before importing TensorFlow: bad options answer instantly
+    from .train import train as run_training
+
+    result = run_training(data, out, config, resume=resume).to_json()
+    text = (
+        f"best val_accuracy {result['best_val_accuracy']:.4f} (epoch {result['best_epoch']}/{result['epochs']}), "
+        f"test_accuracy {result['test_accuracy'] if result['test_accuracy'] is not None else 'n/a'}, "
+        f"{result['seconds']:.0f}s, {result['images_per_second']:.0f} images/s\nmodel: {result['model']}"
+    )
+    emit(result, as_json, text)
+
+
+@app.command("preview-augment")
+@command
+def preview_augment(
+    data: DataOpt = "cifar10",
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write.")] = Path("artifacts/augment-preview.png"),
+    recipe: Annotated[str, typer.Option("--recipe", help="Whose augmentation to show: default or seed.")] = "default",
+    images: Annotated[int, typer.Option("--images", min=1, max=64, help="Source images (rows).")] = 8,
+    variants: Annotated[int, typer.Option("--variants", min=1, max=16, help="Augmented copies per image (columns after the original).")] = 6,
+    seed: Annotated[int, typer.Option("--seed", help="Which images and which augmentations.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write one PNG grid: each row an original image followed by augmented copies."""
+    from .config import RECIPES
+
+    if recipe not in RECIPES:
+        raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    from .augment_preview import write_preview
+
+    path = write_preview(data, output, RECIPES[recipe], images, variants, seed)
+    emit({"preview": str(path), "recipe": recipe, "images": images, "variants": variants}, as_json, f"wrote {path}")

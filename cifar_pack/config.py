@@ -1,0 +1,109 @@
+"""Frozen settings shared by every stage: the image contract, class names, training recipes.
+
+Nothing here imports TensorFlow, so the runtime (predict) can read the contract cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+# The image contract of every model cifar-pack builds or exports: (32, 32, 3) uint8 RGB, NHWC.
+IMAGE_SIZE = 32
+CHANNELS = 3
+INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+
+# The Toronto release's label order (batches.meta), which is also alphabetical.
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Augmentation as Keras preprocessing layers (factors are fractions of the image size)."""
+
+    rotation_degrees: float = 0.0
+    width_shift: float = 0.0
+    height_shift: float = 0.0
+    zoom: float = 0.0
+    horizontal_flip: bool = True
+    fill_mode: str = "nearest"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; stored in the manifest and in the resume state.
+
+    ``schedule`` is "constant" (the notebook) or "onecycle" (linear warm-up then cosine decay).
+    """
+
+    recipe: str = "default"
+    epochs: int = 20
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.05
+    schedule: str = "onecycle"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    augment: Augment = field(default_factory=Augment)
+    validation_split: float = 0.2
+    seed: int = 1337
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16
+    strategy: str = "default"  # default | mirrored | multi-worker
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        data = dict(data)
+        data["augment"] = Augment(**data.get("augment", {}))
+        return cls(**data)
+
+    def with_overrides(self, **overrides) -> TrainConfig:
+        """Copy with the options the user gave explicitly (``None`` means "keep the recipe's")."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# The notebook exactly: RMSprop 1e-3, batch 128, 20 epochs, ImageDataGenerator's augmentation.
+SEED_RECIPE = TrainConfig(
+    recipe="seed",
+    optimizer="rmsprop",
+    learning_rate=1e-3,
+    weight_decay=0.0,
+    schedule="constant",
+    warmup_epochs=0.0,
+    label_smoothing=0.0,
+    augment=Augment(
+        rotation_degrees=40.0,
+        width_shift=0.2,
+        height_shift=0.2,
+        zoom=0.2,
+        horizontal_flip=True,
+        fill_mode="nearest",
+    ),
+    precision="float32",
+)
+
+# Same architecture, a schedule and an augmentation sized for a 20-epoch budget: AdamW with a
+# one-cycle (warm-up + cosine) learning rate, flips and small shifts (the classic pad-and-crop),
+# label smoothing, bf16 compute where the CPU has it. Chosen on the validation split only.
+DEFAULT_RECIPE = TrainConfig(
+    recipe="default",
+    augment=Augment(width_shift=0.125, height_shift=0.125, horizontal_flip=True, fill_mode="reflect"),
+)
+
+RECIPES = {"default": DEFAULT_RECIPE, "seed": SEED_RECIPE}

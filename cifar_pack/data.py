@@ -1,0 +1,411 @@
+"""Every data source -> uint8 NHWC arrays, integer labels and class names; cached; split.
+
+Sources (``--data``):
+
+- ``cifar10``: the official python release fetched by Keras' downloader (``keras.utils.get_file``,
+  cached in ``~/.keras/datasets``), then read by the safe loader below.
+- The official python release: ``cifar-10-python.tar.gz`` or an extracted ``cifar-10-batches-py/``
+  (also CIFAR-100's ``cifar-100-python``, fine labels). Pickles are read by an unpickler that only
+  allows what the release contains (numpy arrays and builtins); anything else is refused.
+- The official binary release: ``cifar-10-binary.tar.gz`` or ``cifar-10-batches-bin/``.
+- Class folders, as a directory or a ``.tar``/``.tar.gz``: ``train/<class>/*`` and/or
+  ``test/<class>/*``, or ``<class>/*`` directly. Images of any size/mode become 32x32 RGB.
+
+Archives are read in memory member by member and never extracted, so a hostile member name
+cannot write anywhere; members with absolute or ``..`` paths are refused outright.
+Decoded arrays are cached under ``fileio.cache_dir()`` keyed by the sha256 of the source's bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from . import images
+from .config import CIFAR10_CLASSES, IMAGE_SIZE
+from .errors import DataError
+from .fileio import atomic_path, cache_dir, sha256_file
+
+log = logging.getLogger(__name__)
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CACHE_VERSION = 1
+SPLITS = ("train", "test")
+
+
+@dataclass
+class Dataset:
+    """Decoded images per split: ``splits[name] = (x, y)`` with x (N, 32, 32, 3) uint8, y (N,) int64."""
+
+    source: str
+    sha256: str
+    layout: str
+    class_names: list[str]
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in self.splits:
+            have = ", ".join(self.splits) or "none"
+            raise DataError(f"{self.source}: has no '{name}' split (it has: {have})")
+        return self.splits[name]
+
+    @property
+    def has_test(self) -> bool:
+        return "test" in self.splits
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "sha256": self.sha256,
+            "layout": self.layout,
+            "class_names": self.class_names,
+            "splits": {name: int(len(y)) for name, (_, y) in self.splits.items()},
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def load(source: str | os.PathLike = "cifar10", use_cache: bool = True) -> Dataset:
+    """Load any supported data source.
+
+    Args:
+        source: ``"cifar10"`` or a path to an archive or directory (see the module docstring).
+        use_cache: read/write the decoded-array cache.
+
+    Returns:
+        A ``Dataset`` with a ``train`` and/or ``test`` split.
+
+    Raises:
+        DataError: missing, corrupt, hostile or unrecognised source (the message names the file).
+
+    Example:
+        >>> ds = load("../shared/data/cifar10-train-jpeg.tar.gz")
+        >>> x, y = ds.split("train")        # (50000, 32, 32, 3) uint8, (50000,) int64
+    """
+    if str(source) == "cifar10":
+        path = download_cifar10()
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise DataError(f"{path}: no such file or directory")
+    key = _content_key(path)
+    cached = cache_dir() / f"{key}.v{CACHE_VERSION}.npz"
+    if use_cache and cached.exists():
+        try:
+            return _read_cache(cached, str(source), key)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring unreadable cache %s (%s)", cached, exc)
+    log.info("decoding %s (first time; cached afterwards)", path)
+    dataset = _decode(path, str(source), key)
+    if use_cache:
+        _write_cache(cached, dataset)
+    return dataset
+
+
+def download_cifar10() -> Path:
+    """Fetch the official python release with Keras' downloader; one clear error when offline."""
+    try:
+        from keras.utils import get_file
+    except ImportError:
+        raise DataError(
+            "cifar10: the download needs Keras (pip install 'cifar-pack[train]'); or pass a local copy"
+        ) from None
+    try:
+        return Path(get_file("cifar-10-python.tar.gz", origin=CIFAR10_URL, cache_subdir="datasets"))
+    except Exception as exc:  # get_file raises a bare Exception subclass for every network failure
+        raise DataError(
+            f"cifar10: download from {CIFAR10_URL} failed ({type(exc).__name__}); use a local copy instead: "
+            "--data cifar-10-python.tar.gz, cifar-10-batches-py/, cifar-10-binary.tar.gz, "
+            "or a class-folder directory/.tar.gz such as ../shared/data/cifar10-train-jpeg.tar.gz"
+        ) from None
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (train, val), the same fraction of every class, reproducible by seed.
+
+    Returns two sorted int64 index arrays; every class with >= 2 images keeps at least one each side.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"validation split must be between 0 and 1 (exclusive), got {fraction}")
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = int(round(len(idx) * fraction))
+        if len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        val_idx.append(idx[:n_val])
+        train_idx.append(idx[n_val:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def select(dataset: Dataset, split: str | None, validation_split: float = 0.2, seed: int = 1337):
+    """Images for one named split: ``test``, ``train`` (the whole train split) or ``val``.
+
+    ``val`` is the stratified validation part of ``train`` exactly as ``cifar-pack train`` makes it
+    (same fraction and seed), so numbers are comparable. ``None`` picks ``test`` when present,
+    else the only split there is.
+    """
+    if split is None:
+        split = "test" if dataset.has_test else next(iter(dataset.splits))
+    if split == "val":
+        x, y = dataset.split("train")
+        _, val_idx = stratified_split(y, validation_split, seed)
+        return "val", x[val_idx], y[val_idx]
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}': use train, val or test")
+    x, y = dataset.split(split)
+    return split, x, y
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout detection and decoding
+
+
+def _decode(path: Path, source: str, key: str) -> Dataset:
+    if path.is_dir():
+        names = {p.name for p in path.iterdir()}
+        if "cifar-10-batches-py" in names or "cifar-100-python" in names:
+            path = path / ("cifar-10-batches-py" if "cifar-10-batches-py" in names else "cifar-100-python")
+        elif "cifar-10-batches-bin" in names:
+            path = path / "cifar-10-batches-bin"
+        files = {p.name: p for p in path.iterdir() if p.is_file()}
+        if "data_batch_1" in files or "train" in files and "meta" in files:
+            return _python_release({n: p.read_bytes for n, p in files.items()}, source, key)
+        if "data_batch_1.bin" in files:
+            return _binary_release({n: p.read_bytes for n, p in files.items()}, source, key)
+        members = [(p.relative_to(path).as_posix(), p.read_bytes) for p in sorted(path.rglob("*")) if p.is_file()]
+        empty = [p for p in sorted(path.rglob("*")) if p.is_dir() and not any(p.iterdir())]
+        return _class_folders(members, [e.relative_to(path).as_posix() for e in empty], source, key, path)
+    return _decode_tar(path, source, key)
+
+
+def _decode_tar(path: Path, source: str, key: str) -> Dataset:
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            files: list[tuple[str, bytes]] = []
+            dirs: list[str] = []
+            for member in tar:
+                name = _safe_member_name(path, member.name)
+                if member.isdir():
+                    dirs.append(name)
+                elif member.isfile():
+                    files.append((name, tar.extractfile(member).read()))
+                elif member.issym() or member.islnk():
+                    raise DataError(f"{path}: refused, archive member '{member.name}' is a link")
+    except tarfile.ReadError as exc:
+        raise DataError(f"{path}: not a readable tar archive ({exc})") from None
+    except (EOFError, OSError, tarfile.TarError) as exc:
+        raise DataError(f"{path}: corrupt or truncated archive ({exc or type(exc).__name__})") from None
+    if not files:
+        raise DataError(f"{path}: archive holds no files")
+    by_base = {PurePosixPath(n).name: n for n, _ in files}
+    contents = dict(files)
+    loaders = {base: (lambda full=full: contents[full]) for base, full in by_base.items()}
+    if "data_batch_1" in by_base or ("train" in by_base and "meta" in by_base):
+        return _python_release(loaders, source, key)
+    if "data_batch_1.bin" in by_base:
+        return _binary_release(loaders, source, key)
+    files_with_dirs = {PurePosixPath(n).parent.as_posix() for n, _ in files}
+    empty = [d for d in dirs if d not in files_with_dirs and not any(f.startswith(d + "/") for f, _ in files)]
+    return _class_folders([(n, (lambda b=b: b)) for n, b in files], empty, source, key, path)
+
+
+def _safe_member_name(archive: Path, name: str) -> str:
+    posix = PurePosixPath(name)
+    if posix.is_absolute() or ".." in posix.parts or name.startswith("\\") or ":" in posix.parts[0]:
+        raise DataError(f"{archive}: refused, archive member '{name}' points outside the archive")
+    return posix.as_posix().lstrip("./") if name.startswith("./") else posix.as_posix()
+
+
+class _ReleaseUnpickler(pickle.Unpickler):
+    """Only what the Toronto pickles contain: numpy arrays/dtypes and Python 2 byte strings."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global '{module}.{name}'")
+        return super().find_class(module, name)
+
+
+def _unpickle(name: str, data: bytes) -> dict:
+    try:
+        obj = _ReleaseUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        raise DataError(f"{name}: unsafe or invalid pickle ({exc})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise DataError(f"{name}: corrupt pickle ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{name}: expected a dict in the pickle, found {type(obj).__name__}")
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+def _python_release(files: dict, source: str, key: str) -> Dataset:
+    def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
+        entry = _unpickle(name, files[name]())
+        label_key = "labels" if "labels" in entry else "fine_labels"
+        try:
+            data = np.asarray(entry["data"], dtype=np.uint8)
+            x = data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)  # NCHW rows -> NHWC
+            y = np.asarray(entry[label_key], dtype=np.int64)
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"{name}: not a CIFAR batch ({type(exc).__name__}: {exc})") from None
+        if len(x) != len(y):
+            raise DataError(f"{name}: {len(x)} images but {len(y)} labels")
+        return np.ascontiguousarray(x), y
+
+    if "meta" in files:  # CIFAR-100
+        meta = _unpickle("meta", files["meta"]())
+        classes = [c.decode() if isinstance(c, bytes) else c for c in meta["fine_label_names"]]
+        splits = {s: batch(s) for s in ("train", "test") if s in files}
+    else:
+        classes = list(CIFAR10_CLASSES)
+        if "batches.meta" in files:
+            meta = _unpickle("batches.meta", files["batches.meta"]())
+            classes = [c.decode() if isinstance(c, bytes) else c for c in meta.get("label_names", classes)]
+        names = sorted(n for n in files if n.startswith("data_batch_"))
+        parts = [batch(n) for n in names]
+        splits = {"train": (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))}
+        if "test_batch" in files:
+            splits["test"] = batch("test_batch")
+    return _checked(Dataset(source, key, "cifar-python", classes, splits))
+
+
+def _binary_release(files: dict, source: str, key: str) -> Dataset:
+    record = 1 + 3 * IMAGE_SIZE * IMAGE_SIZE  # 1 label byte + 3072 pixel bytes (R plane, G, B)
+
+    def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
+        raw = np.frombuffer(files[name](), dtype=np.uint8)
+        if raw.size == 0 or raw.size % record:
+            raise DataError(f"{name}: truncated or not a CIFAR-10 binary batch ({raw.size} bytes)")
+        rows = raw.reshape(-1, record)
+        x = rows[:, 1:].reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(x), rows[:, 0].astype(np.int64)
+
+    classes = list(CIFAR10_CLASSES)
+    if "batches.meta.txt" in files:
+        listed = [line.strip() for line in files["batches.meta.txt"]().decode().splitlines() if line.strip()]
+        classes = listed or classes
+    names = sorted(n for n in files if n.startswith("data_batch_") and n.endswith(".bin"))
+    parts = [batch(n) for n in names]
+    splits = {"train": (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))}
+    if "test_batch.bin" in files:
+        splits["test"] = batch("test_batch.bin")
+    return _checked(Dataset(source, key, "cifar-binary", classes, splits))
+
+
+def _class_folders(members: list, empty_dirs: list[str], source: str, key: str, origin: Path) -> Dataset:
+    """``[(relative posix path, read_bytes callable)]`` -> Dataset. Class = parent folder name."""
+    grouped: dict[str, dict[str, list]] = {}
+    for name, read in members:
+        parts = PurePosixPath(name).parts
+        if any(p.startswith(".") or p == "__MACOSX" for p in parts) or len(parts) < 2:
+            continue
+        if PurePosixPath(name).suffix.lower() not in images.IMAGE_SUFFIXES:
+            continue
+        split = parts[-3] if len(parts) >= 3 and parts[-3] in SPLITS else "train"
+        grouped.setdefault(split, {}).setdefault(parts[-2], []).append((name, read))
+    for d in empty_dirs:
+        parts = PurePosixPath(d).parts
+        if parts and parts[-1] not in SPLITS and not parts[-1].startswith("."):
+            raise DataError(f"{origin}: class folder '{d}' is empty")
+    if not grouped:
+        raise DataError(f"{origin}: no images found (expected train/<class>/*, test/<class>/* or <class>/*)")
+    classes = sorted(set().union(*(g.keys() for g in grouped.values())))
+    if len(classes) < 2:
+        raise DataError(f"{origin}: found {len(classes)} class folder(s); need at least 2")
+    index = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for split, by_class in grouped.items():
+        unknown = set(classes) - set(by_class)
+        if split == "test" and unknown:
+            log.warning("%s: test split has no images for %s", origin, ", ".join(sorted(unknown)))
+        items = [(n, r, index[c]) for c in sorted(by_class) for n, r in by_class[c]]
+        x = np.empty((len(items), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+        y = np.empty(len(items), np.int64)
+        for i, (name, read, label) in enumerate(_progress(items, f"decoding {split}")):
+            x[i] = _decode_member(origin, name, read())
+            y[i] = label
+        splits[split] = (x, y)
+    return _checked(Dataset(source, key, "class-folders", classes, splits))
+
+
+def _decode_member(origin: Path, name: str, data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return images.to_model_input(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{origin / name}: unreadable image ({exc or type(exc).__name__})") from None
+
+
+def _progress(items: list, what: str) -> Iterator:
+    step = max(len(items) // 10, 1)
+    for i, item in enumerate(items):
+        if i and i % step == 0:
+            log.info("%s: %d/%d", what, i, len(items))
+        yield item
+
+
+def _checked(ds: Dataset) -> Dataset:
+    for split, (x, y) in ds.splits.items():
+        if len(y) == 0:
+            raise DataError(f"{ds.source}: the {split} split is empty")
+        if y.min() < 0 or y.max() >= len(ds.class_names):
+            raise DataError(f"{ds.source}: {split} labels outside 0..{len(ds.class_names) - 1}")
+    return ds
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache
+
+
+def _content_key(path: Path) -> str:
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            digest.update(p.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(p.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _read_cache(path: Path, source: str, key: str) -> Dataset:
+    with np.load(path, allow_pickle=False) as npz:
+        classes = [str(c) for c in npz["class_names"]]
+        layout = str(npz["layout"])
+        splits = {s: (npz[f"x_{s}"], npz[f"y_{s}"]) for s in SPLITS if f"x_{s}" in npz}
+    log.info("loaded cached arrays %s", path)
+    return Dataset(source, key, layout, classes, splits)
+
+
+def _write_cache(path: Path, ds: Dataset) -> None:
+    arrays = {"class_names": np.array(ds.class_names), "layout": np.array(ds.layout)}
+    for split, (x, y) in ds.splits.items():
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
+    try:
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **arrays)
+    except OSError as exc:
+        log.warning("could not write cache %s (%s)", path, exc)

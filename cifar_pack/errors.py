@@ -1,0 +1,33 @@
+"""One base exception and a few small subclasses.
+
+The CLI turns any ``CifarPackError`` into one plain line on stderr and exit code 1; anything else
+is a bug and keeps its traceback. Messages name the file or option and say what is wrong.
+"""
+
+
+class CifarPackError(Exception):
+    """Base class for every error a user can cause (bad data, bad model, bad option)."""
+
+
+class DataError(CifarPackError):
+    """A data source is missing, corrupt, hostile or has an unexpected layout."""
+
+
+class ModelError(CifarPackError):
+    """A model file is missing, unreadable, or does not fit the image-classifier contract."""
+
+
+class ExportError(CifarPackError):
+    """Conversion to ONNX or int8 quantization failed."""
+
+
+class ParityError(ExportError):
+    """onnxruntime does not compute what Keras computes (or int8 lost too much accuracy)."""
+
+
+class InputError(CifarPackError):
+    """An image given for inference cannot be read or decoded."""
+
+
+class UsageError(CifarPackError):
+    """An option value is invalid (the CLI reports it as a usage error, exit 2)."""

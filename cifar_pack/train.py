@@ -1,0 +1,405 @@
+"""Training stage: tf.data pipeline with augmentation layers -> model.fit -> best checkpoint.
+
+Files a run writes into ``out`` (all atomically):
+
+    model.keras          best epoch by val_accuracy (what export reads)
+    last.keras           last completed epoch, with optimizer state (what --resume reads)
+    train_state.json     config, data source, epochs done, history so far (what --resume reads)
+    history.json         per-epoch loss/accuracy/val_loss/val_accuracy/lr/seconds
+    curves.png           loss and accuracy curves, train and validation
+    manifest.json        config, data source and sha256, class names, versions, metrics, seconds
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from . import data as data_mod
+from .config import TrainConfig
+from .errors import CifarPackError, UsageError
+from .fileio import atomic_path, package_versions, write_json_atomic
+from .model import build_model
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "train_state.json"
+
+
+class TrainingInterrupted(CifarPackError):
+    """Ctrl-C during fit; the message says where the best checkpoint is and how to resume."""
+
+
+@dataclass
+class TrainResult:
+    model: Path
+    epochs: int
+    best_val_accuracy: float
+    best_epoch: int
+    test_accuracy: float | None
+    seconds: float
+    images_per_second: float
+    history: Path
+    curves: Path
+    manifest: Path
+
+    def to_json(self) -> dict:
+        return {
+            "model": str(self.model),
+            "epochs": self.epochs,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_epoch": self.best_epoch,
+            "test_accuracy": self.test_accuracy,
+            "seconds": round(self.seconds, 2),
+            "images_per_second": round(self.images_per_second, 1),
+            "history": str(self.history),
+            "curves": str(self.curves),
+            "manifest": str(self.manifest),
+        }
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Reject impossible settings with a message naming the option (the CLI exits 2)."""
+    if config.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if not 0.0 < config.validation_split < 1.0:
+        raise UsageError(f"--validation-split must be between 0 and 1 (exclusive), got {config.validation_split}")
+    if config.precision not in ("auto", "float32", "mixed_bfloat16"):
+        raise UsageError(f"--precision must be auto, float32 or mixed_bfloat16, got {config.precision!r}")
+    if config.strategy not in ("default", "mirrored", "multi-worker"):
+        raise UsageError(f"--strategy must be default, mirrored or multi-worker, got {config.strategy!r}")
+    if config.learning_rate <= 0:
+        raise UsageError(f"--lr must be positive, got {config.learning_rate}")
+
+
+def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train the seed CNN on ``source`` and keep the best epoch as ``out/model.keras``.
+
+    Args:
+        source: any ``data.load`` source ("cifar10", an archive, a directory).
+        out: run directory; created if missing.
+        config: recipe and options (``config.RECIPES`` holds "default" and "seed").
+        resume: continue the interrupted run in ``out`` from its last completed epoch; the stored
+            config and data source are used, so the finished run equals an uninterrupted one.
+
+    Returns:
+        TrainResult with the paths written and the headline metrics.
+
+    Raises:
+        DataError, UsageError: bad source or option. TrainingInterrupted: Ctrl-C (checkpoints kept).
+
+    Example:
+        >>> train("../shared/data/cifar10-train-jpeg.tar.gz", "artifacts", RECIPES["default"])
+    """
+    out = Path(out)
+    state = _read_state(out) if resume else None
+    if state is not None:
+        config, source = TrainConfig.from_dict(state["config"]), state["data"]["source"]
+        log.info("resuming %s after epoch %d/%d", out, state["epochs_done"], config.epochs)
+    validate_config(config)
+    out.mkdir(parents=True, exist_ok=True)
+
+    dataset = data_mod.load(source)
+    x_all, y_all = dataset.split("train")
+    train_idx, val_idx = data_mod.stratified_split(y_all, config.validation_split, config.seed)
+    x_train, y_train, x_val, y_val = x_all[train_idx], y_all[train_idx], x_all[val_idx], y_all[val_idx]
+    num_classes = len(dataset.class_names)
+    log.info("data: %d train, %d validation images, %d classes", len(y_train), len(y_val), num_classes)
+
+    keras.utils.set_random_seed(config.seed)
+    precision = resolve_precision(config.precision)
+    keras.mixed_precision.set_dtype_policy(precision)
+    strategy = make_strategy(config.strategy)
+    steps_per_epoch = int(np.ceil(len(y_train) / config.batch_size))
+
+    with strategy.scope():
+        if state is not None and state["epochs_done"] > 0:
+            model = keras.models.load_model(out / "last.keras")
+        else:
+            model = build_model(num_classes)
+            model.compile(
+                optimizer=make_optimizer(config, steps_per_epoch),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                metrics=["accuracy"],
+            )
+
+    train_ds = make_pipeline(x_train, y_train, num_classes, config, training=True)
+    val_ds = make_pipeline(x_val, y_val, num_classes, config, training=False)
+
+    history = state["history"] if state else []
+    initial_epoch = state["epochs_done"] if state else 0
+    run_state = {
+        "config": config.to_dict(),
+        "data": dataset.describe(),
+        "precision": precision,
+        "epochs_done": initial_epoch,
+        "history": history,
+        "train_seconds": state.get("train_seconds", 0.0) if state else 0.0,
+        "complete": False,
+    }
+    tracker = _RunTracker(out, run_state)
+    started = time.perf_counter()
+    if initial_epoch < config.epochs:
+        try:
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=[tracker],
+                shuffle=False,  # tf.data already shuffles
+                verbose=0,
+            )
+        except KeyboardInterrupt:
+            done = run_state["epochs_done"]
+            raise TrainingInterrupted(
+                f"interrupted after epoch {done}/{config.epochs}; best checkpoint kept at {out / 'model.keras'}; "
+                f"resume with: cifar-pack train --out {out} --resume"
+            ) from None
+    total_images = len(y_train) * (config.epochs - initial_epoch)
+    fit_seconds = time.perf_counter() - started
+    run_state["complete"] = True
+    write_json_atomic(out / STATE_FILE, run_state)
+
+    best = max(history, key=lambda h: h["val_accuracy"])
+    test_accuracy = None
+    if dataset.has_test:
+        x_test, y_test = dataset.split("test")
+        best_model = keras.models.load_model(out / "model.keras")
+        probs = best_model.predict(x_test, batch_size=512, verbose=0)
+        test_accuracy = float(np.mean(np.argmax(probs, axis=1) == y_test))
+        log.info("test accuracy of the best epoch: %.4f", test_accuracy)
+
+    write_json_atomic(out / "history.json", history)
+    curves = plot_curves(history, out / "curves.png")
+    seconds = sum(h["seconds"] for h in history)
+    manifest = {
+        "model": "model.keras",
+        "config": config.to_dict(),
+        "precision": precision,
+        "strategy": config.strategy,
+        "data": dataset.describe() | {"validation_split": config.validation_split, "split_seed": config.seed},
+        "class_names": dataset.class_names,
+        "versions": package_versions(),
+        "metrics": {
+            "best_epoch": best["epoch"],
+            "best_val_accuracy": best["val_accuracy"],
+            "final_val_accuracy": history[-1]["val_accuracy"],
+            "test_accuracy": test_accuracy,
+        },
+        "seconds": round(seconds, 2),
+        "images_per_second": round(len(y_train) * len(history) / seconds, 1) if seconds else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(out / "manifest.json", manifest)
+    return TrainResult(
+        model=out / "model.keras",
+        epochs=len(history),
+        best_val_accuracy=best["val_accuracy"],
+        best_epoch=best["epoch"],
+        test_accuracy=test_accuracy,
+        seconds=seconds,
+        images_per_second=(total_images / fit_seconds) if total_images else manifest["images_per_second"] or 0.0,
+        history=out / "history.json",
+        curves=curves,
+        manifest=out / "manifest.json",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces (public so that benchmarks and preview-augment reuse them)
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> ``mixed_bfloat16`` on a GPU or a CPU with AVX-512 BF16 / AMX, else ``float32``."""
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_bfloat16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "float32"
+    return "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``default`` (one device), ``mirrored`` (all GPUs, else all logical CPUs), ``multi-worker`` (TF_CONFIG)."""
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    if config.schedule == "onecycle":
+        warmup = int(config.warmup_epochs * steps_per_epoch)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 10 if warmup else config.learning_rate,
+            decay_steps=max(config.epochs * steps_per_epoch - warmup, 1),
+            alpha=0.0,
+            warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    elif config.schedule != "constant":
+        raise UsageError(f"unknown schedule {config.schedule!r}: use constant or onecycle")
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=lr)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+    raise UsageError(f"unknown optimizer {config.optimizer!r}: use adamw, adam, rmsprop or sgd")
+
+
+def make_augmenter(config: TrainConfig) -> keras.Sequential:
+    """The recipe's augmentation as preprocessing layers, float32 even under a bf16 policy.
+
+    ImageDataGenerator(rotation_range=40) draws degrees uniformly in [-40, 40]; RandomRotation
+    takes a fraction of a full turn, so 40 / 360. Shifts and zoom are fractions of the size.
+    """
+    a, seed, layers = config.augment, config.seed, keras.layers
+    kwargs = {"fill_mode": a.fill_mode, "dtype": "float32"}
+    stack = []
+    if a.horizontal_flip:
+        stack.append(layers.RandomFlip("horizontal", seed=seed, dtype="float32"))
+    if a.rotation_degrees:
+        stack.append(layers.RandomRotation(a.rotation_degrees / 360.0, seed=seed + 1, **kwargs))
+    if a.width_shift or a.height_shift:
+        stack.append(layers.RandomTranslation(a.height_shift, a.width_shift, seed=seed + 2, **kwargs))
+    if a.zoom:
+        stack.append(layers.RandomZoom(a.zoom, a.zoom, seed=seed + 3, **kwargs))
+    return keras.Sequential(stack, name="augment")
+
+
+def make_pipeline(x: np.ndarray, y: np.ndarray, num_classes: int, config: TrainConfig, training: bool) -> tf.data.Dataset:
+    """(N, 32, 32, 3) uint8 + (N,) labels -> batches of (float32 0..255 images, one-hot labels).
+
+    Augmentation runs on whole batches inside tf.data (vectorised, in parallel with the step);
+    it is never part of the saved model.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(y), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size if training else max(config.batch_size, 512))
+    augment = make_augmenter(config) if training else None
+
+    def prepare(images, labels):
+        images = tf.cast(images, tf.float32)
+        if augment is not None and augment.layers:
+            images = augment(images, training=True)
+        return images, tf.one_hot(labels, num_classes)
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def plot_curves(history: list[dict], path: Path) -> Path:
+    """Loss and accuracy per epoch, train and validation, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
+        ax.plot(epochs, [h[key] for h in history], label="train")
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpointing and resume
+
+
+class _RunTracker(keras.callbacks.Callback):
+    """After every epoch: history entry, best checkpoint, last checkpoint, state file (in that order).
+
+    The state file is written last, so a kill at any moment leaves a state that points at a
+    complete ``last.keras`` of the epoch it names (or of a later epoch, which resume then repeats).
+    """
+
+    def __init__(self, out: Path, run_state: dict):
+        super().__init__()
+        self.out, self.state = out, run_state
+        history = run_state["history"]
+        self.best = max((h["val_accuracy"] for h in history), default=-1.0)
+        self.epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        seconds = time.perf_counter() - self.epoch_started
+        entry = {"epoch": epoch + 1, "seconds": round(seconds, 3)}
+        entry |= {k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        entry["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        improved = entry["val_accuracy"] > self.best
+        if improved:
+            self.best = entry["val_accuracy"]
+            save_model(self.model, self.out / "model.keras", include_optimizer=False)
+        save_model(self.model, self.out / "last.keras")
+        self.state["history"].append(entry)
+        self.state["epochs_done"] = epoch + 1
+        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + seconds
+        write_json_atomic(self.out / STATE_FILE, self.state)
+        log.info(
+            "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.1fs%s",
+            epoch + 1, self.params["epochs"], entry["loss"], entry["accuracy"], entry["val_loss"],
+            entry["val_accuracy"], seconds, "  (best, saved)" if improved else "",
+        )
+
+
+def save_model(model: keras.Model, path: Path, include_optimizer: bool = True) -> None:
+    """``model.save`` through a temporary file, so a kill never leaves half a checkpoint."""
+    with atomic_path(path) as tmp:
+        if include_optimizer:
+            model.save(tmp)
+        else:
+            # An uncompiled copy: no optimizer state, so the deployable file is a third the size
+            # (the .keras format takes no include_optimizer flag).
+            clone = keras.models.clone_model(model)
+            clone.set_weights(model.get_weights())
+            clone.save(tmp)
+
+
+def _read_state(out: Path) -> dict:
+    import json
+
+    path = out / STATE_FILE
+    if not path.exists():
+        raise UsageError(f"--resume: no interrupted run in {out} ({STATE_FILE} is missing)")
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UsageError(f"--resume: {path} is not valid JSON ({exc})") from None
+    if state["epochs_done"] > 0 and not (out / "last.keras").exists():
+        raise UsageError(f"--resume: {out / 'last.keras'} is missing")
+    return state
