@@ -165,3 +165,75 @@ def preview_augment(
 
     path = write_preview(data, output, RECIPES[recipe], images, variants, seed)
     emit({"preview": str(path), "recipe": recipe, "images": images, "variants": variants}, as_json, f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# export / info
+
+
+@app.command()
+@command
+def export(
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format; the flag is accepted for clarity).")] = True,
+    model: Annotated[Path, typer.Option("--model", help="Keras model (.keras or .h5).")] = Path("artifacts/model.keras"),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="ONNX path (default: the model's path with .onnx).")] = None,
+    opset: Annotated[int, typer.Option("--opset", min=13, max=21, help="ONNX opset.")] = 17,
+    data: Annotated[Optional[str], typer.Option("--data", help="Images for the parity gate and int8 (any train source); default: the run's validation split.")] = None,
+    parity_samples: Annotated[int, typer.Option("--parity-samples", min=1, help="Images compared by the parity gate.")] = 1000,
+    atol: Annotated[float, typer.Option("--atol", min=0.0, help="Largest allowed |Keras - ONNX| probability difference.")] = 1e-5,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write <stem>.int8.onnx (static QDQ quantization).")] = False,
+    calibrate_method: Annotated[str, typer.Option("--calibrate-method", help="int8 calibration: minmax, entropy or percentile.")] = "minmax",
+    calibration_samples: Annotated[int, typer.Option("--calibration-samples", min=1, help="Training images used to calibrate int8.")] = 400,
+    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", min=0.0, help="int8 gate: most top-1 points it may lose.")] = 1.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert a Keras model to ONNX, prove parity with Keras, embed labels and the input contract."""
+    if not onnx:
+        raise UsageError("--no-onnx: ONNX is the only export format")
+    from .quantize import METHODS
+
+    if calibrate_method not in METHODS:
+        raise UsageError(f"--calibrate-method must be one of {', '.join(METHODS)}, got {calibrate_method!r}")
+    if not model.exists():
+        raise UsageError(f"--model {model}: no such file (train one with `cifar-pack train` first)")
+    from .export import export_onnx
+
+    result = export_onnx(
+        model, output, opset=opset, data=data, parity_samples=parity_samples, atol=atol, int8=int8,
+        calibration_samples=calibration_samples, calibrate_method=calibrate_method,
+        max_accuracy_drop=max_accuracy_drop,
+    ).to_json()
+    p = result["parity"]
+    text = (
+        f"wrote {result['onnx']} (parity on {p['samples']} {p['inputs']}: max abs diff {p['max_abs_diff']:.2g}, "
+        f"top-1 agreement {p['top1_agreement']:.0%})"
+    )
+    if result["int8"]:
+        r = result["int8_report"]
+        text += (
+            f"\nwrote {result['int8']} (accuracy {r['int8_accuracy']:.4f} vs {r['float32_accuracy']:.4f}, "
+            f"drop {r['accuracy_drop_points']:.2f} points; {r['speedup_batch256']:.2f}x at batch 256, "
+            f"{r['speedup_batch1']:.2f}x at batch 1)"
+        )
+    emit(result, as_json, text)
+
+
+@app.command()
+@command
+def info(
+    model: Annotated[Optional[Path], typer.Argument(help="ONNX model (default: the one `cifar-pack predict` uses).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print an ONNX model's input/output contract and its metadata."""
+    from .predict import describe_model
+
+    result = describe_model(model)
+    if as_json:
+        emit(result, True)
+        return
+    typer.echo(f"model: {result['path']}")
+    for kind in ("inputs", "outputs"):
+        for io in result[kind]:
+            typer.echo(f"{kind[:-1]}: {io['name']} {io['type']} {io['shape']}")
+    for key, value in result["metadata"].items():
+        typer.echo(f"{key}: {json.dumps(value)}")

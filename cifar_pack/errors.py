@@ -22,7 +22,14 @@ class ExportError(CifarPackError):
 
 
 class ParityError(ExportError):
-    """onnxruntime does not compute what Keras computes (or int8 lost too much accuracy)."""
+    """onnxruntime does not compute what Keras computes (or int8 lost too much accuracy).
+
+    ``report`` holds the measured figures, for ``--json`` output and tests.
+    """
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
 
 
 class InputError(CifarPackError):

@@ -1,0 +1,350 @@
+"""Export stage: Keras (.keras / .h5) -> self-describing ONNX, gated by parity, optionally int8.
+
+The graph contract (docs/embedding.md): one input ``images`` uint8 [N, 32, 32, 3] RGB NHWC with
+N dynamic; cast and scaling inside the graph; one output ``probabilities`` float32 [N, C].
+Metadata (``metadata_props``, each value JSON) says the rest; the same content is written to a
+sidecar ``<output>.json`` for runtimes that cannot read custom metadata (onnxruntime-web).
+
+tf2onnx's ``convert.from_keras`` fails on Keras 3 models (KeyError 'keras_tensor_...', tf2onnx
+issue #2319), so the model is wrapped in a ``tf.function`` with a uint8 signature and converted
+with ``convert.from_function``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from . import data as data_mod
+from .config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from .errors import DataError, ExportError, ModelError
+from .fileio import package_versions, sha256_file, write_bytes_atomic, write_json_atomic
+from .parity import ParityReport, check_parity
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+
+
+@dataclass
+class ExportResult:
+    onnx: Path
+    parity: ParityReport
+    int8: Path | None
+    int8_report: dict | None
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {
+            "onnx": str(self.onnx),
+            "int8": str(self.int8) if self.int8 else None,
+            "parity": self.parity.to_json(),
+            "int8_report": self.int8_report,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def export_onnx(
+    model_path: str | Path,
+    output: str | Path | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    data: str | None = None,
+    parity_samples: int = 1000,
+    atol: float = 1e-5,
+    int8: bool = False,
+    calibration_samples: int = 400,
+    calibrate_method: str = "minmax",
+    max_accuracy_drop: float = 1.0,
+    eval_samples: int | None = None,
+) -> ExportResult:
+    """Convert a Keras image classifier to ONNX and prove it computes what Keras computes.
+
+    Args:
+        model_path: ``.keras`` or Keras 2 ``.h5`` full model with a (32, 32, 3) input.
+        output: ONNX path; default ``model_path`` with ``.onnx``.
+        opset: ONNX opset for tf2onnx.
+        data: a ``data.load`` source for parity (and int8 calibration/accuracy); default: the
+            training run's manifest beside the model, else random inputs (reported as such).
+        parity_samples: at most this many images are compared (default 1,000).
+        atol: max abs difference allowed between Keras and onnxruntime probabilities.
+        int8: also write ``<stem>.int8.onnx`` (static QDQ quantization), gated on accuracy.
+        calibration_samples, calibrate_method, max_accuracy_drop, eval_samples: int8 settings.
+
+    Returns:
+        ExportResult: paths and reports.
+
+    Raises:
+        ModelError: the file is not a usable image classifier. ParityError: the gate failed (no
+        file is left at ``output``). ExportError: conversion or quantization failed.
+
+    Example:
+        >>> export_onnx("artifacts/model.keras", int8=True).onnx
+        PosixPath('artifacts/model.onnx')
+    """
+    started = time.perf_counter()
+    model_path = Path(model_path)
+    output = Path(output) if output else model_path.with_suffix(".onnx")
+    model = load_keras_model(model_path)
+    num_classes = check_classifier(model, model_path)
+    manifest = read_manifest(model_path)
+    model, was_mixed = float32_copy(model)
+    softmax_added = not ends_in_softmax(model)
+
+    parity_images, inputs_desc, dataset = parity_inputs(data, manifest, parity_samples)
+    class_names = resolve_class_names(num_classes, manifest, dataset, model_path)
+
+    onnx_model = convert(model, opset, softmax_added)
+    keras_fn = keras_probabilities(model, softmax_added)
+    report = check_parity(keras_fn, onnx_model.SerializeToString(), parity_images, atol, inputs_desc)
+    log.info(
+        "parity passed on %d %s: max abs diff %.2g, top-1 agreement %.0f%%",
+        report.samples, inputs_desc, report.max_abs_diff, 100 * report.top1_agreement,
+    )
+
+    metadata = build_metadata(model_path, class_names, manifest, report, opset, softmax_added, was_mixed)
+    set_metadata(onnx_model, metadata)
+    write_bytes_atomic(output, onnx_model.SerializeToString())
+    write_json_atomic(sidecar_path(output), metadata)
+
+    int8_path, int8_report = None, None
+    if int8:
+        from .quantize import quantize_int8
+
+        int8_path, int8_report = quantize_int8(
+            output, dataset, manifest, metadata,
+            calibration_samples=calibration_samples, method=calibrate_method,
+            max_accuracy_drop=max_accuracy_drop, eval_samples=eval_samples,
+        )
+    return ExportResult(output, report, int8_path, int8_report, time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and checking the Keras model
+
+
+def load_keras_model(path: Path):
+    """Load a ``.keras`` or ``.h5`` model for inference; one-line ``ModelError`` on any failure."""
+    import keras
+
+    if not path.exists():
+        raise ModelError(f"{path}: no such file")
+    if path.suffix not in (".keras", ".h5", ".hdf5"):
+        raise ModelError(f"{path}: expected a Keras model file (.keras or .h5), got '{path.suffix or 'no suffix'}'")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, KeyError... for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable Keras model ({first[:200]})") from None
+
+
+def check_classifier(model, path: Path) -> int:
+    """Input must be (None, 32, 32, 3); output (None, C) with C >= 2. Returns C."""
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+    in_shape, out_shape = tuple(inputs[0].shape[1:]), tuple(outputs[0].shape[1:])
+    if in_shape != INPUT_SHAPE:
+        raise ModelError(f"{path}: input shape is {in_shape}, expected {INPUT_SHAPE} (32x32 RGB, channels last)")
+    if len(out_shape) != 1 or (out_shape[0] or 0) < 2:
+        raise ModelError(f"{path}: output shape is {out_shape}, expected a class vector (C,) with C >= 2")
+    return int(out_shape[0])
+
+
+def float32_copy(model):
+    """A model trained under ``mixed_bfloat16`` is rebuilt in float32 with the same weights.
+
+    Returns (model, was_mixed). Weights are float32 variables under a mixed policy already, so
+    the copy is exact; only the compute dtype changes.
+    """
+    import keras
+
+    mixed = any(getattr(layer.dtype_policy, "compute_dtype", "float32") != "float32" for layer in model.layers)
+    if not mixed:
+        return model, False
+
+    def as_float32(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=as_float32)
+    clone.set_weights(model.get_weights())
+    return clone, True
+
+
+def ends_in_softmax(model) -> bool:
+    """True when the last layer is a softmax (an Activation/Softmax layer or activation='softmax')."""
+    last = model.layers[-1]
+    config = last.get_config()
+    if type(last).__name__ == "Softmax":
+        return True
+    activation = config.get("activation")
+    return activation == "softmax" or (isinstance(activation, dict) and activation.get("config", {}).get("name") == "softmax")
+
+
+def keras_probabilities(model, softmax_added: bool):
+    """(N, 32, 32, 3) uint8 -> (N, C) float32, the exact function the ONNX graph must reproduce."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def run(images):
+        out = model(tf.cast(images, tf.float32), training=False)
+        return tf.nn.softmax(out) if softmax_added else out
+
+    return lambda images: run(images).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion and metadata
+
+
+def convert(model, opset: int, softmax_added: bool):
+    """tf2onnx ``from_function`` on a uint8 serving function; returns a checked ``onnx.ModelProto``."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8, name=INPUT_NAME)
+
+    @tf.function(input_signature=[spec])
+    def serve(images):
+        out = model(tf.cast(images, tf.float32), training=False)
+        return {OUTPUT_NAME: tf.nn.softmax(out) if softmax_added else out}
+
+    try:
+        onnx_model, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+    except Exception as exc:  # tf2onnx raises many unrelated types
+        raise ExportError(f"tf2onnx could not convert the model at opset {opset}: {exc}") from None
+    # tf2onnx names the dynamic batch dimension "unk__NN"; embedders read "N" more easily.
+    for value in (*onnx_model.graph.input, *onnx_model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "N"
+    try:
+        onnx.checker.check_model(onnx_model)
+        onnx_model = onnx.shape_inference.infer_shapes(onnx_model, strict_mode=True)
+    except Exception as exc:
+        raise ExportError(f"the converted graph fails onnx.checker/shape inference: {exc}") from None
+    return onnx_model
+
+
+def build_metadata(model_path, class_names, manifest, parity, opset, softmax_added, was_mixed) -> dict:
+    """Everything an embedding app needs besides the graph, as plain JSON-able values."""
+    training = None
+    if manifest:
+        training = {
+            "data_source": manifest["data"]["source"],
+            "data_sha256": manifest["data"].get("sha256"),
+            "epochs": len(manifest.get("history", [])) or manifest["config"]["epochs"],
+            "recipe": manifest["config"].get("recipe"),
+            "precision": manifest.get("precision"),
+            "best_epoch": manifest["metrics"].get("best_epoch"),
+            "val_accuracy": manifest["metrics"].get("best_val_accuracy"),
+            "test_accuracy": manifest["metrics"].get("test_accuracy"),
+        }
+    versions = package_versions("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx")
+    versions["cifar-pack"] = __version__
+    versions["opset"] = opset
+    return {
+        "class_names": list(class_names),
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "shape": ["N", *INPUT_SHAPE],
+            "color": "RGB",
+            "value_range": [0, 255],
+            "preprocessing": "none outside the graph: cast and scaling happen inside",
+            "resize": "squash the whole image to 32x32 (aspect ratio not kept) with Pillow BILINEAR "
+            "(antialiased when shrinking); alpha composited on white; EXIF orientation applied first",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "dtype": "float32",
+            "shape": ["N", len(class_names)],
+            "meaning": "class probabilities (softmax), summing to 1 per row",
+            "softmax_added_by_export": softmax_added,
+        },
+        "source_sha256": sha256_file(model_path),
+        "source_file": model_path.name,
+        "exported_in_float32_from_mixed_precision": was_mixed,
+        "training": training,
+        "parity": parity.to_json(),
+        "versions": versions,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def set_metadata(onnx_model, metadata: dict) -> None:
+    del onnx_model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx_model.producer_name = "cifar-pack"
+    onnx_model.producer_version = __version__
+    onnx_model.doc_string = "uint8 [N,32,32,3] RGB images -> float32 [N,C] probabilities; see metadata"
+
+
+def sidecar_path(onnx_path: Path) -> Path:
+    return Path(f"{onnx_path}.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# Where parity images and class names come from
+
+
+def read_manifest(model_path: Path) -> dict | None:
+    """The training run's manifest beside the model (``cifar-pack train`` writes it), if any."""
+    path = model_path.parent / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        history = model_path.parent / "history.json"
+        if history.exists():
+            manifest["history"] = json.loads(history.read_text())
+        return manifest if manifest.get("model") == model_path.name else None
+    except (ValueError, KeyError):
+        log.warning("ignoring unreadable %s", path)
+        return None
+
+
+def parity_inputs(data: str | None, manifest: dict | None, samples: int):
+    """(images (N, 32, 32, 3) uint8, description, Dataset or None).
+
+    ``--data``: up to ``samples`` images drawn from all of its splits. Else the validation
+    images of the training run in the manifest. Else random pixels, said in capitals.
+    """
+    rng = np.random.default_rng(0)
+    dataset = None
+    if data is not None:
+        dataset = data_mod.load(data)
+        pool = np.concatenate([x for x, _ in dataset.splits.values()])
+        pick = rng.choice(len(pool), size=min(samples, len(pool)), replace=False)
+        return pool[np.sort(pick)], f"real images from {data}", dataset
+    if manifest:
+        try:
+            dataset = data_mod.load(manifest["data"]["source"])
+            _, x_val, _ = data_mod.select(
+                dataset, "val", manifest["data"]["validation_split"], manifest["data"]["split_seed"]
+            )
+            pick = rng.choice(len(x_val), size=min(samples, len(x_val)), replace=False)
+            return x_val[np.sort(pick)], "validation images of the training run", dataset
+        except DataError as exc:
+            log.warning("training data of the manifest is not available (%s)", exc)
+    log.warning("NO REAL IMAGES AVAILABLE: parity uses random inputs; pass --data for a real check")
+    images = rng.integers(0, 256, size=(min(samples, 256), *INPUT_SHAPE), dtype=np.uint8)
+    return images, "RANDOM INPUTS (no real images were available)", None
+
+
+def resolve_class_names(num_classes: int, manifest, dataset, model_path: Path) -> list[str]:
+    for names in (manifest and manifest.get("class_names"), dataset and dataset.class_names):
+        if names and len(names) == num_classes:
+            return list(names)
+    log.warning("%s: no class names found (no manifest, no matching --data); using indices", model_path)
+    return [str(i) for i in range(num_classes)]
