@@ -1,3 +1,16 @@
-"""cifar-pack: train a Keras CIFAR-style classifier, export it to ONNX, predict with onnxruntime."""
+"""cifar-pack: train a Keras CIFAR-style classifier, export it to ONNX, predict with onnxruntime.
+
+Only the runtime is imported here: ``from cifar_pack import Predictor`` never loads TensorFlow.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["Predictor", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy, so that `import cifar_pack` (and the CLI's start-up) costs nothing until needed.
+    if name == "Predictor":
+        from .predict import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'cifar_pack' has no attribute {name!r}")

@@ -235,5 +235,135 @@ def info(
     for kind in ("inputs", "outputs"):
         for io in result[kind]:
             typer.echo(f"{kind[:-1]}: {io['name']} {io['type']} {io['shape']}")
-    for key, value in result["metadata"].items():
+    for key, value in sorted(result["metadata"].items()):
         typer.echo(f"{key}: {json.dumps(value)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+
+
+@app.command()
+@command
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, directories (recursive) or glob patterns.")],
+    model: Annotated[Optional[Path], typer.Option("--model", help="ONNX model (default: artifacts/model.onnx, else the bundled model).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Also list the K most likely classes.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per onnxruntime call.")] = 256,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, rocm, coreml, dml, openvino (strict unless auto).")] = "auto",
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="onnxruntime intra-op threads.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify images with onnxruntime (TensorFlow is never loaded). Exit 1 if any input failed."""
+    from .images import find_images
+    from .predict import Predictor
+
+    predictor = Predictor(model, device=device, threads=threads)
+    typer.echo(f"model: {predictor.path} on {predictor.device}", err=True)
+    paths = find_images(inputs)
+    if not paths:
+        raise UsageError(f"no images found in: {' '.join(inputs)}")
+    results, failed = [], 0
+    with _progress(len(paths), enabled=len(paths) >= 500) as advance:
+        for result in predictor.predict_files(paths, top_k=top_k, batch_size=batch_size, on_batch=advance):
+            if "error" in result:
+                failed += 1
+                typer.echo(f"error: {result['error']}", err=True)
+            elif not as_json:
+                typer.echo(_prediction_line(result, top_k))
+            results.append(result)
+    if as_json:
+        emit(results, True)
+    if failed:
+        typer.echo(f"{failed} of {len(paths)} inputs failed", err=True)
+        raise typer.Exit(1)
+
+
+def _prediction_line(result: dict, top_k: int) -> str:
+    line = f"{result['path']}\t{result['label']}\t{result['probability']:.4f}"
+    if top_k > 1:
+        line += "\t" + ", ".join(f"{t['label']} {t['probability']:.4f}" for t in result["top_k"])
+    return line
+
+
+class _progress:
+    """A rich progress bar on stderr for long runs; a no-op for short ones."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.bar = total, enabled and sys.stderr.isatty(), None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("predicting", total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate / benchmark
+
+
+@app.command()
+@command
+def evaluate(
+    data: DataOpt = "cifar10",
+    model: Annotated[Optional[Path], typer.Option("--model", help=".onnx (onnxruntime only) or .keras/.h5; default as predict.")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="train, val (the training run's validation split) or test (default when present).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for report.json and confusion.png.")] = Path("artifacts/eval"),
+    model_card: Annotated[Optional[Path], typer.Option("--model-card", help="Also write a Markdown model card here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Accuracy, per-class precision/recall, confusion matrix (PNG) and class balance on a labelled set."""
+    if split is not None and split not in ("train", "val", "test"):
+        raise UsageError(f"--split must be train, val or test, got {split!r}")
+    from .evaluate import evaluate as run_evaluation
+
+    report = run_evaluation(model, data, split, out, model_card)
+    if as_json:
+        emit(report, True)
+        return
+    typer.echo(f"{report['model']} on {report['data']} [{report['split']}]: accuracy {report['accuracy']:.4f} "
+               f"({report['samples']} images)")
+    for name, m in report["per_class"].items():
+        typer.echo(f"  {name:<14} precision {m['precision']:.3f}  recall {m['recall']:.3f}  support {m['support']}")
+    typer.echo(f"confusion matrix: {report['confusion_png']}")
+    if report.get("model_card"):
+        typer.echo(f"model card: {report['model_card']}")
+
+
+@app.command()
+@command
+def benchmark(
+    model: Annotated[Path, typer.Option("--model", help="Keras model; its .onnx and .int8.onnx are exported if missing.")] = Path("artifacts/model.keras"),
+    data: Annotated[Optional[str], typer.Option("--data", help="Labelled images (default: the training run's validation split).")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Images for the accuracy column.")] = 2000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare Keras, ONNX float32 and ONNX int8: size, accuracy, latency, throughput."""
+    if not model.exists():
+        raise UsageError(f"--model {model}: no such file (train one with `cifar-pack train` first)")
+    from .benchmark import run_benchmark
+
+    result = run_benchmark(model, data, samples)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['machine']['model']}, {result['machine']['cores']} cores, {' '.join(result['machine']['flags'])}")
+    for column in ("format", "size MB", "top-1", "p50 ms (batch 1)", "images/s (batch 256)", "speedup vs Keras"):
+        table.add_column(column, justify="left" if column == "format" else "right")
+    for r in result["rows"]:
+        table.add_row(r["format"], f"{r['size_mb']:.2f}", f"{r['accuracy']:.4f}", f"{r['latency_ms_p50']:.3f}",
+                      f"{r['throughput_batch256']:.0f}", f"{r['speedup_vs_keras']:.2f}x")
+    Console(stderr=as_json).print(table)
+    Console(stderr=as_json).print(f"method: {result['method']}")
+    if as_json:
+        emit(result, True)

@@ -240,6 +240,8 @@ def build_metadata(model_path, class_names, manifest, parity, opset, softmax_add
         training = {
             "data_source": manifest["data"]["source"],
             "data_sha256": manifest["data"].get("sha256"),
+            "validation_split": manifest["data"].get("validation_split"),
+            "split_seed": manifest["data"].get("split_seed"),
             "epochs": len(manifest.get("history", [])) or manifest["config"]["epochs"],
             "recipe": manifest["config"].get("recipe"),
             "precision": manifest.get("precision"),
@@ -329,7 +331,7 @@ def parity_inputs(data: str | None, manifest: dict | None, samples: int):
         return pool[np.sort(pick)], f"real images from {data}", dataset
     if manifest:
         try:
-            dataset = data_mod.load(manifest["data"]["source"])
+            dataset = data_mod.load(manifest["data"].get("path") or manifest["data"]["source"])
             _, x_val, _ = data_mod.select(
                 dataset, "val", manifest["data"]["validation_split"], manifest["data"]["split_seed"]
             )

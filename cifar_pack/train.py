@@ -187,7 +187,12 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool
         "config": config.to_dict(),
         "precision": precision,
         "strategy": config.strategy,
-        "data": dataset.describe() | {"validation_split": config.validation_split, "split_seed": config.seed},
+        "data": dataset.describe() | {
+            # Absolute too, so that export/evaluate find the data from any working directory.
+            "path": source if source == "cifar10" else str(Path(source).resolve()),
+            "validation_split": config.validation_split,
+            "split_seed": config.seed,
+        },
         "class_names": dataset.class_names,
         "versions": package_versions(),
         "metrics": {
@@ -385,7 +390,8 @@ def save_model(model: keras.Model, path: Path, include_optimizer: bool = True) -
         else:
             # An uncompiled copy: no optimizer state, so the deployable file is a third the size
             # (the .keras format takes no include_optimizer flag).
-            clone = keras.models.clone_model(model)
+            # (clone_model would copy the compiled optimizer along; from_config does not.)
+            clone = type(model).from_config(model.get_config())
             clone.set_weights(model.get_weights())
             clone.save(tmp)
 

@@ -1,0 +1,261 @@
+"""Runtime: ``Predictor`` on onnxruntime alone. Never imports tensorflow, keras or tf2onnx.
+
+>>> from cifar_pack import Predictor
+>>> p = Predictor()                                  # artifacts/model.onnx, else the bundled model
+>>> p.predict("cat.png", top_k=3)[0]["label"]
+'cat'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import images as img_mod
+from .config import INPUT_SHAPE
+from .errors import CifarPackError, InputError, ModelError, UsageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path("artifacts/model.onnx")
+BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "cifar10.onnx"
+
+# --device names -> onnxruntime execution providers, in the order "auto" prefers them.
+DEVICE_PROVIDERS = {
+    "cuda": "CUDAExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """``model`` if given; else ``artifacts/model.onnx`` if it exists; else the bundled model."""
+    if model is not None:
+        path = Path(model)
+        if not path.exists():
+            raise ModelError(f"{path}: no such model file")
+        return path
+    for candidate in (DEFAULT_MODEL, BUNDLED_MODEL):
+        if candidate.exists():
+            return candidate
+    raise ModelError(
+        f"no model: {DEFAULT_MODEL} does not exist and no bundled model is installed; "
+        "train and export one (cifar-pack train && cifar-pack export --onnx) or pass --model"
+    )
+
+
+def choose_providers(device: str, available: list[str]) -> list[str]:
+    """Providers for ``device``: "auto" takes the first accelerated one present, else CPU.
+
+    A named device is strict: if its provider is not available this raises ``UsageError``
+    instead of silently falling back to the CPU.
+    """
+    device = device.lower()
+    if device == "auto":
+        for name in DEVICE_PROVIDERS.values():
+            if name in available and name != "CPUExecutionProvider":
+                return [name, "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+    provider = DEVICE_PROVIDERS.get(device, device)
+    if provider not in DEVICE_PROVIDERS.values() and provider not in available:
+        raise UsageError(f"--device {device!r}: unknown; use auto, {', '.join(DEVICE_PROVIDERS)} or a provider name")
+    if provider not in available:
+        hint = " (install the GPU build: pip install 'cifar-pack[gpu]')" if device == "cuda" else ""
+        raise UsageError(
+            f"--device {device}: {provider} is not available in this onnxruntime "
+            f"(available: {', '.join(available)}){hint}"
+        )
+    return [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+
+
+class Predictor:
+    """Classify images with an exported cifar-pack ONNX model on onnxruntime.
+
+    Args:
+        model: path to an ``.onnx`` file; ``None`` = ``artifacts/model.onnx``, else the bundled model.
+        device: "auto" (CUDA or another accelerator when present, else CPU), "cpu", "cuda", ...
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice, all cores).
+
+    Raises:
+        ModelError: missing/corrupt file, or a graph that does not take uint8 [N, 32, 32, 3].
+        UsageError: the requested device is not available.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = resolve_model(model)
+        providers = choose_providers(device, ort.get_available_providers())
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({first})") from None
+        if device != "auto" and self.session.get_providers()[0] != providers[0]:
+            raise UsageError(f"--device {device}: {providers[0]} failed to initialise (see onnxruntime's log)")
+        self.provider = self.session.get_providers()[0]
+        self.input_name, self.num_classes = _check_contract(self.session, self.path)
+        self.metadata = read_metadata(self.session, self.path)
+        names = self.metadata.get("class_names")
+        if not (isinstance(names, list) and len(names) == self.num_classes):
+            log.warning("%s: no class names in metadata or sidecar JSON; labels are class indices", self.path)
+            names = [str(i) for i in range(self.num_classes)]
+        self.class_names: list[str] = [str(n) for n in names]
+
+    @property
+    def device(self) -> str:
+        """The device onnxruntime actually runs on, e.g. "cpu" or "cuda"."""
+        for name, provider in DEVICE_PROVIDERS.items():
+            if provider == self.provider:
+                return name
+        return self.provider
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 (N, 32, 32, 3) RGB -> float32 (N, C) probabilities."""
+        batch = np.asarray(batch)
+        if batch.ndim == 3:
+            batch = batch[None]
+        if batch.dtype != np.uint8 or batch.shape[1:] != INPUT_SHAPE:
+            raise InputError(f"predict_proba expects uint8 (N, 32, 32, 3), got {batch.dtype} {batch.shape}")
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]
+
+    def predict(self, inputs, top_k: int = 1, batch_size: int = 256) -> list[dict]:
+        """Classify paths, PIL images or numpy arrays (one HWC image, a list, or an NHWC batch).
+
+        Returns one dict per image: ``{"label", "index", "probability", "top_k": [{"label", "index",
+        "probability"}, ...]}``. Raises ``InputError`` naming the first input that cannot be read.
+        """
+        arrays = [self._to_array(item, i) for i, item in enumerate(_as_items(inputs))]
+        if not arrays:
+            return []
+        batch = np.stack(arrays)
+        probs = np.concatenate([self.predict_proba(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
+        return [self.describe(row, top_k) for row in probs]
+
+    def predict_files(
+        self,
+        paths: list[Path],
+        top_k: int = 1,
+        batch_size: int = 256,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> Iterator[dict]:
+        """Yield ``{"path", ...prediction}`` or ``{"path", "error"}`` for each file, in order.
+
+        Decoding runs in a thread pool one batch ahead of inference (Pillow and onnxruntime both
+        release the GIL), so decoding and the model overlap. Bad files never stop the others.
+        """
+        chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+        workers = max(1, min(4, os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers) as pool:
+            pending = pool.submit(_decode_chunk, pool, chunks[0]) if chunks else None
+            for index, chunk in enumerate(chunks):
+                decoded = pending.result()
+                pending = pool.submit(_decode_chunk, pool, chunks[index + 1]) if index + 1 < len(chunks) else None
+                good = [(p, a) for p, a in zip(chunk, decoded) if isinstance(a, np.ndarray)]
+                probs = self.predict_proba(np.stack([a for _, a in good])) if good else []
+                rows = iter(probs)
+                for path, arr in zip(chunk, decoded):
+                    if isinstance(arr, np.ndarray):
+                        yield {"path": str(path)} | self.describe(next(rows), top_k)
+                    else:
+                        yield {"path": str(path), "error": arr}
+                if on_batch:
+                    on_batch(len(chunk))
+
+    def describe(self, probs: np.ndarray, top_k: int = 1) -> dict:
+        order = np.argsort(-probs, kind="stable")[: max(1, min(top_k, len(probs)))]
+        top = [{"label": self.class_names[i], "index": int(i), "probability": float(probs[i])} for i in order]
+        return {**top[0], "top_k": top}
+
+    def _to_array(self, item, position: int) -> np.ndarray:
+        from PIL import Image
+
+        if isinstance(item, (str, os.PathLike)):
+            return img_mod.load_image(item)
+        if isinstance(item, Image.Image):
+            return img_mod.to_model_input(item)
+        if isinstance(item, np.ndarray):
+            return img_mod.array_to_model_input(item, name=f"input {position}")
+        raise InputError(f"input {position}: expected a path, PIL image or numpy array, got {type(item).__name__}")
+
+
+def _as_items(inputs) -> list:
+    if isinstance(inputs, np.ndarray):
+        return list(inputs) if inputs.ndim == 4 else [inputs]
+    if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Iterable):
+        return [inputs]
+    return list(inputs)
+
+
+def _decode_chunk(pool: ThreadPoolExecutor, paths: list[Path]) -> list:
+    def one(path):
+        try:
+            return img_mod.load_image(path)
+        except CifarPackError as exc:
+            return str(exc)
+        except MemoryError:
+            return f"{path}: out of memory while decoding"
+
+    return list(map(one, paths))
+
+
+def _check_contract(session, path: Path) -> tuple[str, int]:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise ModelError(f"{path}: expected one input, found {len(inputs)}")
+    inp, out = inputs[0], outputs[0]
+    if inp.type != "tensor(uint8)" or list(inp.shape[1:]) != list(INPUT_SHAPE):
+        raise ModelError(
+            f"{path}: input '{inp.name}' is {inp.type} {inp.shape}; cifar-pack models take uint8 [N, 32, 32, 3] "
+            "(export with cifar-pack export --onnx)"
+        )
+    if len(out.shape) != 2 or not isinstance(out.shape[1], int) or out.shape[1] < 2:
+        raise ModelError(f"{path}: output '{out.name}' has shape {out.shape}, expected [N, num_classes]")
+    return inp.name, int(out.shape[1])
+
+
+def read_metadata(session, path: Path) -> dict:
+    """JSON-decoded ``metadata_props``; falls back to the sidecar ``<model>.json``."""
+    raw = session.get_modelmeta().custom_metadata_map
+    meta = {}
+    for key, value in raw.items():
+        try:
+            meta[key] = json.loads(value)
+        except ValueError:
+            meta[key] = value
+    if "class_names" not in meta:
+        sidecar = Path(f"{path}.json")
+        if sidecar.exists():
+            try:
+                meta = json.loads(sidecar.read_text()) | meta
+            except ValueError:
+                log.warning("%s: sidecar is not valid JSON; ignored", sidecar)
+    return meta
+
+
+def describe_model(model: str | os.PathLike | None = None) -> dict:
+    """``{"path", "inputs", "outputs", "metadata"}`` for ``cifar-pack info``."""
+    predictor = Predictor(model, device="cpu")
+    session = predictor.session
+
+    def io(values):
+        return [{"name": v.name, "type": v.type, "shape": [d if isinstance(d, int) else str(d) for d in v.shape]} for v in values]
+
+    return {
+        "path": str(predictor.path),
+        "inputs": io(session.get_inputs()),
+        "outputs": io(session.get_outputs()),
+        "metadata": predictor.metadata,
+    }
