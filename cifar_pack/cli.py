@@ -70,7 +70,10 @@ def _setup_logging() -> None:
 
 
 def command(fn):
-    """Wrap a command: logging set-up, one-line errors, exit codes (1 error, 2 usage, 130 Ctrl-C)."""
+    """Wrap a command: logging set-up, one-line errors, exit codes (1 error, 2 usage, 130 Ctrl-C).
+
+    Tracebacks are kept for bugs (anything that is not a CifarPackError) and for --debug.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -81,7 +84,7 @@ def command(fn):
             if _state["debug"]:
                 raise
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             if _state["debug"]:
                 raise

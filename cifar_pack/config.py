@@ -54,10 +54,10 @@ class TrainConfig:
     batch_size: int = 128
     optimizer: str = "adamw"
     learning_rate: float = 2e-3
-    weight_decay: float = 0.05
+    weight_decay: float = 0.01
     schedule: str = "onecycle"
     warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.0
     augment: Augment = field(default_factory=Augment)
     validation_split: float = 0.2
     seed: int = 1337
@@ -99,11 +99,13 @@ SEED_RECIPE = TrainConfig(
 )
 
 # Same architecture, a schedule and an augmentation sized for a 20-epoch budget: AdamW with a
-# one-cycle (warm-up + cosine) learning rate, flips and small shifts (the classic pad-and-crop),
-# label smoothing, bf16 compute where the CPU has it. Chosen on the validation split only.
+# one-cycle (warm-up + cosine) learning rate, batch 64 (twice the updates of the notebook's 128),
+# flips and small reflected shifts, bf16 compute where the CPU has it. Chosen on the validation
+# split only: run 1 (batch 128, shifts 0.125, label smoothing 0.1, wd 0.05) underfit at 78.7%.
 DEFAULT_RECIPE = TrainConfig(
     recipe="default",
-    augment=Augment(width_shift=0.125, height_shift=0.125, horizontal_flip=True, fill_mode="reflect"),
+    batch_size=64,
+    augment=Augment(width_shift=0.1, height_shift=0.1, horizontal_flip=True, fill_mode="reflect"),
 )
 
 RECIPES = {"default": DEFAULT_RECIPE, "seed": SEED_RECIPE}

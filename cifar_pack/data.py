@@ -385,7 +385,9 @@ def _content_key(path: Path) -> str:
         return sha256_file(path)
     digest = hashlib.sha256()
     for p in sorted(path.rglob("*")):
-        if p.is_file():
+        if p.is_dir():  # folders count too: an added empty class folder must not hit the cache
+            digest.update(p.relative_to(path).as_posix().encode() + b"/\0")
+        elif p.is_file():
             digest.update(p.relative_to(path).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(p.read_bytes()).digest())
     return digest.hexdigest()

@@ -8,6 +8,8 @@ is a bug and keeps its traceback. Messages name the file or option and say what 
 class CifarPackError(Exception):
     """Base class for every error a user can cause (bad data, bad model, bad option)."""
 
+    exit_code = 1
+
 
 class DataError(CifarPackError):
     """A data source is missing, corrupt, hostile or has an unexpected layout."""
@@ -38,3 +40,11 @@ class InputError(CifarPackError):
 
 class UsageError(CifarPackError):
     """An option value is invalid (the CLI reports it as a usage error, exit 2)."""
+
+    exit_code = 2
+
+
+class Interrupted(CifarPackError):
+    """Ctrl-C during a long job; the message says what was kept and how to resume (exit 130)."""
+
+    exit_code = 130

@@ -193,7 +193,7 @@ def keras_probabilities(model, softmax_added: bool):
     """(N, 32, 32, 3) uint8 -> (N, C) float32, the exact function the ONNX graph must reproduce."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8)])
     def run(images):
         out = model(tf.cast(images, tf.float32), training=False)
         return tf.nn.softmax(out) if softmax_added else out

@@ -24,7 +24,7 @@ import keras
 
 from . import data as data_mod
 from .config import TrainConfig
-from .errors import CifarPackError, UsageError
+from .errors import Interrupted, UsageError
 from .fileio import atomic_path, package_versions, write_json_atomic
 from .model import build_model
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "train_state.json"
 
 
-class TrainingInterrupted(CifarPackError):
+class TrainingInterrupted(Interrupted):
     """Ctrl-C during fit; the message says where the best checkpoint is and how to resume."""
 
 
@@ -117,7 +117,18 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool
 
     keras.utils.set_random_seed(config.seed)
     precision = resolve_precision(config.precision)
+    previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(precision)
+    try:
+        return _fit(out, source, config, state, dataset, precision,
+                    (x_train, y_train, x_val, y_val), num_classes)
+    finally:
+        # The policy is process-global: leave it as we found it for the caller's next model.
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def _fit(out, source, config, state, dataset, precision, arrays, num_classes) -> TrainResult:
+    x_train, y_train, x_val, y_val = arrays
     strategy = make_strategy(config.strategy)
     steps_per_epoch = int(np.ceil(len(y_train) / config.batch_size))
 

@@ -1,0 +1,253 @@
+"""Every data layout, written by the tests themselves, plus hostile and broken ones."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cifar_pack import data
+from cifar_pack.config import CIFAR10_CLASSES
+from cifar_pack.errors import DataError
+
+from .conftest import assert_one_line_error, make_images, run_cli, write_class_folders
+
+
+def _release_arrays(n_per_batch=20, batches=2, seed=0):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for b in range(batches + 1):  # the last one is the test batch
+        x = rng.integers(0, 256, size=(n_per_batch, 32, 32, 3), dtype=np.uint8)
+        y = rng.integers(0, 10, size=n_per_batch)
+        parts.append((x, y))
+    return parts
+
+
+def write_python_release(root: Path, parts, as_tar: bool) -> Path:
+    """The Toronto layout: cifar-10-batches-py/{data_batch_N, test_batch, batches.meta} pickles."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i + 1}" for i in range(len(parts) - 1)] + ["test_batch"]
+    for name, (x, y) in zip(names, parts):
+        rows = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # NHWC -> the release's NCHW rows
+        entry = {b"batch_label": name.encode(), b"labels": [int(v) for v in y], b"data": rows,
+                 b"filenames": [f"{i}.png".encode() for i in range(len(x))]}
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+    meta = {b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_cases_per_batch": len(parts[0][0])}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    if not as_tar:
+        return folder
+    archive = root / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    return archive
+
+
+def write_binary_release(root: Path, parts, as_tar: bool) -> Path:
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i + 1}.bin" for i in range(len(parts) - 1)] + ["test_batch.bin"]
+    for name, (x, y) in zip(names, parts):
+        rows = np.concatenate([y.astype(np.uint8)[:, None], x.transpose(0, 3, 1, 2).reshape(len(x), -1)], axis=1)
+        (folder / name).write_bytes(rows.tobytes())
+    (folder / "batches.meta.txt").write_text("\n".join(CIFAR10_CLASSES) + "\n\n")
+    if not as_tar:
+        return folder
+    archive = root / "cifar-10-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-bin")
+    return archive
+
+
+@pytest.mark.parametrize("as_tar", [True, False], ids=["tar.gz", "dir"])
+@pytest.mark.parametrize("writer", [write_python_release, write_binary_release], ids=["python", "binary"])
+def test_official_releases_round_trip(tmp_path, writer, as_tar):
+    parts = _release_arrays()
+    ds = data.load(writer(tmp_path, parts, as_tar))
+    x_train, y_train = ds.split("train")
+    x_test, y_test = ds.split("test")
+    np.testing.assert_array_equal(x_train, np.concatenate([parts[0][0], parts[1][0]]))
+    np.testing.assert_array_equal(y_train, np.concatenate([parts[0][1], parts[1][1]]))
+    np.testing.assert_array_equal(x_test, parts[2][0])
+    np.testing.assert_array_equal(y_test, parts[2][1])
+    assert ds.class_names == list(CIFAR10_CLASSES)
+    assert x_train.dtype == np.uint8 and x_train.shape[1:] == (32, 32, 3)
+
+
+def test_extracted_release_found_from_its_parent_folder(tmp_path):
+    parts = _release_arrays(batches=1)
+    write_python_release(tmp_path, parts, as_tar=False)
+    assert len(data.load(tmp_path).split("train")[1]) == 20
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": Evil(), b"labels": [0]}, protocol=2))
+    with pytest.raises(DataError, match="refused global"):
+        data.load(folder)
+    assert not marker.exists()
+
+
+def test_class_folders_dir_tar_and_flat_layouts(tmp_path):
+    root = write_class_folders(tmp_path / "split", {"train": 4, "test": 2})
+    ds = data.load(root)
+    assert ds.class_names == ["blue", "green", "red"]
+    assert len(ds.split("train")[1]) == 12 and len(ds.split("test")[1]) == 6
+
+    archive = tmp_path / "set.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="mydata")
+    from_tar = data.load(archive)
+    np.testing.assert_array_equal(from_tar.split("train")[0], ds.split("train")[0])
+
+    flat = write_class_folders(tmp_path / "flat", {"train": 3}) / "train"
+    flat_ds = data.load(flat)
+    assert flat_ds.class_names == ["blue", "green", "red"] and list(flat_ds.splits) == ["train"]
+    np.testing.assert_array_equal(np.bincount(flat_ds.split("train")[1]), [3, 3, 3])
+
+
+def test_other_sizes_modes_and_formats_become_32x32_rgb(tmp_path):
+    for name, (img, fmt) in {
+        "a": (Image.new("L", (64, 48), 128), "bmp"),
+        "b": (Image.new("RGBA", (32, 32), (255, 0, 0, 255)), "webp"),
+    }.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        img.save(folder / f"0.{fmt}")
+        img.save(folder / f"1.{fmt}")
+    x, y = data.load(tmp_path).split("train")
+    assert x.shape == (4, 32, 32, 3) and x.dtype == np.uint8
+    assert np.all(x[y == 0] == 128)
+
+
+def test_stratified_split_is_stratified_and_reproducible():
+    y = np.repeat(np.arange(4), [100, 50, 20, 10])
+    train_a, val_a = data.stratified_split(y, 0.2, seed=3)
+    train_b, val_b = data.stratified_split(y, 0.2, seed=3)
+    np.testing.assert_array_equal(val_a, val_b)
+    np.testing.assert_array_equal(np.bincount(y[val_a]), [20, 10, 4, 2])
+    assert len(set(train_a) & set(val_a)) == 0 and len(train_a) + len(val_a) == len(y)
+    assert not np.array_equal(data.stratified_split(y, 0.2, seed=4)[1], val_a)
+
+
+def test_decoded_arrays_are_cached_by_content(tmp_path):
+    root = write_class_folders(tmp_path / "d", {"train": 2})
+    first = data.load(root)
+    cached = list(Path(data.cache_dir()).glob(f"{first.sha256}*.npz"))
+    assert len(cached) == 1
+    again = data.load(root)
+    np.testing.assert_array_equal(again.split("train")[0], first.split("train")[0])
+    Image.fromarray(make_images(1, (0, 0, 0), 9)[0]).save(root / "train" / "red" / "extra.png")
+    assert data.load(root).sha256 != first.sha256
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile and broken sources
+
+
+def _tar_with(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def _png_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("evil", ["../escaped/cat/0.png", "/tmp/abs_escape_cifar_pack/cat/0.png"])
+def test_tar_path_traversal_is_refused_and_writes_nothing(tmp_path, evil):
+    archive = _tar_with(tmp_path / "evil.tar.gz", {"train/dog/0.png": _png_bytes(), evil: _png_bytes()})
+    with pytest.raises(DataError, match="outside the archive"):
+        data.load(archive)
+    assert not (tmp_path.parent / "escaped").exists()
+    assert not Path("/tmp/abs_escape_cifar_pack").exists()
+
+
+def test_tar_with_symlink_member_is_refused(tmp_path):
+    archive = tmp_path / "link.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("train/cat/link.png")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(DataError, match="is a link"):
+        data.load(archive)
+
+
+def test_truncated_archive_names_the_file(tmp_path):
+    good = write_binary_release(tmp_path / "src", _release_arrays(), as_tar=True)
+    truncated = tmp_path / "cut.tar.gz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(DataError, match="cut.tar.gz"):
+        data.load(truncated)
+
+
+def test_unreadable_image_and_empty_class_folder(tmp_path):
+    root = write_class_folders(tmp_path / "bad", {"train": 2})
+    (root / "train" / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DataError, match="broken.png"):
+        data.load(root)
+    (root / "train" / "red" / "broken.png").unlink()
+    (root / "train" / "empty").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        data.load(root)
+
+
+def test_one_class_and_no_images_are_errors(tmp_path):
+    (tmp_path / "only" / "cat").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(tmp_path / "only" / "cat" / "0.png")
+    with pytest.raises(DataError, match="need at least 2"):
+        data.load(tmp_path / "only")
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "readme.txt").write_text("hi")
+    with pytest.raises(DataError, match="no images"):
+        data.load(tmp_path / "none")
+
+
+def test_cifar10_download_failure_is_one_line(monkeypatch):
+    # Port 9 (discard) on loopback refuses the connection: a real download failure, offline or not.
+    monkeypatch.setattr(data, "CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    with pytest.raises(DataError) as info:
+        data.load("cifar10")
+    message = str(info.value)
+    assert "download" in message and "cifar-10-python.tar.gz" in message and "\n" not in message
+
+
+@pytest.mark.slow
+def test_cli_reports_data_errors_without_traceback(tmp_path):
+    proc = run_cli("train", "--data", tmp_path / "missing.tar.gz", "--out", tmp_path / "o", "--epochs", "1")
+    assert_one_line_error(proc, "missing.tar.gz", code=1)
+    bogus = tmp_path / "notes.tar.gz"
+    bogus.write_text("not an archive")
+    assert_one_line_error(run_cli("train", "--data", bogus, "--out", tmp_path / "o"), "notes.tar.gz", code=1)
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.exists(), reason="the shared CIFAR-10 JPEG archive is not on this machine")
+def test_real_shared_archive_loads():
+    ds = data.load(REAL)
+    x, y = ds.split("train")
+    assert x.shape == (50000, 32, 32, 3) and ds.class_names == list(CIFAR10_CLASSES)
+    np.testing.assert_array_equal(np.bincount(y), [5000] * 10)

@@ -1,0 +1,173 @@
+"""The runtime: Predictor API, the import rule, provider choice, bad inputs, the CLI's JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from cifar_pack.errors import InputError, ModelError, UsageError
+from cifar_pack.predict import Predictor, choose_providers
+
+from .conftest import COLOURS, assert_one_line_error, make_images, run_cli
+
+
+@pytest.fixture(scope="module")
+def predictor(exported):
+    return Predictor(exported, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory):
+    """One 64x48 JPEG per class, bigger than 32x32 so the resize path runs."""
+    root = tmp_path_factory.mktemp("samples")
+    paths = {}
+    for i, (name, colour) in enumerate(COLOURS.items()):
+        img = Image.fromarray(make_images(1, colour, 100 + i)[0]).resize((64, 48))
+        paths[name] = root / f"{name}.jpg"
+        img.save(paths[name], quality=95)
+    return paths
+
+
+def test_predicts_paths_pil_and_arrays_alike(predictor, sample_files):
+    path = sample_files["red"]
+    by_path = predictor.predict(path, top_k=3)[0]
+    by_pil = predictor.predict(Image.open(path), top_k=3)[0]
+    by_array = predictor.predict(np.asarray(Image.open(path)), top_k=3)[0]
+    assert by_path == by_pil == by_array
+    assert set(by_path) == {"label", "index", "probability", "top_k"}
+    assert by_path["label"] == "red" and predictor.class_names[by_path["index"]] == "red"
+    assert [t["probability"] for t in by_path["top_k"]] == sorted((t["probability"] for t in by_path["top_k"]), reverse=True)
+    assert sum(t["probability"] for t in by_path["top_k"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_batch_array_and_predict_proba(predictor):
+    batch = np.concatenate([make_images(4, c, 7) for c in COLOURS.values()])  # (12, 32, 32, 3)
+    probs = predictor.predict_proba(batch)
+    assert probs.shape == (12, 3) and probs.dtype == np.float32
+    labels = [r["label"] for r in predictor.predict(batch)]
+    assert labels == [predictor.class_names[i] for i in probs.argmax(1)]
+    assert labels.count("blue") >= 3 and labels.count("red") >= 3  # a trained model, not chance
+    with pytest.raises(InputError, match="uint8"):
+        predictor.predict_proba(batch.astype(np.float32))
+
+
+def test_class_names_fall_back_to_sidecar_then_indices(exported, tmp_path, caplog):
+    model = onnx.load(exported)
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, bare)
+    (tmp_path / "bare.onnx.json").write_text((exported.parent / f"{exported.name}.json").read_text())
+    assert Predictor(bare).class_names == ["blue", "green", "red"]
+    (tmp_path / "bare.onnx.json").unlink()
+    with caplog.at_level("WARNING"):
+        assert Predictor(bare).class_names == ["0", "1", "2"]
+    assert "no class names" in caplog.text
+
+
+def test_provider_selection():
+    cpu = ["CPUExecutionProvider"]
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("auto", cpu) == cpu
+    assert choose_providers("auto", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("cuda", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("cpu", gpu) == cpu
+    assert choose_providers("auto", ["CoreMLExecutionProvider", *cpu])[0] == "CoreMLExecutionProvider"
+    with pytest.raises(UsageError, match="CUDAExecutionProvider is not available"):
+        choose_providers("cuda", cpu)
+    with pytest.raises(UsageError, match="unknown"):
+        choose_providers("tpu", cpu)
+
+
+def test_auto_device_reports_what_it_used(exported):
+    import onnxruntime as ort
+
+    p = Predictor(exported)
+    expected = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    assert p.device == expected
+
+
+def test_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="no such model"):
+        Predictor(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        Predictor(junk)
+    # A valid ONNX model with the wrong input: float32 [N, 3, 32, 32].
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3, 32, 32])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    wrong = tmp_path / "wrong.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), wrong)
+    with pytest.raises(ModelError, match="uint8"):
+        Predictor(wrong)
+
+
+def test_predict_path_never_imports_tensorflow(exported, sample_files):
+    """As typer does for its own import rules: a fresh interpreter, then look at sys.modules."""
+    script = f"""
+import sys, json
+from cifar_pack import Predictor
+r = Predictor({str(exported)!r}).predict({str(sample_files['blue'])!r})
+sys.argv = ["cifar-pack", "predict", {str(sample_files['green'])!r}, "--model", {str(exported)!r}, "--json"]
+from cifar_pack.cli import main
+try:
+    main()
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"tensorflow", "keras", "tf2onnx", "tf_keras"}})
+print("HEAVY", json.dumps(heavy), r[0]["label"], file=sys.stderr)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY [] blue" in proc.stderr
+    assert json.loads(proc.stdout)[0]["label"] == "green"
+
+
+def test_cli_bad_inputs_do_not_stop_good_ones(exported, sample_files, tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(sample_files["red"].read_bytes()[:200])
+    inputs = [sample_files["blue"], empty, text, truncated, tmp_path / "missing.png", sample_files["red"]]
+    proc = run_cli("predict", *inputs, "--model", exported, "--json", "--top-k", "2")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    results = json.loads(proc.stdout)
+    assert [r["path"] for r in results] == [str(p) for p in inputs]
+    good = [r for r in results if "error" not in r]
+    assert [r["label"] for r in good] == ["blue", "red"]
+    for r in good:
+        assert set(r) == {"path", "label", "index", "probability", "top_k"} and len(r["top_k"]) == 2
+        assert set(r["top_k"][0]) == {"label", "index", "probability"}
+    bad = [r for r in results if "error" in r]
+    assert len(bad) == 4 and all(set(r) == {"path", "error"} and r["path"] in r["error"] for r in bad)
+    for p in (empty, text, truncated, tmp_path / "missing.png"):
+        assert f"error: {p}" in proc.stderr
+
+
+def test_cli_text_output_directories_and_exit_zero(exported, sample_files):
+    folder = sample_files["red"].parent
+    proc = run_cli("predict", folder, "--model", exported)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and all(line.count("\t") == 2 for line in lines)
+    assert f"model: {exported}" in proc.stderr
+
+
+def test_cli_model_and_device_errors(exported, sample_files, tmp_path):
+    assert_one_line_error(run_cli("predict", sample_files["red"], "--model", tmp_path / "none.onnx"), "none.onnx", code=1)
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        proc = run_cli("predict", sample_files["red"], "--model", exported, "--device", "cuda")
+        assert_one_line_error(proc, "--device cuda", "not available", code=2)
+    assert_one_line_error(run_cli("predict", tmp_path / "nothing*.png", "--model", exported), "no images found", code=2)

@@ -1,0 +1,171 @@
+"""The seed CNN, the recipes, a real training run, resume after kill and Ctrl-C, option errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cifar_pack.config import RECIPES, SEED_RECIPE
+
+from .conftest import assert_one_line_error, run_cli, write_class_folders
+
+
+def test_seed_cnn_has_the_notebooks_parameter_count():
+    from cifar_pack.model import build_model
+
+    model = build_model(10)
+    assert model.count_params() == 2_168_362
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Conv2D", "Conv2D",
+                     "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense", "Activation"]
+    assert [layer.rate for layer in model.layers if kinds[model.layers.index(layer)] == "Dropout"] == [0.25, 0.25, 0.5]
+    assert model.layers[0].scale == pytest.approx(1 / 255)
+    assert build_model(3).count_params() == 2_168_362 - 7 * 513
+
+
+def test_seed_recipe_is_the_notebook():
+    r = SEED_RECIPE
+    assert (r.optimizer, r.learning_rate, r.batch_size, r.epochs, r.schedule) == ("rmsprop", 1e-3, 128, 20, "constant")
+    a = r.augment
+    assert (a.rotation_degrees, a.width_shift, a.height_shift, a.zoom, a.horizontal_flip, a.fill_mode) == (
+        40, 0.2, 0.2, 0.2, True, "nearest")
+
+
+def test_seed_augmentation_layers_and_not_in_the_model():
+    import keras
+
+    from cifar_pack.train import make_augmenter
+
+    augment = make_augmenter(SEED_RECIPE)
+    names = [type(layer).__name__ for layer in augment.layers]
+    assert names == ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
+    assert augment.layers[1].factor == (-40 / 360, 40 / 360) or augment.layers[1].factor == pytest.approx(40 / 360)
+    from cifar_pack.model import build_model
+
+    assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in build_model().layers)
+
+
+def test_training_run_writes_every_file(trained_run):
+    for name in ("model.keras", "last.keras", "history.json", "curves.png", "manifest.json", "train_state.json"):
+        assert (trained_run / name).stat().st_size > 0, name
+    history = json.loads((trained_run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    manifest = json.loads((trained_run / "manifest.json").read_text())
+    assert manifest["class_names"] == ["blue", "green", "red"]
+    assert manifest["data"]["sha256"] and manifest["data"]["validation_split"] == 0.2
+    assert manifest["versions"]["keras"].startswith("3.")
+    best = max(history, key=lambda h: h["val_accuracy"])
+    assert manifest["metrics"]["best_val_accuracy"] == best["val_accuracy"]
+    assert manifest["metrics"]["test_accuracy"] is not None  # the source has a test split
+    assert best["val_accuracy"] > 0.5  # three well-separated colours: learnable in 3 epochs
+
+
+def test_checkpoint_is_the_best_epoch(trained_run):
+    """model.keras holds the epoch with the highest val_accuracy, reproduced by evaluating it."""
+    import keras
+    import numpy as np
+
+    from cifar_pack import data
+    from cifar_pack.export import float32_copy
+
+    manifest = json.loads((trained_run / "manifest.json").read_text())
+    ds = data.load(manifest["data"]["path"])
+    _, x_val, y_val = data.select(ds, "val", 0.2, manifest["config"]["seed"])
+    model, _ = float32_copy(keras.models.load_model(trained_run / "model.keras"))
+    acc = float(np.mean(model.predict(x_val, verbose=0).argmax(1) == y_val))
+    assert acc == pytest.approx(manifest["metrics"]["best_val_accuracy"], abs=1.5 / len(y_val))
+
+
+def _train_cmd(data, out, epochs):
+    return [sys.executable, "-m", "cifar_pack", "train", "--data", str(data), "--out", str(out),
+            "--epochs", str(epochs), "--batch-size", "16", "--precision", "float32", "--json"]
+
+
+def _wait_for_epochs(state_path, n, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if state_path.exists():
+            try:
+                if json.loads(state_path.read_text())["epochs_done"] >= n:
+                    return
+            except (ValueError, KeyError):
+                pass  # never happens with atomic writes, but a test must not hang on it
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("training did not reach the epoch in time")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["kill", "ctrl-c"])
+def test_resume_after_interruption_gives_a_full_history(tmp_path, how):
+    data_dir = write_class_folders(tmp_path / "d", {"train": 100})
+    out, epochs = tmp_path / "run", 12
+    proc = subprocess.Popen(_train_cmd(data_dir, out, epochs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_epochs(out / "train_state.json", 1, proc)
+    proc.send_signal(signal.SIGKILL if how == "kill" else signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    state = json.loads((out / "train_state.json").read_text())
+    assert 1 <= state["epochs_done"] < epochs and not state["complete"]
+    assert (out / "model.keras").exists()
+    if how == "ctrl-c":
+        assert proc.returncode == 130
+        assert "--resume" in stderr and "Traceback" not in stderr
+
+    resumed = run_cli("train", "--out", out, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    history = json.loads((out / "history.json").read_text())
+    assert summary["epochs"] == epochs and [h["epoch"] for h in history] == list(range(1, epochs + 1))
+    assert set(summary) >= {"model", "epochs", "best_val_accuracy", "test_accuracy", "seconds",
+                            "images_per_second", "history", "curves", "manifest"}
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    data_dir = write_class_folders(tmp_path / "d", {"train": 10})
+    script = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from cifar_pack.config import RECIPES
+from cifar_pack.train import train, make_strategy
+assert make_strategy("mirrored").num_replicas_in_sync == 2
+r = train({str(data_dir)!r}, {str(tmp_path / 'out')!r}, RECIPES["default"].with_overrides(
+    epochs=1, batch_size=8, strategy="mirrored", precision="float32"))
+print("EPOCHS", r.epochs)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "EPOCHS 1" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--validation-split", "1.5"], "--validation-split"),
+        (["--validation-split", "0"], "--validation-split"),
+        (["--recipe", "fast"], "--recipe"),
+        (["--precision", "float8"], "--precision"),
+        (["--strategy", "tpu"], "--strategy"),
+    ],
+)
+def test_bad_options_are_usage_errors(tmp_path, args, fragment):
+    proc = run_cli("train", "--data", tmp_path, "--out", tmp_path / "o", *args)
+    assert_one_line_error(proc, fragment, code=2)
+
+
+def test_resume_without_a_run_is_a_usage_error(tmp_path):
+    assert_one_line_error(run_cli("train", "--out", tmp_path, "--resume"), "--resume", code=2)
+
+
+def test_default_recipe_differs_only_in_training_not_architecture():
+    assert RECIPES["default"].validation_split == SEED_RECIPE.validation_split == 0.2
+    assert RECIPES["default"].batch_size == 64 and RECIPES["default"].epochs == 20
