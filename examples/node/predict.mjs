@@ -1,0 +1,211 @@
+#!/usr/bin/env node
+// Classify images with a cifar-pack ONNX model from Node.js: onnxruntime-node for the model,
+// pngjs and jpeg-js (pure JavaScript) for decoding, and a port of Pillow's BILINEAR resize so
+// that the 32x32 input is bit-for-bit what the Python Predictor feeds the model.
+//
+//   node predict.mjs --model ../../cifar_pack/pretrained/cifar10.onnx [--top-k 3] [--json] img.png ...
+//
+// Input contract (see docs/embedding.md): uint8 [N, 32, 32, 3] RGB, NHWC; the graph scales to
+// [0, 1] itself. Class names come from the sidecar "<model>.json" (onnxruntime-node can read
+// custom metadata too, but the sidecar works in every runtime, browsers included).
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import ort from "onnxruntime-node";
+import jpeg from "jpeg-js";
+import { PNG } from "pngjs";
+
+const SIZE = 32;
+const BACKGROUND = 255; // alpha is composited over white, as the Python predictor does
+
+// ---------------------------------------------------------------------------------------------
+// Decoding: file bytes -> {width, height, data: RGBA Uint8Array}
+
+export function decodeImage(file) {
+  const bytes = fs.readFileSync(file); // throws ENOENT / EISDIR, reported by the caller
+  if (bytes.length === 0) throw new Error("empty file");
+  if (bytes[0] === 0x89 && bytes[1] === 0x50) {
+    const png = PNG.sync.read(bytes); // RGBA, 8 bits per channel (16-bit PNGs are scaled down)
+    return { width: png.width, height: png.height, data: png.data };
+  }
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) {
+    const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 512 });
+    return { width: img.width, height: img.height, data: img.data };
+  }
+  throw new Error("not a PNG or JPEG image");
+}
+
+// RGBA -> RGB over a white background: out = (c * a + 255 * (255 - a)) / 255, rounded.
+export function toRGB({ width, height, data }) {
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0, j = 0; i < data.length; i += 4, j += 3) {
+    const a = data[i + 3];
+    for (let c = 0; c < 3; c++) {
+      rgb[j + c] = a === 255 ? data[i + c] : Math.round((data[i + c] * a + BACKGROUND * (255 - a)) / 255);
+    }
+  }
+  return { width, height, data: rgb };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resize: a port of Pillow's libImaging/Resample.c for 8-bit images with the BILINEAR filter
+// (triangle of support 1, widened by the scale factor when shrinking). Horizontal pass first,
+// then vertical, each rounding to uint8 with 22-bit fixed-point coefficients, as Pillow does.
+
+const PRECISION_BITS = 32 - 8 - 2;
+
+function precomputeCoeffs(inSize, outSize) {
+  const scale = inSize / outSize;
+  const filterscale = Math.max(scale, 1.0);
+  const support = 1.0 * filterscale;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const kk = new Float64Array(outSize * ksize);
+  const bounds = new Int32Array(outSize * 2);
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = (xx + 0.5) * scale;
+    const ss = 1.0 / filterscale;
+    let xmin = Math.trunc(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    let xmax = Math.trunc(center + support + 0.5);
+    if (xmax > inSize) xmax = inSize;
+    xmax -= xmin;
+    let ww = 0.0;
+    for (let x = 0; x < xmax; x++) {
+      const t = Math.abs((x + xmin - center + 0.5) * ss);
+      const w = t < 1.0 ? 1.0 - t : 0.0;
+      kk[xx * ksize + x] = w;
+      ww += w;
+    }
+    for (let x = 0; x < xmax; x++) if (ww !== 0.0) kk[xx * ksize + x] /= ww;
+    bounds[xx * 2] = xmin;
+    bounds[xx * 2 + 1] = xmax;
+  }
+  // normalize_coeffs_8bpc: doubles -> fixed point, rounding half away from zero
+  const ik = new Int32Array(kk.length);
+  for (let i = 0; i < kk.length; i++) {
+    ik[i] = kk[i] < 0 ? Math.trunc(-0.5 + kk[i] * (1 << PRECISION_BITS)) : Math.trunc(0.5 + kk[i] * (1 << PRECISION_BITS));
+  }
+  return { ksize, kk: ik, bounds };
+}
+
+function clip8(v) {
+  const x = Math.floor(v / (1 << PRECISION_BITS)); // arithmetic shift; sums can exceed 2^31 in JS
+  return x < 0 ? 0 : x > 255 ? 255 : x;
+}
+
+function resampleAxis(src, width, height, outSize, horizontal) {
+  const inSize = horizontal ? width : height;
+  const { ksize, kk, bounds } = precomputeCoeffs(inSize, outSize);
+  const outW = horizontal ? outSize : width;
+  const outH = horizontal ? height : outSize;
+  const out = new Uint8Array(outW * outH * 3);
+  for (let y = 0; y < outH; y++) {
+    for (let x = 0; x < outW; x++) {
+      const o = horizontal ? x : y;
+      const min = bounds[o * 2];
+      const n = bounds[o * 2 + 1];
+      for (let c = 0; c < 3; c++) {
+        let ss = 1 << (PRECISION_BITS - 1);
+        for (let i = 0; i < n; i++) {
+          const p = horizontal ? (y * width + (min + i)) * 3 : ((min + i) * width + x) * 3;
+          ss += src[p + c] * kk[o * ksize + i];
+        }
+        out[(y * outW + x) * 3 + c] = clip8(ss);
+      }
+    }
+  }
+  return { width: outW, height: outH, data: out };
+}
+
+export function resizeBilinear(img, size = SIZE) {
+  let cur = img;
+  if (cur.width !== size) cur = resampleAxis(cur.data, cur.width, cur.height, size, true);
+  if (cur.height !== size) cur = resampleAxis(cur.data, cur.width, cur.height, size, false);
+  return cur;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+export function loadLabels(modelPath) {
+  const sidecar = `${modelPath}.json`;
+  if (!fs.existsSync(sidecar)) return null;
+  return JSON.parse(fs.readFileSync(sidecar, "utf8")).class_names;
+}
+
+export async function classify(modelPath, files, topK = 1) {
+  const session = await ort.InferenceSession.create(modelPath);
+  const labels = loadLabels(modelPath);
+  const results = [];
+  for (const file of files) {
+    let pixels;
+    try {
+      pixels = resizeBilinear(toRGB(decodeImage(file))).data; // (32*32*3) uint8, HWC
+    } catch (err) {
+      results.push({ path: file, error: `${file}: ${err.code === "ENOENT" ? "no such file" : err.message}` });
+      continue;
+    }
+    const input = new ort.Tensor("uint8", pixels, [1, SIZE, SIZE, 3]);
+    const output = await session.run({ [session.inputNames[0]]: input });
+    const probs = Array.from(output[session.outputNames[0]].data);
+    const order = probs.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).slice(0, Math.max(1, topK));
+    const top = order.map(([p, i]) => ({ label: labels ? labels[i] : String(i), index: i, probability: p }));
+    results.push({ path: file, ...top[0], top_k: top, probabilities: probs });
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+function usage(message) {
+  if (message) console.error(`error: ${message}`);
+  console.error("usage: node predict.mjs --model MODEL.onnx [--top-k K] [--json] IMAGE...");
+  process.exit(message ? 2 : 0);
+}
+
+async function main(argv) {
+  let model = null;
+  let topK = 1;
+  let json = false;
+  const files = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--model") model = argv[++i];
+    else if (arg === "--top-k") topK = Number.parseInt(argv[++i], 10);
+    else if (arg === "--json") json = true;
+    else if (arg === "--help" || arg === "-h") usage();
+    else if (arg.startsWith("--")) usage(`unknown option ${arg}`);
+    else files.push(arg);
+  }
+  if (!model) usage("--model is required");
+  if (!fs.existsSync(model)) {
+    console.error(`error: ${model}: no such model file`);
+    process.exit(1);
+  }
+  if (!Number.isInteger(topK) || topK < 1) usage("--top-k must be a positive integer");
+  if (files.length === 0) usage("no images given");
+  let results;
+  try {
+    results = await classify(model, files, topK);
+  } catch (err) {
+    console.error(`error: ${model}: ${String(err.message || err).split("\n")[0]}`);
+    process.exit(1);
+  }
+  let failed = 0;
+  for (const r of results) {
+    if (r.error) {
+      failed++;
+      console.error(`error: ${r.error}`);
+    } else if (!json) {
+      const extra = topK > 1 ? "\t" + r.top_k.map((t) => `${t.label} ${t.probability.toFixed(4)}`).join(", ") : "";
+      console.log(`${r.path}\t${r.label}\t${r.probability.toFixed(4)}${extra}`);
+    }
+  }
+  if (json) console.log(JSON.stringify(results, null, 2));
+  process.exit(failed ? 1 : 0);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2));
+}

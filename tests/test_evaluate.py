@@ -1,0 +1,139 @@
+"""Metrics with answers known by construction, name matching, PNG/Markdown outputs, benchmark JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cifar_pack.errors import DataError
+from cifar_pack.evaluate import evaluate, map_labels
+from cifar_pack.metrics import confusion_matrix, summarize
+
+from .conftest import assert_one_line_error, make_images, run_cli
+
+
+def test_metrics_known_by_construction():
+    # 4 "a" (3 right, 1 -> b), 2 "b" (both right), 2 "c" (1 right, 1 -> a)
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 0, 0, 1, 1, 1, 2, 0])
+    m = confusion_matrix(y_true, y_pred, 3)
+    np.testing.assert_array_equal(m, [[3, 1, 0], [0, 2, 0], [1, 0, 1]])
+    s = summarize(m, ["a", "b", "c"])
+    assert s["accuracy"] == pytest.approx(6 / 8)
+    assert s["per_class"]["a"] == {"precision": pytest.approx(3 / 4), "recall": pytest.approx(3 / 4), "support": 4}
+    assert s["per_class"]["b"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "support": 2}
+    assert s["per_class"]["c"] == {"precision": 1.0, "recall": 0.5, "support": 2}
+    assert s["class_balance"]["max_to_min_ratio"] == 2.0 and s["class_balance"]["balanced"] is False
+    assert {(p["true"], p["predicted"]) for p in s["most_confused"]} == {("a", "b"), ("c", "a")}
+
+
+def test_never_predicted_class_has_zero_precision_not_nan():
+    s = summarize(confusion_matrix(np.array([0, 1]), np.array([0, 0]), 2), ["x", "y"])
+    assert s["per_class"]["y"]["precision"] == 0.0 and json.dumps(s)
+
+
+def test_labels_are_matched_by_name():
+    y = np.array([0, 1, 2])
+    mapped = map_labels(["red", "green", "blue"], ["blue", "green", "red"], y, "d", "m")
+    np.testing.assert_array_equal(mapped, [2, 1, 0])
+    with pytest.raises(DataError, match="not among the model's classes"):
+        map_labels(["red", "green", "cyan"], ["blue", "green", "red"], y, "d", "m")
+    with pytest.raises(DataError, match="has 2 classes but model m has 3"):
+        map_labels(["red", "green"], ["blue", "green", "red"], y, "d", "m")
+
+
+def _binary_release_with_names(root, names, images_by_name):
+    """A CIFAR binary test batch whose batches.meta.txt lists ``names`` in its own order."""
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    rows = []
+    for label, name in enumerate(names):
+        for img in images_by_name[name]:
+            rows.append(np.concatenate([[label], img.transpose(2, 0, 1).reshape(-1)]).astype(np.uint8))
+    blob = np.stack(rows).tobytes()
+    (folder / "data_batch_1.bin").write_bytes(blob)
+    (folder / "test_batch.bin").write_bytes(blob)
+    (folder / "batches.meta.txt").write_text("\n".join(names))
+    return folder
+
+
+def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
+    from cifar_pack.predict import Predictor
+
+    images_by_name = {n: make_images(6, c, 40 + i) for i, (n, c) in enumerate(
+        {"blue": (30, 40, 220), "green": (30, 200, 40), "red": (220, 30, 40)}.items())}
+    # The data lists classes in reverse order: a positional match would score the wrong labels.
+    source = _binary_release_with_names(tmp_path, ["red", "green", "blue"], images_by_name)
+    report = evaluate(exported, str(source), out=tmp_path / "eval", model_card=tmp_path / "card.md")
+
+    predictor = Predictor(exported)
+    expected_pred, expected_true = [], []
+    for name, imgs in images_by_name.items():
+        expected_pred += list(predictor.predict_proba(imgs).argmax(1))
+        expected_true += [predictor.class_names.index(name)] * len(imgs)
+    expected = confusion_matrix(np.array(expected_true), np.array(expected_pred), 3)
+    assert report["confusion_matrix"] == expected.tolist()
+    assert report["accuracy"] == pytest.approx(np.trace(expected) / 18)
+    assert report["split"] == "test" and report["samples"] == 18
+    assert set(report["per_class"]) == {"blue", "green", "red"}
+    assert all(v["support"] == 6 for v in report["per_class"].values())
+
+    png = Image.open(report["confusion_png"])
+    assert png.format == "PNG" and png.size[0] > 200
+    saved = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert saved["accuracy"] == report["accuracy"]
+    card = (tmp_path / "card.md").read_text()
+    for heading in ("## Intended use", "## Out-of-scope use", "## Training data", "## Evaluation data",
+                    "## Results", "## Ethical considerations", "## How to reproduce"):
+        assert heading in card
+    assert f"{report['accuracy']:.2%}" in card and "still answers one of them" in card
+    assert "| red |" in card and "consent" in card
+
+
+def test_evaluate_keras_model_and_val_split(trained_run, tiny_data, tmp_path):
+    report = evaluate(trained_run / "model.keras", str(tiny_data), split="val", out=tmp_path)
+    manifest = json.loads((trained_run / "manifest.json").read_text())
+    assert report["format"] == "keras" and report["split"] == "val" and report["samples"] == 24
+    assert report["accuracy"] == pytest.approx(manifest["metrics"]["best_val_accuracy"], abs=1.5 / 24)
+
+
+@pytest.mark.slow
+def test_evaluate_cli_errors_and_json(exported, tiny_data, tmp_path):
+    proc = run_cli("evaluate", "--model", exported, "--data", tiny_data, "--out", tmp_path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result) >= {"model", "data", "split", "samples", "accuracy", "per_class", "confusion_matrix",
+                           "confusion_png", "seconds"}
+    assert_one_line_error(run_cli("evaluate", "--model", exported, "--data", tiny_data, "--split", "holdout"),
+                          "--split", code=2)
+    flat = tmp_path / "flat"
+    for name in ("blue", "green"):
+        (flat / name).mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(flat / name / "0.png")
+    assert_one_line_error(run_cli("evaluate", "--model", exported, "--data", flat), "has 2 classes", code=1)
+    assert_one_line_error(run_cli("evaluate", "--model", exported, "--data", flat, "--split", "test"),
+                          "no 'test' split", code=1)
+
+
+@pytest.mark.slow
+def test_benchmark_json_shape(trained_run, tiny_data, tmp_path):
+    import shutil
+
+    for name in ("model.keras", "manifest.json", "history.json"):
+        shutil.copy(trained_run / name, tmp_path / name)
+    proc = run_cli("benchmark", "--model", tmp_path / "model.keras", "--data", tiny_data, "--samples", "30", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert [r["format"] for r in result["rows"]] == ["keras", "onnx-fp32", "onnx-int8"]
+    for row in result["rows"]:
+        assert set(row) >= {"size_mb", "accuracy", "latency_ms_p50", "latency_ms_p99", "throughput_batch256",
+                            "speedup_vs_keras"}
+        assert row["throughput_batch256"] > 0 and 0 <= row["accuracy"] <= 1
+    assert result["rows"][0]["speedup_vs_keras"] == 1.0
+    assert result["rows"][2]["size_mb"] < result["rows"][1]["size_mb"]
+    assert "avx512_vnni" in json.dumps(result["machine"]) or result["machine"]["flags"] is not None
+    assert (tmp_path / "model.onnx").exists() and (tmp_path / "model.int8.onnx").exists()
+    assert "format" in proc.stderr  # the table goes to stderr with --json
