@@ -1,0 +1,59 @@
+"""The command line as a user meets it: help, --json everywhere, info, preview-augment, --debug."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from .conftest import assert_one_line_error, run_cli
+
+COMMANDS = ["train", "preview-augment", "export", "info", "predict", "evaluate", "benchmark"]
+
+
+def test_help_lists_every_command():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for name in COMMANDS:
+        assert name in proc.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_takes_json(name):
+    proc = run_cli(name, "--help")
+    assert proc.returncode == 0 and "--json" in proc.stdout
+
+
+def test_info_json(exported):
+    proc = run_cli("info", exported, "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert set(info) == {"path", "inputs", "outputs", "metadata"}
+    assert info["inputs"] == [{"name": "images", "type": "tensor(uint8)", "shape": ["N", 32, 32, 3]}]
+    assert info["metadata"]["class_names"] == ["blue", "green", "red"]
+    text = run_cli("info", exported)
+    assert "input: images tensor(uint8)" in text.stdout and "class_names" in text.stdout
+
+
+@pytest.mark.slow
+def test_preview_augment_writes_a_grid(tiny_data, tmp_path):
+    out = tmp_path / "grid.png"
+    proc = run_cli("preview-augment", "--data", tiny_data, "-o", out, "--recipe", "seed",
+                   "--images", "3", "--variants", "4", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["preview"] == str(out)
+    img = Image.open(out)
+    assert img.size == (5 * 132 + 4, 3 * 132 + 4)  # (1 original + 4 copies) x 3 rows of 128px cells
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    missing = tmp_path / "missing.onnx"
+    assert_one_line_error(run_cli("info", missing), "missing.onnx", code=1)
+    proc = run_cli("--debug", "info", missing)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_invalid_option_types_are_usage_errors(tmp_path):
+    proc = run_cli("predict", tmp_path, "--top-k", "0")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--top-k" in proc.stderr

@@ -1,0 +1,68 @@
+"""Every command the README shows is run here (set-up and pytest run in .ci/run), so it cannot go stale.
+
+Commands run in a scratch directory holding a copy of artifacts/samples/. The shared CIFAR-10
+archive is replaced by a small class-folder archive of the same layout written by the tests.
+The official-download block must either work or fail offline with the one-line download error.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli, write_class_folders
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = "../shared/data/cifar10-train-jpeg.tar.gz"
+
+
+def readme_blocks() -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    return [[line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")] for block in blocks]
+
+
+def test_readme_shows_setup_main_job_and_tests():
+    commands = [c for block in readme_blocks() for c in block]
+    assert 'pip install -e ".[dev]"' in commands
+    assert "cifar-pack predict artifacts/samples/" in commands
+    assert "pytest" in commands
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install --quiet --disable-pip-version-check -e ".[dev]"' in ci
+    assert "cifar-pack predict artifacts/samples/" in ci and "pytest" in ci
+
+
+@pytest.mark.slow
+def test_every_readme_cifar_pack_command_runs(tmp_path):
+    scratch = tmp_path / "work"
+    shutil.copytree(ROOT / "artifacts" / "samples", scratch / "artifacts" / "samples")
+    # Same layout as the shared archive (train/<class>/*.jpg), but 3 classes x 30 images.
+    folders = write_class_folders(tmp_path / "src", {"train": 30}, fmt="jpg")
+    archive = tmp_path / "data" / "cifar10-train-jpeg.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folders / "train", arcname="train")
+
+    ran = 0
+    for block in readme_blocks():
+        official_failed = False
+        for command in block:
+            if not command.startswith("cifar-pack "):
+                continue
+            args = [str(archive) if a == SHARED else a for a in shlex.split(command)[1:]]
+            if official_failed:
+                break  # the rest of the official-download block needs its model
+            proc = run_cli(*args, cwd=scratch, timeout=600)
+            if "cifar10" in args and "--data" in args and proc.returncode != 0:
+                assert proc.returncode == 1 and "download" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+                official_failed = True
+                continue
+            assert proc.returncode == 0, (command, proc.stderr[-2000:])
+            ran += 1
+    assert ran >= 8
+    assert (scratch / "artifacts" / "model.onnx").exists() and (scratch / "artifacts" / "MODEL_CARD.md").exists()
