@@ -73,7 +73,7 @@ def run_benchmark(
     one = np.ascontiguousarray(x[:1])
     batch_times = {name: [] for name in runners}
     single_times = {name: [] for name in runners}
-    for name, (_, fn) in runners.items():  # warm-up: graph tracing, oneDNN/ORT kernel selection
+    for _, fn in runners.values():  # warm-up: graph tracing, oneDNN/ORT kernel selection
         fn(big), fn(one)
     for _ in range(rounds):
         for name, (_, fn) in runners.items():
@@ -87,16 +87,18 @@ def run_benchmark(
     for name, (path, fn) in runners.items():
         probs = np.concatenate([fn(np.ascontiguousarray(x[i : i + 256])) for i in range(0, len(x), 256)])
         lat = np.array(single_times[name]) * 1000
-        rows.append({
-            "format": name,
-            "path": str(path),
-            "size_mb": round(Path(path).stat().st_size / 1e6, 2),
-            "accuracy": float(np.mean(probs.argmax(1) == y)),
-            "latency_ms_p50": float(np.percentile(lat, 50)),
-            "latency_ms_p90": float(np.percentile(lat, 90)),
-            "latency_ms_p99": float(np.percentile(lat, 99)),
-            "throughput_batch256": 256 / statistics.median(batch_times[name]),
-        })
+        rows.append(
+            {
+                "format": name,
+                "path": str(path),
+                "size_mb": round(Path(path).stat().st_size / 1e6, 2),
+                "accuracy": float(np.mean(probs.argmax(1) == y)),
+                "latency_ms_p50": float(np.percentile(lat, 50)),
+                "latency_ms_p90": float(np.percentile(lat, 90)),
+                "latency_ms_p99": float(np.percentile(lat, 99)),
+                "throughput_batch256": 256 / statistics.median(batch_times[name]),
+            }
+        )
     keras_tp = rows[0]["throughput_batch256"]
     for row in rows:
         row["speedup_vs_keras"] = row["throughput_batch256"] / keras_tp
@@ -104,7 +106,7 @@ def run_benchmark(
         "machine": cpu_info(),
         "versions": package_versions(),
         "method": f"{len(y)} {split} images for accuracy; batch-256 throughput median of {rounds} rounds, "
-                  f"batch-1 latency over {latency_runs} runs, after warm-up; formats interleaved",
+        f"batch-1 latency over {latency_runs} runs, after warm-up; formats interleaved",
         "samples": int(len(y)),
         "split": split,
         "rows": rows,

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -114,15 +114,23 @@ def emit(result: dict, as_json: bool, text: str | None = None) -> None:
 def train(
     data: DataOpt = "cifar10",
     out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and reports.")] = Path("artifacts"),
-    recipe: Annotated[str, typer.Option("--recipe", help="default (AdamW one-cycle, tuned on validation) or seed (the notebook).")] = "default",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs (recipe's value if omitted: 20).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Global batch size (recipe: 128).")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (recipe's if omitted).")] = None,
-    validation_split: Annotated[Optional[float], typer.Option("--validation-split", help="Stratified validation fraction in (0, 1).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for the split, shuffling and augmentation.")] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="auto, float32 or mixed_bfloat16.")] = None,
-    strategy: Annotated[Optional[str], typer.Option("--strategy", help="default, mirrored (several GPUs) or multi-worker (TF_CONFIG).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last completed epoch.")] = False,
+    recipe: Annotated[
+        str, typer.Option("--recipe", help="default (AdamW one-cycle, tuned on validation) or seed (the notebook).")
+    ] = "default",
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe's value if omitted: 20).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size (recipe: 128).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (recipe's if omitted).")] = None,
+    validation_split: Annotated[
+        float | None, typer.Option("--validation-split", help="Stratified validation fraction in (0, 1).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the split, shuffling and augmentation.")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="auto, float32 or mixed_bfloat16.")] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="default, mirrored (several GPUs) or multi-worker (TF_CONFIG).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last completed epoch.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the seed CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
@@ -131,8 +139,13 @@ def train(
     if recipe not in RECIPES:
         raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
     config = RECIPES[recipe].with_overrides(
-        epochs=epochs, batch_size=batch_size, learning_rate=lr, validation_split=validation_split,
-        seed=seed, precision=precision, strategy=strategy,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        validation_split=validation_split,
+        seed=seed,
+        precision=precision,
+        strategy=strategy,
     )
     from .train import validate_config
 
@@ -152,10 +165,14 @@ def train(
 @command
 def preview_augment(
     data: DataOpt = "cifar10",
-    output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write.")] = Path("artifacts/augment-preview.png"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write.")] = Path(
+        "artifacts/augment-preview.png"
+    ),
     recipe: Annotated[str, typer.Option("--recipe", help="Whose augmentation to show: default or seed.")] = "default",
     images: Annotated[int, typer.Option("--images", min=1, max=64, help="Source images (rows).")] = 8,
-    variants: Annotated[int, typer.Option("--variants", min=1, max=16, help="Augmented copies per image (columns after the original).")] = 6,
+    variants: Annotated[
+        int, typer.Option("--variants", min=1, max=16, help="Augmented copies per image (columns after the original).")
+    ] = 6,
     seed: Annotated[int, typer.Option("--seed", help="Which images and which augmentations.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -177,17 +194,41 @@ def preview_augment(
 @app.command()
 @command
 def export(
-    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the only format; the flag is accepted for clarity).")] = True,
-    model: Annotated[Path, typer.Option("--model", help="Keras model (.keras or .h5).")] = Path("artifacts/model.keras"),
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="ONNX path (default: the model's path with .onnx).")] = None,
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="Export to ONNX (the only format; the flag is accepted for clarity).")
+    ] = True,
+    model: Annotated[Path, typer.Option("--model", help="Keras model (.keras or .h5).")] = Path(
+        "artifacts/model.keras"
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="ONNX path (default: the model's path with .onnx).")
+    ] = None,
     opset: Annotated[int, typer.Option("--opset", min=13, max=21, help="ONNX opset.")] = 17,
-    data: Annotated[Optional[str], typer.Option("--data", help="Images for the parity gate and int8 (any train source); default: the run's validation split.")] = None,
-    parity_samples: Annotated[int, typer.Option("--parity-samples", min=1, help="Images compared by the parity gate.")] = 1000,
-    atol: Annotated[float, typer.Option("--atol", min=0.0, help="Largest allowed |Keras - ONNX| probability difference.")] = 1e-5,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write <stem>.int8.onnx (static QDQ quantization).")] = False,
-    calibrate_method: Annotated[str, typer.Option("--calibrate-method", help="int8 calibration: minmax, entropy or percentile.")] = "minmax",
-    calibration_samples: Annotated[int, typer.Option("--calibration-samples", min=1, help="Training images used to calibrate int8.")] = 400,
-    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", min=0.0, help="int8 gate: most top-1 points it may lose.")] = 1.0,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Images for the parity gate and int8 (any train source); default: the run's validation split.",
+        ),
+    ] = None,
+    parity_samples: Annotated[
+        int, typer.Option("--parity-samples", min=1, help="Images compared by the parity gate.")
+    ] = 1000,
+    atol: Annotated[
+        float, typer.Option("--atol", min=0.0, help="Largest allowed |Keras - ONNX| probability difference.")
+    ] = 1e-5,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write <stem>.int8.onnx (static QDQ quantization).")
+    ] = False,
+    calibrate_method: Annotated[
+        str, typer.Option("--calibrate-method", help="int8 calibration: minmax, entropy or percentile.")
+    ] = "minmax",
+    calibration_samples: Annotated[
+        int, typer.Option("--calibration-samples", min=1, help="Training images used to calibrate int8.")
+    ] = 400,
+    max_accuracy_drop: Annotated[
+        float, typer.Option("--max-accuracy-drop", min=0.0, help="int8 gate: most top-1 points it may lose.")
+    ] = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Convert a Keras model to ONNX, prove parity with Keras, embed labels and the input contract."""
@@ -202,8 +243,15 @@ def export(
     from .export import export_onnx
 
     result = export_onnx(
-        model, output, opset=opset, data=data, parity_samples=parity_samples, atol=atol, int8=int8,
-        calibration_samples=calibration_samples, calibrate_method=calibrate_method,
+        model,
+        output,
+        opset=opset,
+        data=data,
+        parity_samples=parity_samples,
+        atol=atol,
+        int8=int8,
+        calibration_samples=calibration_samples,
+        calibrate_method=calibrate_method,
         max_accuracy_drop=max_accuracy_drop,
     ).to_json()
     p = result["parity"]
@@ -224,7 +272,9 @@ def export(
 @app.command()
 @command
 def info(
-    model: Annotated[Optional[Path], typer.Argument(help="ONNX model (default: the one `cifar-pack predict` uses).")] = None,
+    model: Annotated[
+        Path | None, typer.Argument(help="ONNX model (default: the one `cifar-pack predict` uses).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print an ONNX model's input/output contract and its metadata."""
@@ -250,11 +300,15 @@ def info(
 @command
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, directories (recursive) or glob patterns.")],
-    model: Annotated[Optional[Path], typer.Option("--model", help="ONNX model (default: artifacts/model.onnx, else the bundled model).")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="ONNX model (default: artifacts/model.onnx, else the bundled model).")
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Also list the K most likely classes.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per onnxruntime call.")] = 256,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, rocm, coreml, dml, openvino (strict unless auto).")] = "auto",
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="onnxruntime intra-op threads.")] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="auto, cpu, cuda, rocm, coreml, dml, openvino (strict unless auto).")
+    ] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Classify images with onnxruntime (TensorFlow is never loaded). Exit 1 if any input failed."""
@@ -319,10 +373,21 @@ class _progress:
 @command
 def evaluate(
     data: DataOpt = "cifar10",
-    model: Annotated[Optional[Path], typer.Option("--model", help=".onnx (onnxruntime only) or .keras/.h5; default as predict.")] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="train, val (the training run's validation split) or test (default when present).")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Directory for report.json and confusion.png.")] = Path("artifacts/eval"),
-    model_card: Annotated[Optional[Path], typer.Option("--model-card", help="Also write a Markdown model card here.")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help=".onnx (onnxruntime only) or .keras/.h5; default as predict.")
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split", help="train, val (the training run's validation split) or test (default when present)."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for report.json and confusion.png.")] = Path(
+        "artifacts/eval"
+    ),
+    model_card: Annotated[
+        Path | None, typer.Option("--model-card", help="Also write a Markdown model card here.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy, per-class precision/recall, confusion matrix (PNG) and class balance on a labelled set."""
@@ -334,8 +399,10 @@ def evaluate(
     if as_json:
         emit(report, True)
         return
-    typer.echo(f"{report['model']} on {report['data']} [{report['split']}]: accuracy {report['accuracy']:.4f} "
-               f"({report['samples']} images)")
+    typer.echo(
+        f"{report['model']} on {report['data']} [{report['split']}]: accuracy {report['accuracy']:.4f} "
+        f"({report['samples']} images)"
+    )
     for name, m in report["per_class"].items():
         typer.echo(f"  {name:<14} precision {m['precision']:.3f}  recall {m['recall']:.3f}  support {m['support']}")
     typer.echo(f"confusion matrix: {report['confusion_png']}")
@@ -346,8 +413,12 @@ def evaluate(
 @app.command()
 @command
 def benchmark(
-    model: Annotated[Path, typer.Option("--model", help="Keras model; its .onnx and .int8.onnx are exported if missing.")] = Path("artifacts/model.keras"),
-    data: Annotated[Optional[str], typer.Option("--data", help="Labelled images (default: the training run's validation split).")] = None,
+    model: Annotated[
+        Path, typer.Option("--model", help="Keras model; its .onnx and .int8.onnx are exported if missing.")
+    ] = Path("artifacts/model.keras"),
+    data: Annotated[
+        str | None, typer.Option("--data", help="Labelled images (default: the training run's validation split).")
+    ] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Images for the accuracy column.")] = 2000,
     as_json: JsonOpt = False,
 ) -> None:
@@ -360,12 +431,21 @@ def benchmark(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['machine']['model']}, {result['machine']['cores']} cores, {' '.join(result['machine']['flags'])}")
+    table = Table(
+        title=f"{result['machine']['model']}, {result['machine']['cores']} cores, "
+        f"{' '.join(result['machine']['flags'])}"
+    )
     for column in ("format", "size MB", "top-1", "p50 ms (batch 1)", "images/s (batch 256)", "speedup vs Keras"):
         table.add_column(column, justify="left" if column == "format" else "right")
     for r in result["rows"]:
-        table.add_row(r["format"], f"{r['size_mb']:.2f}", f"{r['accuracy']:.4f}", f"{r['latency_ms_p50']:.3f}",
-                      f"{r['throughput_batch256']:.0f}", f"{r['speedup_vs_keras']:.2f}x")
+        table.add_row(
+            r["format"],
+            f"{r['size_mb']:.2f}",
+            f"{r['accuracy']:.4f}",
+            f"{r['latency_ms_p50']:.3f}",
+            f"{r['throughput_batch256']:.0f}",
+            f"{r['speedup_vs_keras']:.2f}x",
+        )
     Console(stderr=as_json).print(table)
     Console(stderr=as_json).print(f"method: {result['method']}")
     if as_json:

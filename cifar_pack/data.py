@@ -368,7 +368,7 @@ def _progress(items: list, what: str) -> Iterator:
 
 
 def _checked(ds: Dataset) -> Dataset:
-    for split, (x, y) in ds.splits.items():
+    for split, (_, y) in ds.splits.items():
         if len(y) == 0:
             raise DataError(f"{ds.source}: the {split} split is empty")
         if y.min() < 0 or y.max() >= len(ds.class_names):

@@ -40,8 +40,9 @@ def load_classifier(model: str | os.PathLike | None) -> Classifier:
     path = resolve_model(model)
     if path.suffix == ".onnx":
         predictor = Predictor(path)
-        return Classifier(path, predictor.class_names, predictor.predict_proba,
-                          predictor.metadata.get("training"), "onnx")
+        return Classifier(
+            path, predictor.class_names, predictor.predict_proba, predictor.metadata.get("training"), "onnx"
+        )
     from .export import check_classifier, float32_copy, keras_probabilities, load_keras_model, read_manifest
 
     keras_model = load_keras_model(path)
@@ -99,8 +100,12 @@ def evaluate(
     summary = summarize(matrix, clf.class_names)
 
     out = Path(out)
-    png = write_confusion_png(matrix, clf.class_names, out / "confusion.png",
-                              title=f"{clf.path.name} on {Path(str(data)).name} [{split}], accuracy {summary['accuracy']:.2%}")
+    png = write_confusion_png(
+        matrix,
+        clf.class_names,
+        out / "confusion.png",
+        title=f"{clf.path.name} on {Path(str(data)).name} [{split}], accuracy {summary['accuracy']:.2%}",
+    )
     report = {
         "model": str(clf.path),
         "format": clf.format,
@@ -124,11 +129,11 @@ def evaluate(
 def map_labels(data_names: list[str], model_names: list[str], y: np.ndarray, data, model_path) -> np.ndarray:
     """Dataset label indices -> the model's indices, matched by class name."""
     if len(data_names) != len(model_names):
-        raise DataError(
-            f"{data}: has {len(data_names)} classes but model {model_path} has {len(model_names)}"
-        )
+        raise DataError(f"{data}: has {len(data_names)} classes but model {model_path} has {len(model_names)}")
     missing = sorted(set(data_names) - set(model_names))
     if missing:
-        raise DataError(f"{data}: classes {', '.join(missing)} are not among the model's classes ({', '.join(model_names)})")
+        raise DataError(
+            f"{data}: classes {', '.join(missing)} are not among the model's classes ({', '.join(model_names)})"
+        )
     lookup = np.array([model_names.index(name) for name in data_names], dtype=np.int64)
     return lookup[y]

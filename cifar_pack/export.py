@@ -105,7 +105,10 @@ def export_onnx(
     report = check_parity(keras_fn, onnx_model.SerializeToString(), parity_images, atol, inputs_desc)
     log.info(
         "parity passed on %d %s: max abs diff %.2g, top-1 agreement %.0f%%",
-        report.samples, inputs_desc, report.max_abs_diff, 100 * report.top1_agreement,
+        report.samples,
+        inputs_desc,
+        report.max_abs_diff,
+        100 * report.top1_agreement,
     )
 
     metadata = build_metadata(model_path, class_names, manifest, report, opset, softmax_added, was_mixed)
@@ -118,9 +121,14 @@ def export_onnx(
         from .quantize import quantize_int8
 
         int8_path, int8_report = quantize_int8(
-            output, dataset, manifest, metadata,
-            calibration_samples=calibration_samples, method=calibrate_method,
-            max_accuracy_drop=max_accuracy_drop, eval_samples=eval_samples,
+            output,
+            dataset,
+            manifest,
+            metadata,
+            calibration_samples=calibration_samples,
+            method=calibrate_method,
+            max_accuracy_drop=max_accuracy_drop,
+            eval_samples=eval_samples,
         )
     return ExportResult(output, report, int8_path, int8_report, time.perf_counter() - started)
 
@@ -186,7 +194,9 @@ def ends_in_softmax(model) -> bool:
     if type(last).__name__ == "Softmax":
         return True
     activation = config.get("activation")
-    return activation == "softmax" or (isinstance(activation, dict) and activation.get("config", {}).get("name") == "softmax")
+    return activation == "softmax" or (
+        isinstance(activation, dict) and activation.get("config", {}).get("name") == "softmax"
+    )
 
 
 def keras_probabilities(model, softmax_added: bool):

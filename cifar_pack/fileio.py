@@ -65,8 +65,18 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def package_versions(*names: str) -> dict[str, str | None]:
     """Installed versions by distribution name, without importing the packages."""
-    names = names or ("cifar-pack", "tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime",
-                      "onnxruntime-gpu", "numpy", "pillow")
+    names = names or (
+        "cifar-pack",
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "tf2onnx",
+        "onnx",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "numpy",
+        "pillow",
+    )
     found = {}
     for name in names:
         try:

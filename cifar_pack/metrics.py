@@ -38,8 +38,12 @@ def summarize(matrix: np.ndarray, class_names: list[str]) -> dict:
     off_diagonal = matrix.copy()
     np.fill_diagonal(off_diagonal, 0)
     pairs = sorted(
-        ((int(off_diagonal[i, j]), class_names[i], class_names[j]) for i in range(len(class_names))
-         for j in range(len(class_names)) if off_diagonal[i, j]),
+        (
+            (int(off_diagonal[i, j]), class_names[i], class_names[j])
+            for i in range(len(class_names))
+            for j in range(len(class_names))
+            if off_diagonal[i, j]
+        ),
         reverse=True,
     )[:5]
     return {
@@ -70,8 +74,13 @@ def write_confusion_png(matrix: np.ndarray, class_names: list[str], path: Path, 
             x0, y0 = left + j * cell, top + i * cell
             draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour, outline=(200, 200, 200))
             text = str(int(matrix[i, j]))
-            draw.text((x0 + cell / 2, y0 + cell / 2), text, fill="black" if rates[i, j] < 0.6 else "white",
-                      font=font, anchor="mm")
+            draw.text(
+                (x0 + cell / 2, y0 + cell / 2),
+                text,
+                fill="black" if rates[i, j] < 0.6 else "white",
+                font=font,
+                anchor="mm",
+            )
         draw.text((left - 6, top + i * cell + cell / 2), class_names[i][:14], fill="black", font=font, anchor="rm")
         label = Image.new("RGB", (100, 14), "white")
         ImageDraw.Draw(label).text((98, 7), class_names[i][:14], fill="black", font=font, anchor="rm")

@@ -83,7 +83,9 @@ def check_parity(
     if max_diff > atol:
         failures.append(f"max abs diff {max_diff:.3g} > atol {atol:g}")
     if agree < 1.0:
-        failures.append(f"top-1 agreement {agree:.2%} < 100% ({round((1 - agree) * len(images))} of {len(images)} differ)")
+        failures.append(
+            f"top-1 agreement {agree:.2%} < 100% ({round((1 - agree) * len(images))} of {len(images)} differ)"
+        )
     report = ParityReport(
         samples=int(len(images)),
         max_abs_diff=max_diff,

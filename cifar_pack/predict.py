@@ -141,7 +141,9 @@ class Predictor:
         if not arrays:
             return []
         batch = np.stack(arrays)
-        probs = np.concatenate([self.predict_proba(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)])
+        probs = np.concatenate(
+            [self.predict_proba(batch[i : i + batch_size]) for i in range(0, len(batch), batch_size)]
+        )
         return [self.describe(row, top_k) for row in probs]
 
     def predict_files(
@@ -251,7 +253,10 @@ def describe_model(model: str | os.PathLike | None = None) -> dict:
     session = predictor.session
 
     def io(values):
-        return [{"name": v.name, "type": v.type, "shape": [d if isinstance(d, int) else str(d) for d in v.shape]} for v in values]
+        return [
+            {"name": v.name, "type": v.type, "shape": [d if isinstance(d, int) else str(d) for d in v.shape]}
+            for v in values
+        ]
 
     return {
         "path": str(predictor.path),

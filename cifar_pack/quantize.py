@@ -48,7 +48,12 @@ def quantize_int8(
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import (
-        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static,
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
     )
 
     if method not in METHODS:
@@ -60,7 +65,11 @@ def quantize_int8(
     train_idx, val_idx = data_mod.stratified_split(y_all, split, seed)
     rng = np.random.default_rng(seed)
     calib = x_all[rng.choice(train_idx, size=min(calibration_samples, len(train_idx)), replace=False)]
-    eval_idx = val_idx if eval_samples is None else np.sort(rng.choice(val_idx, min(eval_samples, len(val_idx)), replace=False))
+    eval_idx = (
+        val_idx
+        if eval_samples is None
+        else np.sort(rng.choice(val_idx, min(eval_samples, len(val_idx)), replace=False))
+    )
     x_eval, y_eval = x_all[eval_idx], y_all[eval_idx]
 
     class Reader(CalibrationDataReader):
@@ -76,13 +85,18 @@ def quantize_int8(
         try:
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
             quantize_static(
-                str(pre), str(q), Reader(),
+                str(pre),
+                str(q),
+                Reader(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                                  "percentile": CalibrationMethod.Percentile}[method],
+                calibrate_method={
+                    "minmax": CalibrationMethod.MinMax,
+                    "entropy": CalibrationMethod.Entropy,
+                    "percentile": CalibrationMethod.Percentile,
+                }[method],
             )
         except Exception as exc:  # onnxruntime.quantization raises assorted types
             raise ExportError(f"int8 quantization of {fp32_path} failed: {exc}") from None
@@ -112,8 +126,13 @@ def quantize_int8(
             report,
         )
     report |= measure_speedup(fp32_session, int8_session, x_eval)
-    log.info("int8: accuracy %.4f (float32 %.4f, drop %.2f points), %.2fx throughput at batch 256",
-             acc8, acc32, drop, report["speedup_batch256"])
+    log.info(
+        "int8: accuracy %.4f (float32 %.4f, drop %.2f points), %.2fx throughput at batch 256",
+        acc8,
+        acc32,
+        drop,
+        report["speedup_batch256"],
+    )
 
     meta = dict(metadata) | {"quantization": report}
     del int8_model.metadata_props[:]

@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 from . import data as data_mod
 from .config import TrainConfig
@@ -120,8 +120,7 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(precision)
     try:
-        return _fit(out, source, config, state, dataset, precision,
-                    (x_train, y_train, x_val, y_val), num_classes)
+        return _fit(out, source, config, state, dataset, precision, (x_train, y_train, x_val, y_val), num_classes)
     finally:
         # The policy is process-global: leave it as we found it for the caller's next model.
         keras.mixed_precision.set_dtype_policy(previous_policy)
@@ -198,7 +197,8 @@ def _fit(out, source, config, state, dataset, precision, arrays, num_classes) ->
         "config": config.to_dict(),
         "precision": precision,
         "strategy": config.strategy,
-        "data": dataset.describe() | {
+        "data": dataset.describe()
+        | {
             # Absolute too, so that export/evaluate find the data from any working directory.
             "path": source if source == "cifar10" else str(Path(source).resolve()),
             "validation_split": config.validation_split,
@@ -303,7 +303,9 @@ def make_augmenter(config: TrainConfig) -> keras.Sequential:
     return keras.Sequential(stack, name="augment")
 
 
-def make_pipeline(x: np.ndarray, y: np.ndarray, num_classes: int, config: TrainConfig, training: bool) -> tf.data.Dataset:
+def make_pipeline(
+    x: np.ndarray, y: np.ndarray, num_classes: int, config: TrainConfig, training: bool
+) -> tf.data.Dataset:
     """(N, 32, 32, 3) uint8 + (N,) labels -> batches of (float32 0..255 images, one-hot labels).
 
     Augmentation runs on whole batches inside tf.data (vectorised, in parallel with the step);
@@ -333,6 +335,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -340,6 +343,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         ax.plot(epochs, [h[key] for h in history], label="train")
         ax.plot(epochs, [h[f"val_{key}"] for h in history], label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -388,8 +392,14 @@ class _RunTracker(keras.callbacks.Callback):
         write_json_atomic(self.out / STATE_FILE, self.state)
         log.info(
             "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.1fs%s",
-            epoch + 1, self.params["epochs"], entry["loss"], entry["accuracy"], entry["val_loss"],
-            entry["val_accuracy"], seconds, "  (best, saved)" if improved else "",
+            epoch + 1,
+            self.params["epochs"],
+            entry["loss"],
+            entry["accuracy"],
+            entry["val_loss"],
+            entry["val_accuracy"],
+            seconds,
+            "  (best, saved)" if improved else "",
         )
 
 

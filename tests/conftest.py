@@ -78,7 +78,11 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd=None)
     """Run the installed console script exactly as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "cifar_pack", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 

@@ -39,8 +39,20 @@ def test_info_json(exported):
 @pytest.mark.slow
 def test_preview_augment_writes_a_grid(tiny_data, tmp_path):
     out = tmp_path / "grid.png"
-    proc = run_cli("preview-augment", "--data", tiny_data, "-o", out, "--recipe", "seed",
-                   "--images", "3", "--variants", "4", "--json")
+    proc = run_cli(
+        "preview-augment",
+        "--data",
+        tiny_data,
+        "-o",
+        out,
+        "--recipe",
+        "seed",
+        "--images",
+        "3",
+        "--variants",
+        "4",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["preview"] == str(out)
     img = Image.open(out)

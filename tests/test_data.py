@@ -21,7 +21,7 @@ from .conftest import assert_one_line_error, make_images, run_cli, write_class_f
 def _release_arrays(n_per_batch=20, batches=2, seed=0):
     rng = np.random.default_rng(seed)
     parts = []
-    for b in range(batches + 1):  # the last one is the test batch
+    for _ in range(batches + 1):  # the last one is the test batch
         x = rng.integers(0, 256, size=(n_per_batch, 32, 32, 3), dtype=np.uint8)
         y = rng.integers(0, 10, size=n_per_batch)
         parts.append((x, y))
@@ -35,8 +35,12 @@ def write_python_release(root: Path, parts, as_tar: bool) -> Path:
     names = [f"data_batch_{i + 1}" for i in range(len(parts) - 1)] + ["test_batch"]
     for name, (x, y) in zip(names, parts):
         rows = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # NHWC -> the release's NCHW rows
-        entry = {b"batch_label": name.encode(), b"labels": [int(v) for v in y], b"data": rows,
-                 b"filenames": [f"{i}.png".encode() for i in range(len(x))]}
+        entry = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in y],
+            b"data": rows,
+            b"filenames": [f"{i}.png".encode() for i in range(len(x))],
+        }
         (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
     meta = {b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_cases_per_batch": len(parts[0][0])}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))

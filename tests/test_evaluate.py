@@ -63,8 +63,10 @@ def _binary_release_with_names(root, names, images_by_name):
 def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
     from cifar_pack.predict import Predictor
 
-    images_by_name = {n: make_images(6, c, 40 + i) for i, (n, c) in enumerate(
-        {"blue": (30, 40, 220), "green": (30, 200, 40), "red": (220, 30, 40)}.items())}
+    images_by_name = {
+        n: make_images(6, c, 40 + i)
+        for i, (n, c) in enumerate({"blue": (30, 40, 220), "green": (30, 200, 40), "red": (220, 30, 40)}.items())
+    }
     # The data lists classes in reverse order: a positional match would score the wrong labels.
     source = _binary_release_with_names(tmp_path, ["red", "green", "blue"], images_by_name)
     report = evaluate(exported, str(source), out=tmp_path / "eval", model_card=tmp_path / "card.md")
@@ -86,8 +88,15 @@ def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
     saved = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert saved["accuracy"] == report["accuracy"]
     card = (tmp_path / "card.md").read_text()
-    for heading in ("## Intended use", "## Out-of-scope use", "## Training data", "## Evaluation data",
-                    "## Results", "## Ethical considerations", "## How to reproduce"):
+    for heading in (
+        "## Intended use",
+        "## Out-of-scope use",
+        "## Training data",
+        "## Evaluation data",
+        "## Results",
+        "## Ethical considerations",
+        "## How to reproduce",
+    ):
         assert heading in card
     assert f"{report['accuracy']:.2%}" in card and "still answers one of them" in card
     assert "| red |" in card and "consent" in card
@@ -105,17 +114,28 @@ def test_evaluate_cli_errors_and_json(exported, tiny_data, tmp_path):
     proc = run_cli("evaluate", "--model", exported, "--data", tiny_data, "--out", tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) >= {"model", "data", "split", "samples", "accuracy", "per_class", "confusion_matrix",
-                           "confusion_png", "seconds"}
-    assert_one_line_error(run_cli("evaluate", "--model", exported, "--data", tiny_data, "--split", "holdout"),
-                          "--split", code=2)
+    assert set(result) >= {
+        "model",
+        "data",
+        "split",
+        "samples",
+        "accuracy",
+        "per_class",
+        "confusion_matrix",
+        "confusion_png",
+        "seconds",
+    }
+    assert_one_line_error(
+        run_cli("evaluate", "--model", exported, "--data", tiny_data, "--split", "holdout"), "--split", code=2
+    )
     flat = tmp_path / "flat"
     for name in ("blue", "green"):
         (flat / name).mkdir(parents=True)
         Image.new("RGB", (32, 32)).save(flat / name / "0.png")
     assert_one_line_error(run_cli("evaluate", "--model", exported, "--data", flat), "has 2 classes", code=1)
-    assert_one_line_error(run_cli("evaluate", "--model", exported, "--data", flat, "--split", "test"),
-                          "no 'test' split", code=1)
+    assert_one_line_error(
+        run_cli("evaluate", "--model", exported, "--data", flat, "--split", "test"), "no 'test' split", code=1
+    )
 
 
 @pytest.mark.slow
@@ -129,8 +149,14 @@ def test_benchmark_json_shape(trained_run, tiny_data, tmp_path):
     result = json.loads(proc.stdout)
     assert [r["format"] for r in result["rows"]] == ["keras", "onnx-fp32", "onnx-int8"]
     for row in result["rows"]:
-        assert set(row) >= {"size_mb", "accuracy", "latency_ms_p50", "latency_ms_p99", "throughput_batch256",
-                            "speedup_vs_keras"}
+        assert set(row) >= {
+            "size_mb",
+            "accuracy",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "throughput_batch256",
+            "speedup_vs_keras",
+        }
         assert row["throughput_batch256"] > 0 and 0 <= row["accuracy"] <= 1
     assert result["rows"][0]["speedup_vs_keras"] == 1.0
     assert result["rows"][2]["size_mb"] < result["rows"][1]["size_mb"]

@@ -86,8 +86,14 @@ def test_perturbed_graph_fails_parity(exported, trained_run):
 
 
 def test_int8_export_and_its_report(trained_run, tiny_data, tmp_path):
-    result = export_onnx(trained_run / "model.keras", tmp_path / "m.onnx", data=str(tiny_data),
-                         parity_samples=30, int8=True, calibration_samples=48)
+    result = export_onnx(
+        trained_run / "model.keras",
+        tmp_path / "m.onnx",
+        data=str(tiny_data),
+        parity_samples=30,
+        int8=True,
+        calibration_samples=48,
+    )
     assert result.int8 == tmp_path / "m.int8.onnx" and result.int8.exists()
     report = result.int8_report
     assert report["passed"] and report["accuracy_drop_points"] <= 1.0
@@ -127,8 +133,15 @@ def test_int8_drop_bound_fails_on_purpose(tmp_path, tiny_data):
     model_path = _fragile_model(tmp_path / "fragile.keras")
     out = tmp_path / "fragile.onnx"
     with pytest.raises(ParityError, match="int8 accuracy gate failed") as info:
-        export_onnx(model_path, out, data=str(tiny_data), parity_samples=30, int8=True,
-                    calibration_samples=48, max_accuracy_drop=0.0)
+        export_onnx(
+            model_path,
+            out,
+            data=str(tiny_data),
+            parity_samples=30,
+            int8=True,
+            calibration_samples=48,
+            max_accuracy_drop=0.0,
+        )
     assert info.value.report["accuracy_drop_points"] > 0
     assert not (tmp_path / "fragile.int8.onnx").exists()
 
@@ -173,8 +186,19 @@ def test_models_that_do_not_fit_are_refused(tmp_path, builder, message):
 
 @pytest.mark.slow
 def test_cli_export_json_and_bad_files(trained_run, tiny_data, tmp_path):
-    proc = run_cli("export", "--onnx", "--model", trained_run / "model.keras", "--output", tmp_path / "c.onnx",
-                   "--data", tiny_data, "--parity-samples", "20", "--json")
+    proc = run_cli(
+        "export",
+        "--onnx",
+        "--model",
+        trained_run / "model.keras",
+        "--output",
+        tmp_path / "c.onnx",
+        "--data",
+        tiny_data,
+        "--parity-samples",
+        "20",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert set(result) == {"onnx", "int8", "parity", "int8_report", "seconds"}

@@ -99,8 +99,13 @@ def test_broken_files_raise_input_error_naming_them(tmp_path):
     Image.new("RGB", (64, 64), (1, 2, 3)).save(good)
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good.read_bytes()[:60])
-    for path, reason in ((empty, "empty file"), (text, "not a readable image"), (truncated, "truncated.png"),
-                         (tmp_path / "missing.png", "no such file"), (tmp_path, "directory")):
+    for path, reason in (
+        (empty, "empty file"),
+        (text, "not a readable image"),
+        (truncated, "truncated.png"),
+        (tmp_path / "missing.png", "no such file"),
+        (tmp_path, "directory"),
+    ):
         with pytest.raises(InputError, match=reason) as info:
             images.load_image(path)
         assert str(path) in str(info.value)

@@ -25,14 +25,17 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "node"
 pytestmark = [
     pytest.mark.node,
     pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed"),
-    pytest.mark.skipif(not (EXAMPLE / "node_modules" / "onnxruntime-node").exists(),
-                       reason="run `npm install --ignore-scripts` in examples/node first"),
+    pytest.mark.skipif(
+        not (EXAMPLE / "node_modules" / "onnxruntime-node").exists(),
+        reason="run `npm install --ignore-scripts` in examples/node first",
+    ),
 ]
 
 
 def run_node(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["node", str(EXAMPLE / "predict.mjs"), *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["node", str(EXAMPLE / "predict.mjs"), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")

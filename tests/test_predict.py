@@ -42,7 +42,9 @@ def test_predicts_paths_pil_and_arrays_alike(predictor, sample_files):
     assert by_path == by_pil == by_array
     assert set(by_path) == {"label", "index", "probability", "top_k"}
     assert by_path["label"] == "red" and predictor.class_names[by_path["index"]] == "red"
-    assert [t["probability"] for t in by_path["top_k"]] == sorted((t["probability"] for t in by_path["top_k"]), reverse=True)
+    assert [t["probability"] for t in by_path["top_k"]] == sorted(
+        (t["probability"] for t in by_path["top_k"]), reverse=True
+    )
     assert sum(t["probability"] for t in by_path["top_k"]) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -114,8 +116,8 @@ def test_predict_path_never_imports_tensorflow(exported, sample_files):
     script = f"""
 import sys, json
 from cifar_pack import Predictor
-r = Predictor({str(exported)!r}).predict({str(sample_files['blue'])!r})
-sys.argv = ["cifar-pack", "predict", {str(sample_files['green'])!r}, "--model", {str(exported)!r}, "--json"]
+r = Predictor({str(exported)!r}).predict({str(sample_files["blue"])!r})
+sys.argv = ["cifar-pack", "predict", {str(sample_files["green"])!r}, "--model", {str(exported)!r}, "--json"]
 from cifar_pack.cli import main
 try:
     main()
@@ -164,7 +166,9 @@ def test_cli_text_output_directories_and_exit_zero(exported, sample_files):
 
 
 def test_cli_model_and_device_errors(exported, sample_files, tmp_path):
-    assert_one_line_error(run_cli("predict", sample_files["red"], "--model", tmp_path / "none.onnx"), "none.onnx", code=1)
+    assert_one_line_error(
+        run_cli("predict", sample_files["red"], "--model", tmp_path / "none.onnx"), "none.onnx", code=1
+    )
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():

@@ -24,7 +24,9 @@ SHARED = "../shared/data/cifar10-train-jpeg.tar.gz"
 def readme_blocks() -> list[list[str]]:
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    return [[line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")] for block in blocks]
+    return [
+        [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")] for block in blocks
+    ]
 
 
 def test_readme_shows_setup_main_job_and_tests():
@@ -34,7 +36,7 @@ def test_readme_shows_setup_main_job_and_tests():
     assert "pytest" in commands
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'pip install --quiet --disable-pip-version-check -e ".[dev]"' in ci
-    assert "cifar-pack predict artifacts/samples/" in ci and "pytest" in ci
+    assert "cifar-pack predict artifacts/samples/" in ci and "pytest" in ci and "ruff check ." in ci
 
 
 @pytest.mark.slow
@@ -59,7 +61,9 @@ def test_every_readme_cifar_pack_command_runs(tmp_path):
                 break  # the rest of the official-download block needs its model
             proc = run_cli(*args, cwd=scratch, timeout=600)
             if "cifar10" in args and "--data" in args and proc.returncode != 0:
-                assert proc.returncode == 1 and "download" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+                assert proc.returncode == 1 and "download" in proc.stderr and "Traceback" not in proc.stderr, (
+                    proc.stderr
+                )
                 official_failed = True
                 continue
             assert proc.returncode == 0, (command, proc.stderr[-2000:])

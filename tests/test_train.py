@@ -22,8 +22,22 @@ def test_seed_cnn_has_the_notebooks_parameter_count():
     model = build_model(10)
     assert model.count_params() == 2_168_362
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Conv2D", "Conv2D",
-                     "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense", "Activation"]
+    assert kinds == [
+        "Rescaling",
+        "Conv2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Dropout",
+        "Conv2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Dropout",
+        "Flatten",
+        "Dense",
+        "Dropout",
+        "Dense",
+        "Activation",
+    ]
     assert [layer.rate for layer in model.layers if kinds[model.layers.index(layer)] == "Dropout"] == [0.25, 0.25, 0.5]
     assert model.layers[0].scale == pytest.approx(1 / 255)
     assert build_model(3).count_params() == 2_168_362 - 7 * 513
@@ -34,7 +48,13 @@ def test_seed_recipe_is_the_notebook():
     assert (r.optimizer, r.learning_rate, r.batch_size, r.epochs, r.schedule) == ("rmsprop", 1e-3, 128, 20, "constant")
     a = r.augment
     assert (a.rotation_degrees, a.width_shift, a.height_shift, a.zoom, a.horizontal_flip, a.fill_mode) == (
-        40, 0.2, 0.2, 0.2, True, "nearest")
+        40,
+        0.2,
+        0.2,
+        0.2,
+        True,
+        "nearest",
+    )
 
 
 def test_seed_augmentation_layers_and_not_in_the_model():
@@ -83,8 +103,23 @@ def test_checkpoint_is_the_best_epoch(trained_run):
 
 
 def _train_cmd(data, out, epochs):
-    return [sys.executable, "-m", "cifar_pack", "train", "--data", str(data), "--out", str(out),
-            "--epochs", str(epochs), "--batch-size", "16", "--precision", "float32", "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "cifar_pack",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "16",
+        "--precision",
+        "float32",
+        "--json",
+    ]
 
 
 def _wait_for_epochs(state_path, n, proc, timeout=240):
@@ -106,7 +141,9 @@ def _wait_for_epochs(state_path, n, proc, timeout=240):
 def test_resume_after_interruption_gives_a_full_history(tmp_path, how):
     data_dir = write_class_folders(tmp_path / "d", {"train": 100})
     out, epochs = tmp_path / "run", 12
-    proc = subprocess.Popen(_train_cmd(data_dir, out, epochs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _train_cmd(data_dir, out, epochs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for_epochs(out / "train_state.json", 1, proc)
     proc.send_signal(signal.SIGKILL if how == "kill" else signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -122,8 +159,17 @@ def test_resume_after_interruption_gives_a_full_history(tmp_path, how):
     summary = json.loads(resumed.stdout)
     history = json.loads((out / "history.json").read_text())
     assert summary["epochs"] == epochs and [h["epoch"] for h in history] == list(range(1, epochs + 1))
-    assert set(summary) >= {"model", "epochs", "best_val_accuracy", "test_accuracy", "seconds",
-                            "images_per_second", "history", "curves", "manifest"}
+    assert set(summary) >= {
+        "model",
+        "epochs",
+        "best_val_accuracy",
+        "test_accuracy",
+        "seconds",
+        "images_per_second",
+        "history",
+        "curves",
+        "manifest",
+    }
 
 
 @pytest.mark.slow
@@ -136,12 +182,17 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from cifar_pack.config import RECIPES
 from cifar_pack.train import train, make_strategy
 assert make_strategy("mirrored").num_replicas_in_sync == 2
-r = train({str(data_dir)!r}, {str(tmp_path / 'out')!r}, RECIPES["default"].with_overrides(
+r = train({str(data_dir)!r}, {str(tmp_path / "out")!r}, RECIPES["default"].with_overrides(
     epochs=1, batch_size=8, strategy="mirrored", precision="float32"))
 print("EPOCHS", r.epochs)
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "EPOCHS 1" in proc.stdout
 
