@@ -147,9 +147,12 @@ def train(
         precision=precision,
         strategy=strategy,
     )
+    from .data import check_source
     from .train import validate_config
 
     validate_config(config)  # before importing TensorFlow: bad options answer instantly
+    if not resume:
+        check_source(data)
     from .train import train as run_training
 
     result = run_training(data, out, config, resume=resume).to_json()
@@ -182,7 +185,9 @@ def preview_augment(
     if recipe not in RECIPES:
         raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
     from .augment_preview import write_preview
+    from .data import check_source
 
+    check_source(data)
     path = write_preview(data, output, RECIPES[recipe], images, variants, seed)
     emit({"preview": str(path), "recipe": recipe, "images": images, "variants": variants}, as_json, f"wrote {path}")
 
@@ -240,6 +245,10 @@ def export(
         raise UsageError(f"--calibrate-method must be one of {', '.join(METHODS)}, got {calibrate_method!r}")
     if not model.exists():
         raise UsageError(f"--model {model}: no such file (train one with `cifar-pack train` first)")
+    from .data import check_source
+
+    if data is not None:
+        check_source(data)
     from .export import export_onnx
 
     result = export_onnx(
@@ -393,8 +402,10 @@ def evaluate(
     """Accuracy, per-class precision/recall, confusion matrix (PNG) and class balance on a labelled set."""
     if split is not None and split not in ("train", "val", "test"):
         raise UsageError(f"--split must be train, val or test, got {split!r}")
+    from .data import check_source
     from .evaluate import evaluate as run_evaluation
 
+    check_source(data)
     report = run_evaluation(model, data, split, out, model_card)
     if as_json:
         emit(report, True)
@@ -426,7 +437,10 @@ def benchmark(
     if not model.exists():
         raise UsageError(f"--model {model}: no such file (train one with `cifar-pack train` first)")
     from .benchmark import run_benchmark
+    from .data import check_source
 
+    if data is not None:
+        check_source(data)
     result = run_benchmark(model, data, samples)
     from rich.console import Console
     from rich.table import Table

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import images
 from .config import CIFAR10_CLASSES, IMAGE_SIZE
-from .errors import DataError
+from .errors import DataError, UsageError
 from .fileio import atomic_path, cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,23 @@ def load(source: str | os.PathLike = "cifar10", use_cache: bool = True) -> Datas
     if use_cache:
         _write_cache(cached, dataset)
     return dataset
+
+
+def check_source(source: str | os.PathLike, option: str = "--data") -> None:
+    """Cheap up-front check for the CLI: the source exists and has a format we read.
+
+    Raises ``UsageError`` naming the option. Corrupt contents are found later, by ``load``.
+    """
+    if str(source) == "cifar10":
+        return
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"{option} {path}: no such file or directory")
+    if path.is_file() and not tarfile.is_tarfile(path):
+        raise UsageError(
+            f"{option} {path}: unknown format; expected cifar10, a .tar/.tar.gz archive (official release "
+            "or class folders) or a directory"
+        )
 
 
 def download_cifar10() -> Path:

@@ -155,19 +155,20 @@ class Predictor:
     ) -> Iterator[dict]:
         """Yield ``{"path", ...prediction}`` or ``{"path", "error"}`` for each file, in order.
 
-        Decoding runs in a thread pool one batch ahead of inference (Pillow and onnxruntime both
+        Decoding runs in a thread pool, one batch ahead of inference (Pillow and onnxruntime both
         release the GIL), so decoding and the model overlap. Bad files never stop the others.
         """
         chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
         workers = max(1, min(4, os.cpu_count() or 1))
         with ThreadPoolExecutor(workers) as pool:
-            pending = pool.submit(_decode_chunk, pool, chunks[0]) if chunks else None
+            # Futures for chunk k+1 are queued before chunk k is run through the model.
+            pending = [pool.submit(_decode_or_error, p) for p in chunks[0]] if chunks else []
             for index, chunk in enumerate(chunks):
-                decoded = pending.result()
-                pending = pool.submit(_decode_chunk, pool, chunks[index + 1]) if index + 1 < len(chunks) else None
-                good = [(p, a) for p, a in zip(chunk, decoded) if isinstance(a, np.ndarray)]
-                probs = self.predict_proba(np.stack([a for _, a in good])) if good else []
-                rows = iter(probs)
+                decoded = [f.result() for f in pending]
+                if index + 1 < len(chunks):
+                    pending = [pool.submit(_decode_or_error, p) for p in chunks[index + 1]]
+                good = [a for a in decoded if isinstance(a, np.ndarray)]
+                rows = iter(self.predict_proba(np.stack(good)) if good else [])
                 for path, arr in zip(chunk, decoded):
                     if isinstance(arr, np.ndarray):
                         yield {"path": str(path)} | self.describe(next(rows), top_k)
@@ -201,16 +202,14 @@ def _as_items(inputs) -> list:
     return list(inputs)
 
 
-def _decode_chunk(pool: ThreadPoolExecutor, paths: list[Path]) -> list:
-    def one(path):
-        try:
-            return img_mod.load_image(path)
-        except CifarPackError as exc:
-            return str(exc)
-        except MemoryError:
-            return f"{path}: out of memory while decoding"
-
-    return list(map(one, paths))
+def _decode_or_error(path: Path) -> np.ndarray | str:
+    """(32, 32, 3) uint8, or the one-line error message naming the file."""
+    try:
+        return img_mod.load_image(path)
+    except CifarPackError as exc:
+        return str(exc)
+    except MemoryError:
+        return f"{path}: out of memory while decoding"
 
 
 def _check_contract(session, path: Path) -> tuple[str, int]:

@@ -239,10 +239,16 @@ def test_cifar10_download_failure_is_one_line(monkeypatch):
 @pytest.mark.slow
 def test_cli_reports_data_errors_without_traceback(tmp_path):
     proc = run_cli("train", "--data", tmp_path / "missing.tar.gz", "--out", tmp_path / "o", "--epochs", "1")
-    assert_one_line_error(proc, "missing.tar.gz", code=1)
-    bogus = tmp_path / "notes.tar.gz"
+    assert_one_line_error(proc, "--data", "missing.tar.gz", code=2)
+    bogus = tmp_path / "notes.zip"
     bogus.write_text("not an archive")
-    assert_one_line_error(run_cli("train", "--data", bogus, "--out", tmp_path / "o"), "notes.tar.gz", code=1)
+    assert_one_line_error(
+        run_cli("train", "--data", bogus, "--out", tmp_path / "o"), "--data", "unknown format", code=2
+    )
+    good = write_binary_release(tmp_path / "src", _release_arrays(), as_tar=True)
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert_one_line_error(run_cli("train", "--data", cut, "--out", tmp_path / "o"), "cut.tar.gz", code=1)
 
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"

@@ -219,4 +219,4 @@ def test_resume_without_a_run_is_a_usage_error(tmp_path):
 
 def test_default_recipe_differs_only_in_training_not_architecture():
     assert RECIPES["default"].validation_split == SEED_RECIPE.validation_split == 0.2
-    assert RECIPES["default"].batch_size == 64 and RECIPES["default"].epochs == 20
+    assert RECIPES["default"].batch_size == 128 and RECIPES["default"].epochs == 20
