@@ -98,7 +98,7 @@ def notebook(x, y, steps):
     return clock.images_per_second(128)
 
 
-def cifar_pack_recipe(x, y, steps, config):
+def cifar_pack_recipe(x, y, steps, config, steps_per_execution=1):
     import keras
 
     from cifar_pack.model import build_model
@@ -108,7 +108,12 @@ def cifar_pack_recipe(x, y, steps, config):
     keras.mixed_precision.set_dtype_policy(resolve_precision(config.precision))
     try:
         model = build_model(10)
-        model.compile(optimizer=make_optimizer(config, steps), loss="categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=make_optimizer(config, steps),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+            steps_per_execution=steps_per_execution,
+        )
         clock = BatchClock()
         model.fit(
             make_pipeline(x, y, 10, config, training=True).repeat(),
@@ -146,6 +151,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--history", default=None)
+    parser.add_argument("--explore", action="store_true", help="also try steps_per_execution=8")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -165,6 +171,8 @@ def main() -> None:
         ),
         "default": lambda: cifar_pack_recipe(x, y, args.steps, RECIPES["default"]),
     }
+    if args.explore:
+        configs["default-spe8"] = lambda: cifar_pack_recipe(x, y, args.steps, RECIPES["default"], 8)
     try:
         import tf_keras  # noqa: F401
 

@@ -109,6 +109,14 @@ def emit(result: dict, as_json: bool, text: str | None = None) -> None:
 # train
 
 
+def _recipe(name: str):
+    from .config import RECIPES
+
+    if name not in RECIPES:
+        raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {name!r}")
+    return RECIPES[name]
+
+
 @app.command()
 @command
 def train(
@@ -134,11 +142,7 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train the seed CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
-    from .config import RECIPES
-
-    if recipe not in RECIPES:
-        raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
-    config = RECIPES[recipe].with_overrides(
+    config = _recipe(recipe).with_overrides(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=lr,
@@ -180,15 +184,12 @@ def preview_augment(
     as_json: JsonOpt = False,
 ) -> None:
     """Write one PNG grid: each row an original image followed by augmented copies."""
-    from .config import RECIPES
-
-    if recipe not in RECIPES:
-        raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    config = _recipe(recipe)
     from .augment_preview import write_preview
     from .data import check_source
 
     check_source(data)
-    path = write_preview(data, output, RECIPES[recipe], images, variants, seed)
+    path = write_preview(data, output, config, images, variants, seed)
     emit({"preview": str(path), "recipe": recipe, "images": images, "variants": variants}, as_json, f"wrote {path}")
 
 
@@ -430,7 +431,7 @@ def benchmark(
     data: Annotated[
         str | None, typer.Option("--data", help="Labelled images (default: the training run's validation split).")
     ] = None,
-    samples: Annotated[int, typer.Option("--samples", min=1, help="Images for the accuracy column.")] = 2000,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Images for the accuracy column.")] = 10_000,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare Keras, ONNX float32 and ONNX int8: size, accuracy, latency, throughput."""

@@ -24,7 +24,6 @@ import logging
 import os
 import pickle
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -202,9 +201,14 @@ def _decode(path: Path, source: str, key: str) -> Dataset:
             return _python_release({n: p.read_bytes for n, p in files.items()}, source, key)
         if "data_batch_1.bin" in files:
             return _binary_release({n: p.read_bytes for n, p in files.items()}, source, key)
-        members = [(p.relative_to(path).as_posix(), p.read_bytes) for p in sorted(path.rglob("*")) if p.is_file()]
-        empty = [p for p in sorted(path.rglob("*")) if p.is_dir() and not any(p.iterdir())]
-        return _class_folders(members, [e.relative_to(path).as_posix() for e in empty], source, key, path)
+        members, empty = [], []
+        for root, dirs, files in os.walk(path):  # one walk: 50,000 files make rglob + stat slow
+            dirs.sort()
+            rel = PurePosixPath(Path(root).relative_to(path).as_posix())
+            if not dirs and not files:
+                empty.append(rel.as_posix())
+            members += [((rel / f).as_posix(), Path(root, f).read_bytes) for f in sorted(files)]
+        return _class_folders(members, empty, source, key, path)
     return _decode_tar(path, source, key)
 
 
@@ -357,10 +361,13 @@ def _class_folders(members: list, empty_dirs: list[str], source: str, key: str, 
             log.warning("%s: test split has no images for %s", origin, ", ".join(sorted(unknown)))
         items = [(n, r, index[c]) for c in sorted(by_class) for n, r in by_class[c]]
         x = np.empty((len(items), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-        y = np.empty(len(items), np.int64)
-        for i, (name, read, label) in enumerate(_progress(items, f"decoding {split}")):
+        y = np.array([label for _, _, label in items], dtype=np.int64)
+        # One thread: a 32x32 JPEG costs ~75 us, mostly Python-level work under the GIL, so a
+        # thread pool measured slower here (1.4 s vs 0.75 s for 10,000 images).
+        for i, (name, read, _) in enumerate(items):
             x[i] = _decode_member(origin, name, read())
-            y[i] = label
+            if i and i % 10_000 == 0:
+                log.info("decoding %s: %d/%d", split, i, len(items))
         splits[split] = (x, y)
     return _checked(Dataset(source, key, "class-folders", classes, splits))
 
@@ -374,14 +381,6 @@ def _decode_member(origin: Path, name: str, data: bytes) -> np.ndarray:
             return images.to_model_input(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{origin / name}: unreadable image ({exc or type(exc).__name__})") from None
-
-
-def _progress(items: list, what: str) -> Iterator:
-    step = max(len(items) // 10, 1)
-    for i, item in enumerate(items):
-        if i and i % step == 0:
-            log.info("%s: %d/%d", what, i, len(items))
-        yield item
 
 
 def _checked(ds: Dataset) -> Dataset:
@@ -398,15 +397,22 @@ def _checked(ds: Dataset) -> Dataset:
 
 
 def _content_key(path: Path) -> str:
+    """sha256 of an archive's bytes; for a directory, of every entry's path, size and mtime.
+
+    Hashing 50,000 small files' bytes would cost as much as decoding them, so a directory is
+    keyed like a build tool keys sources: any added, removed, resized or touched file (or
+    folder: an empty class folder must not hit the cache) gives a new key.
+    """
     if path.is_file():
         return sha256_file(path)
     digest = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_dir():  # folders count too: an added empty class folder must not hit the cache
-            digest.update(p.relative_to(path).as_posix().encode() + b"/\0")
-        elif p.is_file():
-            digest.update(p.relative_to(path).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(p.read_bytes()).digest())
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        rel = Path(root).relative_to(path).as_posix()
+        digest.update(f"{rel}/\0".encode())
+        for name in sorted(files):
+            st = os.stat(os.path.join(root, name))
+            digest.update(f"{rel}/{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
 

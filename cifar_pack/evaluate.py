@@ -122,8 +122,35 @@ def evaluate(
     if model_card:
         from .model_card import write_model_card
 
-        report["model_card"] = str(write_model_card(Path(model_card), report, clf.training, dataset))
+        probe = out_of_scope_probe(clf)
+        report["model_card"] = str(write_model_card(Path(model_card), report, clf.training, probe))
     return report
+
+
+def out_of_scope_probe(clf: Classifier, n: int = 500, seed: int = 0) -> dict:
+    """What the model says about images of none of its classes: uniform noise and flat colours.
+
+    Returns per kind the mean top-1 probability, the share answered with probability >= 0.5 and
+    the class it answers most, for the model card's out-of-scope section.
+    """
+    rng = np.random.default_rng(seed)
+    kinds = {
+        "uniform noise": rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8),
+        "flat colours": np.broadcast_to(rng.integers(0, 256, size=(n, 1, 1, 3), dtype=np.uint8), (n, 32, 32, 3)).copy(),
+    }
+    probe = {}
+    for kind, x in kinds.items():
+        probs = clf.predict_proba(x)
+        top = probs.max(axis=1)
+        counts = np.bincount(probs.argmax(axis=1), minlength=len(clf.class_names))
+        probe[kind] = {
+            "images": n,
+            "mean_top1_probability": float(top.mean()),
+            "share_above_0.5": float(np.mean(top >= 0.5)),
+            "most_answered": clf.class_names[int(counts.argmax())],
+            "most_answered_share": float(counts.max() / n),
+        }
+    return probe
 
 
 def map_labels(data_names: list[str], model_names: list[str], y: np.ndarray, data, model_path) -> np.ndarray:

@@ -7,8 +7,9 @@ from pathlib import Path
 from .fileio import write_bytes_atomic
 
 
-def write_model_card(path: Path, report: dict, training: dict | None, dataset) -> Path:
-    """Write the card; every number in it comes from ``report`` (this evaluation) or ``training``."""
+def write_model_card(path: Path, report: dict, training: dict | None, probe: dict) -> Path:
+    """Write the card; every number in it comes from ``report`` (this evaluation), ``training``
+    (the run's record) or ``probe`` (``evaluate.out_of_scope_probe``)."""
     training = training or {}
     per_class = report["per_class"]
     ranked = sorted(per_class.items(), key=lambda kv: kv[1]["recall"])
@@ -31,7 +32,14 @@ def write_model_card(path: Path, report: dict, training: dict | None, dataset) -
         "",
         "## Out-of-scope use",
         "- Images that show none of these classes: the model **still answers one of them**, often with high "
-        "probability. It has no 'unknown' output; do not read the probability as a calibrated confidence.",
+        "probability. It has no 'unknown' output; do not read the probability as a calibrated confidence. "
+        "Measured on inputs that are no class at all:",
+        *[
+            f"  - {kind} ({p['images']} images): mean top-1 probability {p['mean_top1_probability']:.2f}, "
+            f"{p['share_above_0.5']:.0%} answered with probability >= 0.5, most often '{p['most_answered']}' "
+            f"({p['most_answered_share']:.0%})."
+            for kind, p in probe.items()
+        ],
         "- Inputs are shrunk to 32x32 pixels: fine detail, small objects and text are lost.",
         "- Any decision about people, safety, security or money.",
         "",

@@ -100,6 +100,7 @@ def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
         assert heading in card
     assert f"{report['accuracy']:.2%}" in card and "still answers one of them" in card
     assert "| red |" in card and "consent" in card
+    assert "uniform noise (500 images): mean top-1 probability" in card
 
 
 def test_evaluate_keras_model_and_val_split(trained_run, tiny_data, tmp_path):

@@ -68,5 +68,5 @@ def test_every_readme_cifar_pack_command_runs(tmp_path):
                 continue
             assert proc.returncode == 0, (command, proc.stderr[-2000:])
             ran += 1
-    assert ran >= 8
+    assert ran >= 7  # the main job (2) and the whole pipeline (5); the official block needs network
     assert (scratch / "artifacts" / "model.onnx").exists() and (scratch / "artifacts" / "MODEL_CARD.md").exists()
