@@ -13,11 +13,13 @@ Sources (``--data``):
 
 Archives are read in memory member by member and never extracted, so a hostile member name
 cannot write anywhere; members with absolute or ``..`` paths are refused outright.
-Decoded arrays are cached under ``fileio.cache_dir()`` keyed by the sha256 of the source's bytes.
+Decoded arrays are cached under ``fileio.cache_dir()``, keyed by the sha256 of an archive's bytes
+or, for a directory, of every entry's path, size and modification time.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -204,10 +206,12 @@ def _decode(path: Path, source: str, key: str) -> Dataset:
         members, empty = [], []
         for root, dirs, files in os.walk(path):  # one walk: 50,000 files make rglob + stat slow
             dirs.sort()
-            rel = PurePosixPath(Path(root).relative_to(path).as_posix())
+            rel = os.path.relpath(root, path).replace(os.sep, "/")
+            prefix = "" if rel == "." else rel + "/"
             if not dirs and not files:
-                empty.append(rel.as_posix())
-            members += [((rel / f).as_posix(), Path(root, f).read_bytes) for f in sorted(files)]
+                empty.append(rel)
+            # Plain strings and a bound read: pathlib objects for 50,000 files cost ~0.2 s.
+            members += [(prefix + f, functools.partial(_read_file, os.path.join(root, f))) for f in sorted(files)]
         return _class_folders(members, empty, source, key, path)
     return _decode_tar(path, source, key)
 
@@ -337,10 +341,10 @@ def _class_folders(members: list, empty_dirs: list[str], source: str, key: str, 
     """``[(relative posix path, read_bytes callable)]`` -> Dataset. Class = parent folder name."""
     grouped: dict[str, dict[str, list]] = {}
     for name, read in members:
-        parts = PurePosixPath(name).parts
+        parts = name.split("/")
         if any(p.startswith(".") or p == "__MACOSX" for p in parts) or len(parts) < 2:
             continue
-        if PurePosixPath(name).suffix.lower() not in images.IMAGE_SUFFIXES:
+        if os.path.splitext(name)[1].lower() not in images.IMAGE_SUFFIXES:
             continue
         split = parts[-3] if len(parts) >= 3 and parts[-3] in SPLITS else "train"
         grouped.setdefault(split, {}).setdefault(parts[-2], []).append((name, read))
@@ -370,6 +374,11 @@ def _class_folders(members: list, empty_dirs: list[str], source: str, key: str, 
                 log.info("decoding %s: %d/%d", split, i, len(items))
         splits[split] = (x, y)
     return _checked(Dataset(source, key, "class-folders", classes, splits))
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def _decode_member(origin: Path, name: str, data: bytes) -> np.ndarray:
