@@ -220,3 +220,38 @@ def test_resume_without_a_run_is_a_usage_error(tmp_path):
 def test_default_recipe_differs_only_in_training_not_architecture():
     assert RECIPES["default"].validation_split == SEED_RECIPE.validation_split == 0.2
     assert RECIPES["default"].batch_size == 128 and RECIPES["default"].epochs == 20
+
+
+@pytest.mark.slow
+def test_multi_worker_strategy_runs_as_one_worker_without_tf_config(tmp_path):
+    """No TF_CONFIG: MultiWorkerMirroredStrategy is a cluster of one; the run must still complete."""
+    data_dir = write_class_folders(tmp_path / "d", {"train": 10})
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cifar_pack",
+            "train",
+            "--data",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--strategy",
+            "multi-worker",
+            "--precision",
+            "float32",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["epochs"] == 1
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["strategy"] == "multi-worker"
