@@ -55,8 +55,7 @@ def run_benchmark(
 
         raise UsageError("--data is required: the model has no training manifest to take its validation split from")
     dataset = data_mod.load(source)
-    fraction = manifest.get("data", {}).get("validation_split", 0.2)
-    seed = manifest.get("data", {}).get("split_seed", 1337)
+    fraction, seed = data_mod.split_params(manifest.get("data"))
     split, x, y = data_mod.select(dataset, "val" if not dataset.has_test else "test", fraction, seed)
     if samples < len(y):  # a random subset: the split is ordered by class
         pick = np.sort(np.random.default_rng(0).choice(len(y), size=samples, replace=False))

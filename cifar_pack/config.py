@@ -30,6 +30,11 @@ CIFAR10_CLASSES = (
 )
 
 
+# Stratified validation split shared by train, export, evaluate and benchmark.
+DEFAULT_VALIDATION_SPLIT = 0.2
+DEFAULT_SEED = 1337
+
+
 @dataclass(frozen=True)
 class Augment:
     """Augmentation as Keras preprocessing layers (factors are fractions of the image size)."""
@@ -59,8 +64,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     augment: Augment = field(default_factory=Augment)
-    validation_split: float = 0.2
-    seed: int = 1337
+    validation_split: float = DEFAULT_VALIDATION_SPLIT
+    seed: int = DEFAULT_SEED
     precision: str = "auto"  # auto | float32 | mixed_bfloat16
     strategy: str = "default"  # default | mirrored | multi-worker
 

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import images
-from .config import CIFAR10_CLASSES, IMAGE_SIZE
+from .config import CIFAR10_CLASSES, DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT, IMAGE_SIZE
 from .errors import DataError, UsageError
 from .fileio import atomic_path, cache_dir, sha256_file
 
@@ -168,7 +168,22 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
-def select(dataset: Dataset, split: str | None, validation_split: float = 0.2, seed: int = 1337):
+def split_params(record: dict | None) -> tuple[float, int]:
+    """(validation fraction, seed) recorded by a training run, else the training defaults.
+
+    ``record`` is a manifest's ``data`` block or an ONNX model's ``training`` metadata: both
+    carry ``validation_split`` and ``split_seed``, so every stage re-creates the same split.
+    """
+    record = record or {}
+    return (
+        record.get("validation_split") or DEFAULT_VALIDATION_SPLIT,
+        record.get("split_seed") or DEFAULT_SEED,
+    )
+
+
+def select(
+    dataset: Dataset, split: str | None, validation_split: float = DEFAULT_VALIDATION_SPLIT, seed: int = DEFAULT_SEED
+):
     """Images for one named split: ``test``, ``train`` (the whole train split) or ``val``.
 
     ``val`` is the stratified validation part of ``train`` exactly as ``cifar-pack train`` makes it

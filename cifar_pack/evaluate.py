@@ -86,9 +86,7 @@ def evaluate(
     started = time.perf_counter()
     clf = load_classifier(model)
     dataset = data_mod.load(data)
-    training = clf.training or {}
-    fraction = training.get("validation_split") or 0.2
-    seed = training.get("split_seed") or 1337
+    fraction, seed = data_mod.split_params(clf.training)
     split, x, y = data_mod.select(dataset, split, fraction, seed)
     if len(y) == 0:
         raise DataError(f"{data}: the {split} split is empty")

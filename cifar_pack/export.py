@@ -342,9 +342,7 @@ def parity_inputs(data: str | None, manifest: dict | None, samples: int):
     if manifest:
         try:
             dataset = data_mod.load(manifest["data"].get("path") or manifest["data"]["source"])
-            _, x_val, _ = data_mod.select(
-                dataset, "val", manifest["data"]["validation_split"], manifest["data"]["split_seed"]
-            )
+            _, x_val, _ = data_mod.select(dataset, "val", *data_mod.split_params(manifest["data"]))
             pick = rng.choice(len(x_val), size=min(samples, len(x_val)), replace=False)
             return x_val[np.sort(pick)], "validation images of the training run", dataset
         except DataError as exc:

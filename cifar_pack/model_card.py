@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .data import split_params
 from .fileio import write_bytes_atomic
 
 
@@ -11,6 +12,7 @@ def write_model_card(path: Path, report: dict, training: dict | None, probe: dic
     """Write the card; every number in it comes from ``report`` (this evaluation), ``training``
     (the run's record) or ``probe`` (``evaluate.out_of_scope_probe``)."""
     training = training or {}
+    fraction, seed = split_params(training)
     per_class = report["per_class"]
     ranked = sorted(per_class.items(), key=lambda kv: kv[1]["recall"])
     weakest, strongest = ranked[:3], ranked[-1]
@@ -48,8 +50,8 @@ def write_model_card(path: Path, report: dict, training: dict | None, probe: dic
         f"sha256 `{training.get('data_sha256') or training.get('sha256') or 'unknown'}`.",
         "- CIFAR-10 (Krizhevsky, 2009): 32x32 images collected from the web (the 80 Million Tiny Images "
         "collection) and labelled by paid annotators.",
-        f"- Validation: a stratified {training.get('validation_split') or 0.2:.0%} of the training split "
-        f"(seed {training.get('split_seed') or 1337}), used to pick the best epoch"
+        f"- Validation: a stratified {fraction:.0%} of the training split "
+        f"(seed {seed}), used to pick the best epoch"
         + (f" (validation accuracy {training['val_accuracy']:.2%})." if training.get("val_accuracy") else "."),
         "",
         "## Evaluation data",

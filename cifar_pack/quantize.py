@@ -8,7 +8,6 @@ and 1. Too large an accuracy drop raises ``ParityError`` and leaves no int8 file
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import tempfile
@@ -20,6 +19,7 @@ import numpy as np
 from . import data as data_mod
 from .config import INPUT_NAME
 from .errors import ExportError, ParityError
+from .export import set_metadata, sidecar_path
 from .fileio import write_bytes_atomic, write_json_atomic
 from .sysinfo import has_vnni
 
@@ -60,7 +60,7 @@ def quantize_int8(
         raise ExportError(f"--calibrate-method must be one of {', '.join(METHODS)}, got {method!r}")
     if dataset is None:
         raise ExportError("--int8 needs real images for calibration and its accuracy gate: pass --data")
-    split, seed = (manifest["data"]["validation_split"], manifest["data"]["split_seed"]) if manifest else (0.2, 1337)
+    split, seed = data_mod.split_params(manifest and manifest["data"])
     x_all, y_all = dataset.split("train")
     train_idx, val_idx = data_mod.stratified_split(y_all, split, seed)
     rng = np.random.default_rng(seed)
@@ -135,12 +135,9 @@ def quantize_int8(
     )
 
     meta = dict(metadata) | {"quantization": report}
-    del int8_model.metadata_props[:]
-    for key, value in meta.items():
-        entry = int8_model.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
+    set_metadata(int8_model, meta)
     write_bytes_atomic(out_path, int8_model.SerializeToString())
-    write_json_atomic(Path(f"{out_path}.json"), meta)
+    write_json_atomic(sidecar_path(out_path), meta)
     return out_path, report
 
 
