@@ -82,7 +82,8 @@ def main() -> None:
     print(
         f"with --int8: {int8_seconds:.1f} s wall; int8 accuracy {r['int8_accuracy']:.4f} vs float32 "
         f"{r['float32_accuracy']:.4f} (drop {r['accuracy_drop_points']:.2f} points); speedup "
-        f"{r['speedup_batch256']:.2f}x at batch 256, {r['speedup_batch1']:.2f}x at batch 1; VNNI {r['avx512_vnni']}"
+        f"{r['speedup_batch256']:.2f}x at batch 256, {r['speedup_batch1']:.2f}x at batch 1; "
+        f"measured on {r['measured_on']['int8_kernel']}"
     )
     save(args.json, info | {"results": result})
 

@@ -13,12 +13,13 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .errors import CifarPackError, UsageError
+from .errors import CifarPackError, MissingExtraError, UsageError
 
 app = typer.Typer(
     name="cifar-pack",
@@ -80,7 +81,12 @@ def command(fn):
         _setup_logging()
         try:
             return fn(*args, **kwargs)
-        except CifarPackError as exc:
+        except (CifarPackError, ImportError) as exc:
+            if isinstance(exc, ImportError):
+                # A runtime-only install (`pip install .`) lacks TensorFlow & co.: say which extra.
+                exc = MissingExtraError.from_import(exc, fn.__name__.replace("_", "-"))
+                if exc is None:
+                    raise
             if _state["debug"]:
                 raise
             typer.echo(f"error: {exc}", err=True)
@@ -203,9 +209,10 @@ def export(
     onnx: Annotated[
         bool, typer.Option("--onnx", help="Export to ONNX (the only format; the flag is accepted for clarity).")
     ] = True,
-    model: Annotated[Path, typer.Option("--model", help="Keras model (.keras or .h5).")] = Path(
-        "artifacts/model.keras"
-    ),
+    model: Annotated[
+        Path,
+        typer.Option("--model", help="Keras model (.keras or .h5), or an exported float32 .onnx to quantize (--int8)."),
+    ] = Path("artifacts/model.keras"),
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="ONNX path (default: the model's path with .onnx).")
     ] = None,
@@ -250,6 +257,15 @@ def export(
 
     if data is not None:
         check_source(data)
+    if model.suffix == ".onnx":
+        if not int8:
+            raise UsageError(f"--model {model}: already ONNX; add --int8 to quantize it")
+        from .quantize import DEFAULT_INT8, int8_from_onnx
+
+        settings = replace(DEFAULT_INT8, calibration_samples=calibration_samples, calibrate_method=calibrate_method)
+        path, report = int8_from_onnx(model, data, settings=settings, max_accuracy_drop=max_accuracy_drop)
+        emit({"onnx": str(model), "int8": str(path), "int8_report": report}, as_json, _int8_line(path, report))
+        return
     from .export import export_onnx
 
     result = export_onnx(
@@ -270,13 +286,17 @@ def export(
         f"top-1 agreement {p['top1_agreement']:.0%})"
     )
     if result["int8"]:
-        r = result["int8_report"]
-        text += (
-            f"\nwrote {result['int8']} (accuracy {r['int8_accuracy']:.4f} vs {r['float32_accuracy']:.4f}, "
-            f"drop {r['accuracy_drop_points']:.2f} points; {r['speedup_batch256']:.2f}x at batch 256, "
-            f"{r['speedup_batch1']:.2f}x at batch 1)"
-        )
+        text += "\n" + _int8_line(result["int8"], result["int8_report"])
     emit(result, as_json, text)
+
+
+def _int8_line(path, r: dict) -> str:
+    return (
+        f"wrote {path} (accuracy {r['int8_accuracy']:.4f} vs {r['float32_accuracy']:.4f}, "
+        f"drop {r['accuracy_drop_points']:.2f} points, measured on {r['measured_on']['int8_kernel']}; "
+        f"AVX2 saturation-free: {'yes' if r['avx2']['saturation_free'] else 'NO'}; "
+        f"{r['speedup_batch256']:.2f}x at batch 256, {r['speedup_batch1']:.2f}x at batch 1)"
+    )
 
 
 @app.command()
@@ -295,6 +315,13 @@ def info(
         emit(result, True)
         return
     typer.echo(f"model: {result['path']}")
+    q = result["metadata"].get("quantization")
+    if isinstance(q, dict) and isinstance(q.get("measured_on"), dict):
+        typer.echo(
+            f"int8: {q.get('format')}; top-1 drop {q.get('accuracy_drop_points', float('nan')):.2f} points, "
+            f"measured on {q['measured_on'].get('cpu')} ({q['measured_on'].get('int8_kernel')}); AVX2 saturation-free: "
+            f"{'yes' if (q.get('avx2') or {}).get('saturation_free') else 'no'}"
+        )
     for kind in ("inputs", "outputs"):
         for io in result[kind]:
             typer.echo(f"{kind[:-1]}: {io['name']} {io['type']} {io['shape']}")

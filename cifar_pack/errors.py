@@ -34,6 +34,35 @@ class ParityError(ExportError):
         self.report = report
 
 
+class MissingExtraError(CifarPackError):
+    """A command needs packages of an extra that this install left out (``cifar-pack[train]``)."""
+
+    # Top-level modules -> the extra that provides them (pyproject.toml's optional-dependencies).
+    EXTRAS = {
+        "tensorflow": "train",
+        "keras": "train",
+        "tf2onnx": "train",
+        "onnx": "train",
+        "matplotlib": "train",
+    }
+
+    @classmethod
+    def from_import(cls, exc: ImportError, command: str) -> "MissingExtraError | None":
+        """The one-line error for ``exc`` if an extra would fix it, else None (a real bug)."""
+        top = (exc.name or "").split(".")[0]
+        extra = cls.EXTRAS.get(top)
+        if extra is None:
+            return None
+        return cls(
+            f"`cifar-pack {command}` needs the {extra} extra ({top} is not installed): "
+            f"pip install 'cifar-pack[{extra}]'"
+        )
+
+
+class BrokenInstallError(CifarPackError):
+    """An installed package is half-removed (e.g. onnxruntime after ``pip uninstall`` of a twin)."""
+
+
 class InputError(CifarPackError):
     """An image given for inference cannot be read or decoded."""
 

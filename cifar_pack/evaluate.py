@@ -31,6 +31,7 @@ class Classifier:
     predict_proba: object  # (N, 32, 32, 3) uint8 -> (N, C) float32
     training: dict | None  # the training run's facts, when known (data source, split, accuracy)
     format: str
+    quantization: dict | None = None  # the int8 gate's report, for int8 ONNX models
 
 
 def load_classifier(model: str | os.PathLike | None) -> Classifier:
@@ -40,8 +41,10 @@ def load_classifier(model: str | os.PathLike | None) -> Classifier:
     path = resolve_model(model)
     if path.suffix == ".onnx":
         predictor = Predictor(path)
+        meta = predictor.metadata
+        quantization = meta.get("quantization") if isinstance(meta.get("quantization"), dict) else None
         return Classifier(
-            path, predictor.class_names, predictor.predict_proba, predictor.metadata.get("training"), "onnx"
+            path, predictor.class_names, predictor.predict_proba, meta.get("training"), "onnx", quantization
         )
     from .export import check_classifier, float32_copy, keras_probabilities, load_keras_model, read_manifest
 
@@ -121,7 +124,7 @@ def evaluate(
         from .model_card import write_model_card
 
         probe = out_of_scope_probe(clf)
-        report["model_card"] = str(write_model_card(Path(model_card), report, clf.training, probe))
+        report["model_card"] = str(write_model_card(Path(model_card), report, clf.training, probe, clf.quantization))
     return report
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -118,15 +118,15 @@ def export_onnx(
 
     int8_path, int8_report = None, None
     if int8:
-        from .quantize import quantize_int8
+        from .quantize import DEFAULT_INT8, quantize_int8
 
+        settings = replace(DEFAULT_INT8, calibration_samples=calibration_samples, calibrate_method=calibrate_method)
         int8_path, int8_report = quantize_int8(
             output,
             dataset,
             manifest,
             metadata,
-            calibration_samples=calibration_samples,
-            method=calibrate_method,
+            settings=settings,
             max_accuracy_drop=max_accuracy_drop,
             eval_samples=eval_samples,
         )

@@ -8,9 +8,12 @@ from .data import split_params
 from .fileio import write_bytes_atomic
 
 
-def write_model_card(path: Path, report: dict, training: dict | None, probe: dict) -> Path:
+def write_model_card(
+    path: Path, report: dict, training: dict | None, probe: dict, quantization: dict | None = None
+) -> Path:
     """Write the card; every number in it comes from ``report`` (this evaluation), ``training``
-    (the run's record) or ``probe`` (``evaluate.out_of_scope_probe``)."""
+    (the run's record), ``probe`` (``evaluate.out_of_scope_probe``) or ``quantization`` (the
+    int8 gate's report in an int8 model's metadata)."""
     training = training or {}
     fraction, seed = split_params(training)
     per_class = report["per_class"]
@@ -27,6 +30,7 @@ def write_model_card(path: Path, report: dict, training: dict | None, probe: dic
         f"output: probabilities over {len(names)} classes.",
         "- Architecture: the classic Keras CIFAR-10 CNN (4 convolutions, 2 dense layers, dropout), "
         "2.17 M parameters for 10 classes.",
+        *_quantization_lines(quantization),
         "",
         "## Intended use",
         f"- Classifying small photographs into exactly these classes: {', '.join(names)}.",
@@ -94,3 +98,20 @@ def write_model_card(path: Path, report: dict, training: dict | None, probe: dic
         "",
     ]
     return write_bytes_atomic(path, "\n".join(lines).encode())
+
+
+def _quantization_lines(q: dict | None) -> list[str]:
+    """The int8 facts a user of another CPU needs: where the gate measured, and whether it holds there."""
+    if not q or not isinstance(q.get("measured_on"), dict):
+        return []
+    avx2 = q.get("avx2") or {}
+    holds = (
+        "the weights cannot saturate onnxruntime's AVX2 kernel, so every CPU computes the same numbers"
+        if avx2.get("saturation_free")
+        else "the weights can saturate onnxruntime's AVX2 kernel: expect lower accuracy on AVX2 CPUs without VNNI"
+    )
+    return [
+        f"- int8: {q.get('format')}; the gate measured top-1 {q.get('int8_accuracy', 0):.2%} against float32 "
+        f"{q.get('float32_accuracy', 0):.2%} ({q.get('eval_set')}) on {q['measured_on'].get('cpu')}, "
+        f"{q['measured_on'].get('int8_kernel')}; {holds}.",
+    ]

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import images as img_mod
 from .config import INPUT_SHAPE
-from .errors import CifarPackError, InputError, ModelError, UsageError
+from .errors import BrokenInstallError, CifarPackError, InputError, ModelError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,41 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
         f"no model: {DEFAULT_MODEL} does not exist and no bundled model is installed; "
         "train and export one (cifar-pack train && cifar-pack export --onnx) or pass --model"
     )
+
+
+def import_onnxruntime():
+    """``import onnxruntime``, or one line on how to repair a half-removed install.
+
+    onnxruntime and onnxruntime-gpu install into the same ``onnxruntime/`` folder; uninstalling
+    one of the two after installing both deletes the shared Python files and leaves a namespace
+    package with only ``capi/`` that has no ``get_available_providers`` (onnxruntime's docs:
+    install exactly one of them).
+    """
+    import onnxruntime as ort
+
+    if not hasattr(ort, "get_available_providers"):
+        where = next(iter(getattr(ort, "__path__", [])), "?")
+        raise BrokenInstallError(
+            f"onnxruntime at {where} is incomplete (its Python files were removed, typically by "
+            "`pip uninstall onnxruntime` beside onnxruntime-gpu); repair it with "
+            "`pip install --force-reinstall --no-deps onnxruntime-gpu` (or `onnxruntime` for the CPU build)"
+        )
+    return ort
+
+
+def _provider_failure(provider: str, ort) -> str:
+    """Why an installed execution provider did not start, in a few words (no onnxruntime log)."""
+    import ctypes
+
+    name = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}.get(provider)
+    library = Path(ort.__file__).parent / "capi" / f"libonnxruntime_providers_{name}.so" if name else None
+    if library is not None and library.exists():
+        try:
+            ctypes.CDLL(str(library))
+        except OSError as exc:  # the dynamic loader names the missing library, e.g. libcublasLt.so.13
+            return str(exc).removeprefix(f"{library}: ").strip()[:160]
+        return "libraries load, but no usable device: check the driver and CUDA_VISIBLE_DEVICES"
+    return "see onnxruntime's log with --debug"
 
 
 def choose_providers(device: str, available: list[str]) -> list[str]:
@@ -91,20 +126,33 @@ class Predictor:
     """
 
     def __init__(self, model: str | os.PathLike | None = None, device: str = "auto", threads: int | None = None):
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         self.path = resolve_model(model)
         providers = choose_providers(device, ort.get_available_providers())
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # onnxruntime-gpu lists CUDAExecutionProvider even on a machine without a GPU or CUDA
+        # libraries; creating the session then logs coloured multi-line errors and falls back to
+        # the CPU. Silence onnxruntime's process-wide logger meanwhile (4 = fatal only; 2 is its
+        # default) and say what happened in one plain line instead.
+        accelerated = providers[0] != "CPUExecutionProvider"
+        if accelerated:
+            ort.set_default_logger_severity(4)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{self.path}: not a loadable ONNX model ({first})") from None
-        if device != "auto" and self.session.get_providers()[0] != providers[0]:
-            raise UsageError(f"--device {device}: {providers[0]} failed to initialise (see onnxruntime's log)")
+        finally:
+            if accelerated:
+                ort.set_default_logger_severity(2)
+        if self.session.get_providers()[0] != providers[0]:
+            why = _provider_failure(providers[0], ort)
+            if device != "auto":
+                raise UsageError(f"--device {device}: {providers[0]} failed to initialise ({why})")
+            log.warning("--device auto: %s unusable here (%s); running on the CPU", providers[0], why)
         self.provider = self.session.get_providers()[0]
         self.input_name, self.num_classes = _check_contract(self.session, self.path)
         self.metadata = read_metadata(self.session, self.path)

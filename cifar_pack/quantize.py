@@ -1,9 +1,17 @@
 """int8: static QDQ quantization with ``onnxruntime.quantization``, gated on accuracy.
 
-quant_pre_process (shape inference + graph optimisation) -> quantize_static (QDQ, per-channel
-int8 weights, uint8 activations, calibration on training images the validation split never
-sees) -> accuracy on the validation split against the float32 ONNX model -> speed at batch 256
-and 1. Too large an accuracy drop raises ``ParityError`` and leaves no int8 file.
+quant_pre_process (shape inference + graph optimisation) -> quantize_static (QDQ, settings
+below, calibration on training images the validation split never sees) -> accuracy on the
+validation split against the float32 ONNX model -> speed at batch 256 and 1. Too large an
+accuracy drop raises ``ParityError`` and leaves no int8 file.
+
+Why 7-bit weights (``reduce_range``) by default: onnxruntime's U8S8 kernel on AVX2 without VNNI
+(the project's AMD Zen 3 machines) adds pairs of u8*s8 products in a saturating int16
+(VPMADDUBSW), so the same int8 file scored 0.41 points lower there than on AVX-512 VNNI (where
+products accumulate exactly in int32). With weights in [-64, 64] a pair is at most
+255 * 128 = 32,640 < 32,767: saturation cannot happen, every CPU computes the same integers,
+and the accuracy measured on the exporting machine holds on the other kind. The figures behind
+the choice are in docs/int8.md (``benchmarks/int8_settings.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import logging
 import statistics
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,32 +30,50 @@ from .config import INPUT_NAME
 from .errors import ExportError, ParityError
 from .export import set_metadata, sidecar_path
 from .fileio import write_bytes_atomic, write_json_atomic
-from .sysinfo import has_vnni
+from .sysinfo import cpu_info, int8_kernel
 
 log = logging.getLogger(__name__)
 
 METHODS = ("minmax", "entropy", "percentile")
 
+# The AVX2 U8S8 kernel sums two u8*s8 products in int16: safe while 255 * (|w1| + |w2|) <= 32767.
+INT16_MAX = 32767
+UINT8_MAX = 255
 
-def quantize_int8(
-    fp32_path: Path,
-    dataset,
-    manifest: dict | None,
-    metadata: dict,
-    *,
-    calibration_samples: int = 400,
-    method: str = "minmax",
-    max_accuracy_drop: float = 1.0,
-    eval_samples: int | None = None,
-) -> tuple[Path, dict]:
-    """Write ``<stem>.int8.onnx`` beside ``fp32_path``; return (path, report).
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """What ``quantize_static`` is asked for; recorded in the int8 model's metadata.
+
+    ``activations``/``weights``: "uint8" or "int8". ``reduce_range``: 7-bit weights (see the
+    module docstring). ``per_channel``: one scale per output channel of each Conv/Gemm weight.
+    """
+
+    activations: str = "uint8"
+    weights: str = "int8"
+    per_channel: bool = True
+    reduce_range: bool = True
+    calibrate_method: str = "minmax"
+    calibration_samples: int = 400
+
+    def describe(self) -> str:
+        bits = "7-bit (reduce_range)" if self.reduce_range and self.weights == "int8" else "8-bit"
+        per = "per-channel" if self.per_channel else "per-tensor"
+        return f"QDQ, {per} {bits} {self.weights} weights, {self.activations} activations"
+
+
+DEFAULT_INT8 = Int8Settings()
+
+
+def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Settings = DEFAULT_INT8):
+    """Static QDQ quantization of ``fp32_path``; returns the int8 ``onnx.ModelProto``.
+
+    ``calibration``: uint8 (N, 32, 32, 3) images the quantizer runs to find activation ranges.
 
     Raises:
-        ExportError: no real images to calibrate on, or quantization failed.
-        ParityError: top-1 accuracy fell more than ``max_accuracy_drop`` points.
+        ExportError: bad settings, or onnxruntime.quantization failed.
     """
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -56,30 +83,21 @@ def quantize_int8(
         quantize_static,
     )
 
-    if method not in METHODS:
-        raise ExportError(f"--calibrate-method must be one of {', '.join(METHODS)}, got {method!r}")
-    if dataset is None:
-        raise ExportError("--int8 needs real images for calibration and its accuracy gate: pass --data")
-    split, seed = data_mod.split_params(manifest and manifest["data"])
-    x_all, y_all = dataset.split("train")
-    train_idx, val_idx = data_mod.stratified_split(y_all, split, seed)
-    rng = np.random.default_rng(seed)
-    calib = x_all[rng.choice(train_idx, size=min(calibration_samples, len(train_idx)), replace=False)]
-    eval_idx = (
-        val_idx
-        if eval_samples is None
-        else np.sort(rng.choice(val_idx, min(eval_samples, len(val_idx)), replace=False))
-    )
-    x_eval, y_eval = x_all[eval_idx], y_all[eval_idx]
+    if settings.calibrate_method not in METHODS:
+        raise ExportError(f"--calibrate-method must be one of {', '.join(METHODS)}, got {settings.calibrate_method!r}")
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+
+    # The histogram methods stack per-batch outputs with np.asarray, which fails when the last
+    # batch is shorter (onnxruntime.quantization's HistogramCollector): give them equal batches.
+    step = 32 if settings.calibrate_method == "minmax" else 1
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{INPUT_NAME: calib[i : i + 32]} for i in range(0, len(calib), 32)])
+            self.batches = iter([{INPUT_NAME: calibration[i : i + step]} for i in range(0, len(calibration), step)])
 
         def get_next(self):
             return next(self.batches, None)
 
-    out_path = fp32_path.with_name(f"{fp32_path.stem}.int8.onnx")
     with tempfile.TemporaryDirectory() as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
         try:
@@ -89,35 +107,100 @@ def quantize_int8(
                 str(q),
                 Reader(),
                 quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
+                per_channel=settings.per_channel,
+                reduce_range=settings.reduce_range,
+                activation_type=types[settings.activations],
+                weight_type=types[settings.weights],
                 calibrate_method={
                     "minmax": CalibrationMethod.MinMax,
                     "entropy": CalibrationMethod.Entropy,
                     "percentile": CalibrationMethod.Percentile,
-                }[method],
+                }[settings.calibrate_method],
             )
         except Exception as exc:  # onnxruntime.quantization raises assorted types
             raise ExportError(f"int8 quantization of {fp32_path} failed: {exc}") from None
-        int8_model = onnx.load(str(q))
+        return onnx.load(str(q))
+
+
+def avx2_pair_bound(int8_model) -> dict:
+    """Worst case of the AVX2 U8S8 kernel's int16 pair sums, from the weights alone.
+
+    Every int8 weight tensor feeding a DequantizeLinear is checked: two adjacent products are at
+    most 255 * 2 * max|w|. ``saturation_free`` is True when that fits in int16 for every tensor,
+    i.e. AVX2 computes exactly what VNNI/AMX compute. uint8 weights (U8U8) use a widening kernel
+    on AVX2 that cannot saturate.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    inits = {t.name: t for t in int8_model.graph.initializer}
+    worst = 0
+    for node in int8_model.graph.node:
+        tensor = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if tensor is not None and tensor.data_type == TensorProto.INT8 and len(tensor.dims) > 1:
+            w = numpy_helper.to_array(tensor).astype(np.int32)
+            worst = max(worst, UINT8_MAX * 2 * int(np.abs(w).max()))
+    return {"avx2_worst_pair_sum": worst, "int16_max": INT16_MAX, "saturation_free": worst <= INT16_MAX}
+
+
+def quantize_int8(
+    fp32_path: Path,
+    dataset,
+    manifest: dict | None,
+    metadata: dict,
+    *,
+    settings: Int8Settings = DEFAULT_INT8,
+    max_accuracy_drop: float = 1.0,
+    eval_samples: int | None = None,
+) -> tuple[Path, dict]:
+    """Write ``<stem>.int8.onnx`` beside ``fp32_path``; return (path, report).
+
+    The gate measures on this machine's int8 kernels; the report names them (``measured_on``)
+    and says whether the weights allow the AVX2 kernel to saturate (``avx2``).
+
+    Raises:
+        ExportError: no real images to calibrate on, or quantization failed.
+        ParityError: top-1 accuracy fell more than ``max_accuracy_drop`` points.
+    """
+    import onnxruntime as ort
+
+    if dataset is None:
+        raise ExportError("--int8 needs real images for calibration and its accuracy gate: pass --data")
+    split, seed = data_mod.split_params(manifest and manifest["data"])
+    x_all, y_all = dataset.split("train")
+    train_idx, val_idx = data_mod.stratified_split(y_all, split, seed)
+    rng = np.random.default_rng(seed)
+    calib_idx = rng.choice(train_idx, size=min(settings.calibration_samples, len(train_idx)), replace=False)
+    eval_idx = (
+        val_idx
+        if eval_samples is None
+        else np.sort(rng.choice(val_idx, min(eval_samples, len(val_idx)), replace=False))
+    )
+    x_eval, y_eval = x_all[eval_idx], y_all[eval_idx]
+    int8_model = quantize_model(fp32_path, x_all[calib_idx], settings)
 
     fp32_session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
     int8_session = ort.InferenceSession(int8_model.SerializeToString(), providers=["CPUExecutionProvider"])
     acc32 = accuracy(fp32_session, x_eval, y_eval)
     acc8 = accuracy(int8_session, x_eval, y_eval)
     drop = 100.0 * (acc32 - acc8)
+    machine = cpu_info()
     report = {
-        "format": "QDQ, per-channel int8 weights, uint8 activations",
-        "calibrate_method": method,
-        "calibration_samples": int(len(calib)),
+        "format": settings.describe(),
+        "settings": asdict(settings) | {"calibration_samples": int(len(calib_idx))},
+        "calibrate_method": settings.calibrate_method,
+        "calibration_samples": int(len(calib_idx)),
         "eval_set": f"validation split ({len(y_eval)} images)",
         "float32_accuracy": acc32,
         "int8_accuracy": acc8,
         "accuracy_drop_points": drop,
         "max_accuracy_drop": max_accuracy_drop,
         "passed": drop <= max_accuracy_drop,
-        "avx512_vnni": has_vnni(),
+        "measured_on": {
+            "cpu": machine["model"],
+            "isa": machine["flags"],
+            "int8_kernel": int8_kernel(machine["flags"], machine["machine"]),
+        },
+        "avx2": avx2_pair_bound(int8_model),
     }
     if drop > max_accuracy_drop:
         raise ParityError(
@@ -127,18 +210,70 @@ def quantize_int8(
         )
     report |= measure_speedup(fp32_session, int8_session, x_eval)
     log.info(
-        "int8: accuracy %.4f (float32 %.4f, drop %.2f points), %.2fx throughput at batch 256",
+        "int8: accuracy %.4f (float32 %.4f, drop %.2f points, measured on %s), %.2fx throughput at batch 256",
         acc8,
         acc32,
         drop,
+        report["measured_on"]["int8_kernel"],
         report["speedup_batch256"],
     )
 
     meta = dict(metadata) | {"quantization": report}
     set_metadata(int8_model, meta)
-    write_bytes_atomic(out_path, int8_model.SerializeToString())
+    write_bytes_atomic(out_path := fp32_path.with_name(f"{fp32_path.stem}.int8.onnx"), int8_model.SerializeToString())
     write_json_atomic(sidecar_path(out_path), meta)
     return out_path, report
+
+
+def int8_from_onnx(
+    fp32_path: str | Path,
+    data: str | None = None,
+    *,
+    settings: Int8Settings = DEFAULT_INT8,
+    max_accuracy_drop: float = 1.0,
+    eval_samples: int | None = None,
+) -> tuple[Path, dict]:
+    """Quantize an already exported float32 cifar-pack ``.onnx`` (no Keras, no TensorFlow).
+
+    Its metadata gives the training data, the validation split and the labels; ``data``
+    overrides where the images are read from (the split stays the recorded one).
+
+    Raises:
+        ModelError: not a cifar-pack float32 export. DataError/ExportError/ParityError: as
+        ``quantize_int8``.
+    """
+    import json
+
+    import onnx
+
+    from .errors import ModelError
+
+    fp32_path = Path(fp32_path)
+    try:
+        model = onnx.load(str(fp32_path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise ModelError(f"{fp32_path}: not a loadable ONNX model ({type(exc).__name__})") from None
+    metadata = {}
+    for prop in model.metadata_props:
+        try:
+            metadata[prop.key] = json.loads(prop.value)
+        except ValueError:
+            metadata[prop.key] = prop.value
+    if "quantization" in metadata or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        raise ModelError(f"{fp32_path}: already quantized; quantize the float32 model it came from")
+    training = metadata.get("training") if isinstance(metadata.get("training"), dict) else {}
+    source = data or training.get("data_source")
+    if not source:
+        raise ModelError(f"{fp32_path}: its metadata names no training data; pass --data")
+    return quantize_int8(
+        fp32_path,
+        data_mod.load(source),
+        {"data": training},
+        metadata,
+        settings=settings,
+        max_accuracy_drop=max_accuracy_drop,
+        eval_samples=eval_samples,
+    )
 
 
 def accuracy(session, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:

@@ -30,6 +30,17 @@ def cpu_info() -> dict:
     }
 
 
-def has_vnni() -> bool:
-    flags = cpu_info()["flags"]
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+def int8_kernel(flags: list[str], machine: str = "x86_64") -> str:
+    """Which onnxruntime (MLAS) U8S8 kernel family these ISA flags select, in words.
+
+    The families differ in arithmetic, not only speed: see ``cifar_pack.cpu_emulation``.
+    """
+    if machine not in ("x86_64", "AMD64"):
+        return f"{machine} (int32 accumulation)"
+    if "amx_int8" in flags:
+        return "AMX (int32 accumulation)"
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return "VNNI (int32 accumulation)"
+    if "avx2" in flags or "avx512f" in flags:
+        return "AVX2/AVX-512 without VNNI (VPMADDUBSW: int16 pair sums, can saturate)"
+    return "SSE (int32 accumulation)"

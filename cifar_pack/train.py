@@ -12,10 +12,14 @@ Files a run writes into ``out`` (all atomically):
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -27,6 +31,7 @@ from .config import TrainConfig
 from .errors import Interrupted, UsageError
 from .fileio import atomic_path, package_versions, write_json_atomic
 from .model import build_model
+from .sysinfo import cpu_info
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +124,85 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool
     precision = resolve_precision(config.precision)
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(precision)
+    # TF's multi-worker guide: every worker saves (saving can run collectives), but only the
+    # chief into the real run folder; the others write into a scratch copy deleted at the end.
+    scratch = None
+    if config.strategy == "multi-worker" and not is_chief(os.environ.get("TF_CONFIG")):
+        scratch = Path(tempfile.mkdtemp(prefix="cifar-pack-worker-"))
+        shutil.copytree(out, scratch, dirs_exist_ok=True)  # a resumed worker reads last.keras too
     try:
-        return _fit(out, source, config, state, dataset, precision, (x_train, y_train, x_val, y_val), num_classes)
+        arrays = (x_train, y_train, x_val, y_val)
+        result = _fit(scratch or out, source, config, state, dataset, precision, arrays, num_classes)
     finally:
         # The policy is process-global: leave it as we found it for the caller's next model.
         keras.mixed_precision.set_dtype_policy(previous_policy)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if scratch is not None:
+        log.info("worker done; the chief writes the run to %s", out)
+        result = replace(
+            result, **{k: out / getattr(result, k).name for k in ("model", "history", "curves", "manifest")}
+        )
+    return result
+
+
+def _work_around_keras_multi_worker(model: keras.Model) -> None:
+    """Workaround for keras-team/keras#20585 (tensorflow#72388), part 1: fit()'s "symbolic build".
+
+    Keras 3 all-reduces the first data batch eagerly before fitting, which fails across real
+    workers (PerReplica -> Tensor). With no strategy recorded on the model, Keras defers the build
+    to the traced train step; fit() then runs inside the strategy's scope, so that step still runs
+    under MultiWorkerMirroredStrategy (``Trainer.distribute_strategy`` falls back to the current
+    one). Tested with two workers in tests/test_train.py.
+    """
+    model._distribute_strategy = None
+
+
+@contextlib.contextmanager
+def _multi_worker_step_logs(active: bool):
+    """Workaround for keras-team/keras#20585, part 2: step logs across workers.
+
+    Keras 3 reduces every train/test step's logs with ``strategy.reduce("MEAN", v, axis=0)``,
+    which fails on scalars. Those logs are results of Keras metrics whose variables are already
+    summed over all workers (sync-on-read), so each worker holds the global value: take it as it
+    is, as tf.keras 2 did ("first"). Only while fit() runs, only for ``--strategy multi-worker``.
+    """
+    if not active:
+        yield
+        return
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    def first_local(values, strategy, reduction):
+        def one(v):
+            return strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+
+        return keras.tree.map_structure(one, values)
+
+    original, tf_trainer.reduce_per_replica = tf_trainer.reduce_per_replica, first_local
+    try:
+        yield
+    finally:
+        tf_trainer.reduce_per_replica = original
+
+
+def is_chief(tf_config: str | None) -> bool:
+    """The worker that writes the run: task "chief", else worker 0 (TF's convention); no TF_CONFIG = alone.
+
+    Raises:
+        UsageError: TF_CONFIG is set but is not the JSON TensorFlow expects.
+    """
+    if not tf_config:
+        return True
+    try:
+        cfg = json.loads(tf_config)
+        kind, index = cfg["task"]["type"], int(cfg["task"]["index"])
+        has_chief = "chief" in cfg.get("cluster", {})
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(
+            'TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        ) from None
+    return kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
 
 
 def _fit(out, source, config, state, dataset, precision, arrays, num_classes) -> TrainResult:
@@ -158,17 +237,20 @@ def _fit(out, source, config, state, dataset, precision, arrays, num_classes) ->
     }
     tracker = _RunTracker(out, run_state)
     started = time.perf_counter()
+    if config.strategy == "multi-worker":
+        _work_around_keras_multi_worker(model)
     if initial_epoch < config.epochs:
         try:
-            model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=config.epochs,
-                initial_epoch=initial_epoch,
-                callbacks=[tracker],
-                shuffle=False,  # tf.data already shuffles
-                verbose=0,
-            )
+            with strategy.scope(), _multi_worker_step_logs(config.strategy == "multi-worker"):
+                model.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=config.epochs,
+                    initial_epoch=initial_epoch,
+                    callbacks=[tracker],
+                    shuffle=False,  # tf.data already shuffles
+                    verbose=0,
+                )
         except KeyboardInterrupt:
             done = run_state["epochs_done"]
             raise TrainingInterrupted(
@@ -235,17 +317,22 @@ def _fit(out, source, config, state, dataset, precision, arrays, num_classes) ->
 # Pieces (public so that benchmarks and preview-augment reuse them)
 
 
-def resolve_precision(precision: str) -> str:
-    """``auto`` -> ``mixed_bfloat16`` on a GPU or a CPU with AVX-512 BF16 / AMX, else ``float32``."""
+def resolve_precision(precision: str, cpu_flags: list[str] | None = None, has_gpu: bool | None = None) -> str:
+    """``auto`` -> ``mixed_bfloat16`` on a GPU or a CPU with AVX-512 BF16 / AMX, else ``float32``.
+
+    Never an emulated bf16: on AVX2-only CPUs (AMD Zen 3) TensorFlow emulates bf16 at 0.14x the
+    float32 speed. ``cpu_flags`` and ``has_gpu`` default to this machine's; tests pass them to
+    force each path.
+    """
     if precision != "auto":
         return precision
-    if tf.config.list_physical_devices("GPU"):
+    if has_gpu is None:
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if cpu_flags is None:
+        cpu_flags = cpu_info()["flags"]
+    if has_gpu or "avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags:
         return "mixed_bfloat16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"
-    return "mixed_bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+    return "float32"
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

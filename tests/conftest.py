@@ -57,12 +57,16 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(tiny_data, tmp_path_factory) -> Path:
-    """One real training run (3 epochs) shared by the export, predict and evaluate tests."""
+    """One real training run (3 epochs) shared by the export, predict and evaluate tests.
+
+    bf16 is forced, not left to ``auto``: export's float32 rebuild of a mixed-precision model is
+    then tested on every CPU (on AVX2-only ones TensorFlow emulates bf16: slow, but this run is tiny).
+    """
     from cifar_pack.config import RECIPES
     from cifar_pack.train import train
 
     out = tmp_path_factory.mktemp("run")
-    config = RECIPES["default"].with_overrides(epochs=3, batch_size=32, learning_rate=3e-3)
+    config = RECIPES["default"].with_overrides(epochs=3, batch_size=32, learning_rate=3e-3, precision="mixed_bfloat16")
     train(str(tiny_data), out, config)
     return out
 

@@ -161,6 +161,6 @@ def test_benchmark_json_shape(trained_run, tiny_data, tmp_path):
         assert row["throughput_batch256"] > 0 and 0 <= row["accuracy"] <= 1
     assert result["rows"][0]["speedup_vs_keras"] == 1.0
     assert result["rows"][2]["size_mb"] < result["rows"][1]["size_mb"]
-    assert "avx512_vnni" in json.dumps(result["machine"]) or result["machine"]["flags"] is not None
+    assert result["machine"]["model"] and isinstance(result["machine"]["flags"], list)
     assert (tmp_path / "model.onnx").exists() and (tmp_path / "model.int8.onnx").exists()
     assert "format" in proc.stderr  # the table goes to stderr with --json

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,3 +256,92 @@ def test_multi_worker_strategy_runs_as_one_worker_without_tf_config(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["epochs"] == 1
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["strategy"] == "multi-worker"
+
+
+@pytest.mark.parametrize(
+    "flags,gpu,expected",
+    [
+        (["avx2", "fma"], False, "float32"),  # AMD Zen 3: TensorFlow would emulate bf16 at 0.14x
+        (["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"], False, "mixed_bfloat16"),  # AMD Zen 4
+        (["avx2", "avx512f", "amx_bf16"], False, "mixed_bfloat16"),  # Intel Sapphire Rapids
+        (["avx2", "fma"], True, "mixed_bfloat16"),  # a GPU computes bf16 natively
+        ([], False, "float32"),  # ARM or an unreadable /proc/cpuinfo
+    ],
+)
+def test_auto_precision_never_picks_an_emulated_bf16(flags, gpu, expected):
+    from cifar_pack.train import resolve_precision
+
+    assert resolve_precision("auto", flags, gpu) == expected
+    for forced in ("float32", "mixed_bfloat16"):
+        assert resolve_precision(forced, flags, gpu) == forced  # an explicit choice is never second-guessed
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.slow
+def test_multi_worker_training_on_two_real_workers(tmp_path):
+    """Two processes, one TF_CONFIG cluster on localhost: both finish, only the chief writes the run."""
+    data_dir = write_class_folders(tmp_path / "d", {"train": 12})
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+        cmd = [sys.executable, "-m", "cifar_pack", "train", "--data", str(data_dir), "--out", str(tmp_path / "run")]
+        cmd += ["--epochs", "1", "--batch-size", "8", "--strategy", "multi-worker", "--precision", "float32", "--json"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=300))
+    finally:
+        for proc in procs:
+            proc.kill()
+    for proc, (stdout, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr[-3000:]
+        assert json.loads(stdout)["model"] == str(tmp_path / "run" / "model.keras")
+    assert "the chief writes the run" in outputs[1][1] and "the chief writes" not in outputs[0][1]
+    # One cluster, not two lone runs: metrics are all-reduced, so both workers log the same epoch.
+    epoch_logs = [re.findall(r"epoch 1/1 .*val_acc [0-9.]+", err) for _, err in outputs]
+    assert epoch_logs[0] and epoch_logs[0] == epoch_logs[1], epoch_logs
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == [
+        "curves.png",
+        "history.json",
+        "last.keras",
+        "manifest.json",
+        "model.keras",
+        "train_state.json",
+    ]
+    assert json.loads((run / "manifest.json").read_text())["strategy"] == "multi-worker"
+    from cifar_pack.evaluate import evaluate
+
+    report = evaluate(run / "model.keras", str(data_dir), split="train")
+    assert report["samples"] == 36 and 0.0 <= report["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "tf_config,chief",
+    [
+        (None, True),
+        ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}', True),
+        ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}', False),
+        ('{"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}', False),
+        ('{"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', True),
+    ],
+)
+def test_which_worker_is_chief(tf_config, chief):
+    from cifar_pack.train import is_chief
+
+    assert is_chief(tf_config) is chief
