@@ -10,7 +10,8 @@ images from the training part of the recorded split, as `cifar-pack export --int
    kernels, exact int32 sums like AVX-512 VNNI and AMX), the float32 model on the same images
    natively for the reference (float32 kernels do not saturate);
 3. the static bound: the worst int16 pair sum the AVX2 kernel can meet with these weights;
-4. speed on this machine: float32 vs int8 at batch 256 and 1, interleaved, medians.
+4. speed on this machine: float32 vs int8 at batch 256 and 1, interleaved, medians; then all
+   int8 settings against each other at batch 256, round-robin over 9 rounds, medians.
 Emulation is exact in arithmetic and meaningless for speed; speed on the other kind needs that
 machine. `--bundled` also scores the bundled int8 file the same way.
 """
@@ -109,6 +110,26 @@ def main() -> None:
             f"| {r['speedup_batch1']:.2f}x |"
         )
     print("(drop = float32 top-1 minus int8 top-1, in points; positive is a loss)")
+
+    # The settings against each other, round-robin in one loop, so machine noise hits all alike.
+    import statistics
+    import time
+
+    sessions = {
+        r["setting"]: ort.InferenceSession(models[r["setting"]], providers=["CPUExecutionProvider"]) for r in rows
+    }
+    batch = np.ascontiguousarray(x_val[:256])
+    times = {name: [] for name in sessions}
+    for _ in range(9):
+        for name, session in sessions.items():
+            started = time.perf_counter()
+            session.run(None, {"images": batch})
+            times[name].append(time.perf_counter() - started)
+    reference = statistics.median(times[rows[0]["setting"]])
+    print(f"\nint8 settings, batch 256, round-robin x9 (relative to '{rows[0]['setting']}'):")
+    for name, ts in times.items():
+        print(f"  {name}: {256 / statistics.median(ts):,.0f} images/s, {reference / statistics.median(ts):.2f}x")
+        next(r for r in rows if r["setting"] == name)["round_robin_images_per_second"] = 256 / statistics.median(ts)
     save(args.json, info | {"float32_accuracy": acc32, "float32_accuracy_emulated_subset": acc32_emu, "rows": rows})
 
 

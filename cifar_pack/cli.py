@@ -42,16 +42,45 @@ DataOpt = Annotated[
 ]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"cifar-pack {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and verbose logs.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _state["debug"] = debug
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors as one ``error:`` line on stderr, exit 2.
+
+    Click's own handler would print a usage block and a boxed message (typer with rich); the
+    docs promise one line, like every other error.
+    """
+    from typer._click import exceptions as click_exc  # typer ships its own copy of click
+
+    try:
+        code = app(standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:  # the help was printed: nothing more to say
+        sys.exit(exc.exit_code)
+    except click_exc.UsageError as exc:
+        path = (exc.ctx.command_path if exc.ctx else "") or ""
+        where = f" (see: cifar-pack {path.split(' ', 1)[1]} --help)" if " " in path else ""
+        print(f"error: {printable(exc.format_message())}{where}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click_exc.ClickException as exc:
+        print(f"error: {printable(exc.format_message())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +118,7 @@ def command(fn):
                     raise
             if _state["debug"]:
                 raise
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {printable(exc)}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             if _state["debug"]:
@@ -100,6 +129,15 @@ def command(fn):
     return wrapper
 
 
+def printable(value) -> str:
+    """``value`` as text safe for a terminal: control characters (ESC, BEL, CR, ...) escaped.
+
+    Class names come from model metadata and file names from the user's disk: printed raw, an
+    ``ESC[2J`` in either would clear the screen. JSON output stays exact (json escapes them).
+    """
+    return "".join(c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode() for c in str(value))
+
+
 def emit(result: dict, as_json: bool, text: str | None = None) -> None:
     """Print the result: JSON on stdout with --json, else ``text`` (or key: value lines)."""
     if as_json:
@@ -108,7 +146,7 @@ def emit(result: dict, as_json: bool, text: str | None = None) -> None:
         typer.echo(text)
     else:
         for key, value in result.items():
-            typer.echo(f"{key}: {value}")
+            typer.echo(f"{printable(key)}: {printable(value)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,9 +173,13 @@ def train(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size (recipe: 128).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (recipe's if omitted).")] = None,
     validation_split: Annotated[
-        float | None, typer.Option("--validation-split", help="Stratified validation fraction in (0, 1).")
+        float | None,
+        typer.Option("--validation-split", help="Stratified validation fraction in (0, 1).", show_default="0.2"),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the split, shuffling and augmentation.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, help="Seed for the split, shuffling and augmentation.", show_default="1337"),
+    ] = None,
     precision: Annotated[str | None, typer.Option("--precision", help="auto, float32 or mixed_bfloat16.")] = None,
     strategy: Annotated[
         str | None, typer.Option("--strategy", help="default, mirrored (several GPUs) or multi-worker (TF_CONFIG).")
@@ -326,7 +368,10 @@ def info(
         for io in result[kind]:
             typer.echo(f"{kind[:-1]}: {io['name']} {io['type']} {io['shape']}")
     for key, value in sorted(result["metadata"].items()):
-        typer.echo(f"{key}: {json.dumps(value)}")
+        text = json.dumps(value)
+        # Metadata is the model author's text: cap what a terminal gets (--json prints it all).
+        shown = text if len(text) <= 2000 else f"{text[:2000]}... ({len(text):,} characters; see --json)"
+        typer.echo(f"{printable(key)}: {printable(shown)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,37 +391,43 @@ def predict(
         str, typer.Option("--device", help="auto, cpu, cuda, rocm, coreml, dml, openvino (strict unless auto).")
     ] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads.")] = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option("--max-pixels", min=1, help="Refuse images larger than this many pixels [default: 50000000]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Classify images with onnxruntime (TensorFlow is never loaded). Exit 1 if any input failed."""
     from .images import find_images
     from .predict import Predictor
 
+    if max_pixels is not None:
+        os.environ["CIFAR_PACK_MAX_PIXELS"] = str(max_pixels)  # read by images.max_pixels()
     predictor = Predictor(model, device=device, threads=threads)
-    typer.echo(f"model: {predictor.path} on {predictor.device}", err=True)
-    paths = find_images(inputs)
-    if not paths:
-        raise UsageError(f"no images found in: {' '.join(inputs)}")
-    results, failed = [], 0
+    typer.echo(f"model: {printable(predictor.path)} on {predictor.device}", err=True)
+    paths, misses = find_images(inputs)
+    results, failed = list(misses), len(misses)
+    for miss in misses:
+        typer.echo(f"error: {printable(miss['error'])}", err=True)
     with _progress(len(paths), enabled=len(paths) >= 500) as advance:
         for result in predictor.predict_files(paths, top_k=top_k, batch_size=batch_size, on_batch=advance):
             if "error" in result:
                 failed += 1
-                typer.echo(f"error: {result['error']}", err=True)
+                typer.echo(f"error: {printable(result['error'])}", err=True)
             elif not as_json:
                 typer.echo(_prediction_line(result, top_k))
             results.append(result)
     if as_json:
         emit(results, True)
     if failed:
-        typer.echo(f"{failed} of {len(paths)} inputs failed", err=True)
+        typer.echo(f"{failed} of {len(paths) + len(misses)} inputs failed", err=True)
         raise typer.Exit(1)
 
 
 def _prediction_line(result: dict, top_k: int) -> str:
-    line = f"{result['path']}\t{result['label']}\t{result['probability']:.4f}"
+    line = f"{printable(result['path'])}\t{printable(result['label'])}\t{result['probability']:.4f}"
     if top_k > 1:
-        line += "\t" + ", ".join(f"{t['label']} {t['probability']:.4f}" for t in result["top_k"])
+        line += "\t" + ", ".join(f"{printable(t['label'])} {t['probability']:.4f}" for t in result["top_k"])
     return line
 
 

@@ -25,6 +25,7 @@ import io
 import logging
 import os
 import pickle
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,7 +34,7 @@ import numpy as np
 
 from . import images
 from .config import CIFAR10_CLASSES, DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT, IMAGE_SIZE
-from .errors import DataError, UsageError
+from .errors import DataError, InputError, UsageError
 from .fileio import atomic_path, cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,15 @@ log = logging.getLogger(__name__)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CACHE_VERSION = 1
 SPLITS = ("train", "test")
+
+# Bounds on what a data source may ask of memory and time, checked before anything is read.
+MAX_IMAGE_BYTES = 64 * 2**20  # one image file (a 48 MP phone JPEG is ~25 MB)
+MAX_BATCH_BYTES = 200 * 2**20  # one release batch (CIFAR-100's `train` pickle is 155 MB)
+MAX_MEMBERS = 1_000_000  # files in one archive or folder (CIFAR-10 has 60,000)
+MAX_BATCH_ROWS = 50_000  # images in one release batch: 10,000 (CIFAR-10), 50,000 (CIFAR-100 train)
+PIXELS_PER_ROW = 3 * IMAGE_SIZE * IMAGE_SIZE  # 3072 bytes: one 32x32 RGB image, R plane, G, B
+# Files the official releases consist of; everything else in an archive is read only if an image.
+RELEASE_FILES = {"batches.meta", "meta", "train", "test", "test_batch", "batches.meta.txt", "test_batch.bin"}
 
 
 @dataclass
@@ -143,10 +153,18 @@ def download_cifar10() -> Path:
         return Path(get_file("cifar-10-python.tar.gz", origin=CIFAR10_URL, cache_subdir="datasets"))
     except Exception as exc:  # get_file raises a bare Exception subclass for every network failure
         raise DataError(
-            f"cifar10: download from {CIFAR10_URL} failed ({type(exc).__name__}); use a local copy instead: "
+            f"cifar10: download from {CIFAR10_URL} failed ({_cause(exc)}); use a local copy instead: "
             "--data cifar-10-python.tar.gz, cifar-10-batches-py/, cifar-10-binary.tar.gz, "
             "or a class-folder directory/.tar.gz such as ../shared/data/cifar10-train-jpeg.tar.gz"
         ) from None
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason of a chained exception, in one short line ("URLError: ... Name or service not known")."""
+    while exc.__cause__ or exc.__context__:
+        exc = exc.__cause__ or exc.__context__
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,11 +192,16 @@ def split_params(record: dict | None) -> tuple[float, int]:
     ``record`` is a manifest's ``data`` block or an ONNX model's ``training`` metadata: both
     carry ``validation_split`` and ``split_seed``, so every stage re-creates the same split.
     """
-    record = record or {}
-    return (
-        record.get("validation_split") or DEFAULT_VALIDATION_SPLIT,
-        record.get("split_seed") or DEFAULT_SEED,
-    )
+    record = record if isinstance(record, dict) else {}
+    fraction, seed = record.get("validation_split"), record.get("split_seed")
+    # `is None`, not `or`: a recorded seed of 0 is a seed, not a missing one.
+    fraction = DEFAULT_VALIDATION_SPLIT if fraction is None else fraction
+    seed = DEFAULT_SEED if seed is None else seed
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+        raise DataError(f"recorded validation_split {fraction!r} is not a fraction between 0 and 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"recorded split_seed {seed!r} is not a non-negative integer")
+    return float(fraction), seed
 
 
 def select(
@@ -214,10 +237,11 @@ def _decode(path: Path, source: str, key: str) -> Dataset:
         elif "cifar-10-batches-bin" in names:
             path = path / "cifar-10-batches-bin"
         files = {p.name: p for p in path.iterdir() if p.is_file()}
+        readers = {n: functools.partial(_read_file, str(p), MAX_BATCH_BYTES) for n, p in files.items()}
         if "data_batch_1" in files or "train" in files and "meta" in files:
-            return _python_release({n: p.read_bytes for n, p in files.items()}, source, key)
+            return _python_release(readers, source, key)
         if "data_batch_1.bin" in files:
-            return _binary_release({n: p.read_bytes for n, p in files.items()}, source, key)
+            return _binary_release(readers, source, key)
         members, empty = [], []
         for root, dirs, files in os.walk(path):  # one walk: 50,000 files make rglob + stat slow
             dirs.sort()
@@ -227,6 +251,8 @@ def _decode(path: Path, source: str, key: str) -> Dataset:
                 empty.append(rel)
             # Plain strings and a bound read: pathlib objects for 50,000 files cost ~0.2 s.
             members += [(prefix + f, functools.partial(_read_file, os.path.join(root, f))) for f in sorted(files)]
+            if len(members) > MAX_MEMBERS:
+                raise DataError(f"{path}: more than {MAX_MEMBERS:,} files; refusing to read them all")
         return _class_folders(members, empty, source, key, path)
     return _decode_tar(path, source, key)
 
@@ -236,20 +262,32 @@ def _decode_tar(path: Path, source: str, key: str) -> Dataset:
         with tarfile.open(path, "r:*") as tar:
             files: list[tuple[str, bytes]] = []
             dirs: list[str] = []
-            for member in tar:
+            for count, member in enumerate(tar, 1):
+                if count > MAX_MEMBERS:
+                    raise DataError(f"{path}: more than {MAX_MEMBERS:,} archive members; refusing to read them all")
                 name = _safe_member_name(path, member.name)
+                if name is None:
+                    continue  # the archive's own root, "./"
                 if member.isdir():
                     dirs.append(name)
-                elif member.isfile():
-                    files.append((name, tar.extractfile(member).read()))
                 elif member.issym() or member.islnk():
                     raise DataError(f"{path}: refused, archive member '{member.name}' is a link")
+                elif member.isfile() and _wanted(name):
+                    # Decide from the header, before reading: a 1 GiB notes.txt is never read.
+                    limit = MAX_BATCH_BYTES if PurePosixPath(name).name in RELEASE_FILES else MAX_IMAGE_BYTES
+                    if PurePosixPath(name).name.startswith("data_batch_"):
+                        limit = MAX_BATCH_BYTES
+                    if member.size > limit:
+                        raise DataError(
+                            f"{path}: member '{name}' is {member.size:,} bytes, over the {limit:,}-byte limit"
+                        )
+                    files.append((name, tar.extractfile(member).read()))
     except tarfile.ReadError as exc:
         raise DataError(f"{path}: not a readable tar archive ({exc})") from None
     except (EOFError, OSError, tarfile.TarError) as exc:
         raise DataError(f"{path}: corrupt or truncated archive ({exc or type(exc).__name__})") from None
     if not files:
-        raise DataError(f"{path}: archive holds no files")
+        raise DataError(f"{path}: archive holds no image or CIFAR batch files")
     by_base = {PurePosixPath(n).name: n for n, _ in files}
     contents = dict(files)
     loaders = {base: (lambda full=full: contents[full]) for base, full in by_base.items()}
@@ -257,16 +295,36 @@ def _decode_tar(path: Path, source: str, key: str) -> Dataset:
         return _python_release(loaders, source, key)
     if "data_batch_1.bin" in by_base:
         return _binary_release(loaders, source, key)
-    files_with_dirs = {PurePosixPath(n).parent.as_posix() for n, _ in files}
-    empty = [d for d in dirs if d not in files_with_dirs and not any(f.startswith(d + "/") for f, _ in files)]
+    # Folders holding no file at any depth: every ancestor of a file is non-empty (linear time).
+    non_empty = {parent.as_posix() for n, _ in files for parent in PurePosixPath(n).parents}
+    empty = [d for d in dirs if d not in non_empty]
     return _class_folders([(n, (lambda b=b: b)) for n, b in files], empty, source, key, path)
 
 
-def _safe_member_name(archive: Path, name: str) -> str:
-    posix = PurePosixPath(name)
-    if posix.is_absolute() or ".." in posix.parts or name.startswith("\\") or ":" in posix.parts[0]:
+def _wanted(name: str) -> bool:
+    """Whether an archive member can matter: an image, or a file of an official release."""
+    base = PurePosixPath(name).name
+    return (
+        os.path.splitext(base)[1].lower() in images.IMAGE_SUFFIXES
+        or base in RELEASE_FILES
+        or base.startswith("data_batch_")
+    )
+
+
+def _safe_member_name(archive: Path, name: str) -> str | None:
+    """The member's normalised relative name ("./a/b" -> "a/b"); None for the root "./" itself.
+
+    Raises:
+        DataError: an absolute name, a ".." component or a drive letter (it would point outside).
+    """
+    if name.startswith(("/", "\\")) or ".." in PurePosixPath(name).parts:
         raise DataError(f"{archive}: refused, archive member '{name}' points outside the archive")
-    return posix.as_posix().lstrip("./") if name.startswith("./") else posix.as_posix()
+    parts = PurePosixPath(name).parts  # PurePosixPath drops "." components: "./.x/y" -> (".x", "y")
+    if not parts:
+        return None
+    if ":" in parts[0]:
+        raise DataError(f"{archive}: refused, archive member '{name}' points outside the archive")
+    return "/".join(parts)
 
 
 class _ReleaseUnpickler(pickle.Unpickler):
@@ -291,8 +349,8 @@ def _unpickle(name: str, data: bytes) -> dict:
         obj = _ReleaseUnpickler(io.BytesIO(data), encoding="bytes").load()
     except pickle.UnpicklingError as exc:
         raise DataError(f"{name}: unsafe or invalid pickle ({exc})") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise DataError(f"{name}: corrupt pickle ({type(exc).__name__}: {exc})") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError, RecursionError) as exc:
+        raise DataError(f"{name}: corrupt pickle ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{name}: expected a dict in the pickle, found {type(obj).__name__}")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
@@ -300,16 +358,27 @@ def _unpickle(name: str, data: bytes) -> dict:
 
 def _python_release(files: dict, source: str, key: str) -> Dataset:
     def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
-        entry = _unpickle(name, files[name]())
+        raw = files[name]()
+        entry = _unpickle(name, raw)
         label_key = "labels" if "labels" in entry else "fine_labels"
+        data, labels = entry.get("data"), entry.get(label_key)
+        # Check the arrays against the release's shapes and against what the file can hold
+        # before building anything: a pickle may describe a 1-byte buffer with zero strides as
+        # 500,000 images, which copying would turn into gigabytes.
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+            raise DataError(f"{name}: not a CIFAR batch (`data` must be a 2-D uint8 array)")
+        rows, width = data.shape
+        if width != PIXELS_PER_ROW or not 0 < rows <= MAX_BATCH_ROWS:
+            raise DataError(f"{name}: `data` has shape {data.shape}, expected (N <= {MAX_BATCH_ROWS:,}, 3072)")
+        if data.nbytes > len(raw) or any(stride <= 0 for stride in data.strides):
+            raise DataError(f"{name}: `data` claims {data.nbytes:,} bytes of pixels in a {len(raw):,}-byte file")
+        if not isinstance(labels, (list, np.ndarray)) or len(labels) != rows:
+            raise DataError(f"{name}: expected {rows} labels in `{label_key}`")
         try:
-            data = np.asarray(entry["data"], dtype=np.uint8)
-            x = data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)  # NCHW rows -> NHWC
-            y = np.asarray(entry[label_key], dtype=np.int64)
-        except (KeyError, ValueError) as exc:
-            raise DataError(f"{name}: not a CIFAR batch ({type(exc).__name__}: {exc})") from None
-        if len(x) != len(y):
-            raise DataError(f"{name}: {len(x)} images but {len(y)} labels")
+            y = np.array(labels, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise DataError(f"{name}: labels are not integers ({exc})") from None
+        x = data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)  # NCHW rows -> NHWC
         return np.ascontiguousarray(x), y
 
     if "meta" in files:  # CIFAR-100
@@ -355,14 +424,26 @@ def _binary_release(files: dict, source: str, key: str) -> Dataset:
 def _class_folders(members: list, empty_dirs: list[str], source: str, key: str, origin: Path) -> Dataset:
     """``[(relative posix path, read_bytes callable)]`` -> Dataset. Class = parent folder name."""
     grouped: dict[str, dict[str, list]] = {}
+    other: dict[str, set[str]] = {}  # folder -> suffixes of the files in it that are not images
     for name, read in members:
         parts = name.split("/")
         if any(p.startswith(".") or p == "__MACOSX" for p in parts) or len(parts) < 2:
             continue
-        if os.path.splitext(name)[1].lower() not in images.IMAGE_SUFFIXES:
-            continue
         split = parts[-3] if len(parts) >= 3 and parts[-3] in SPLITS else "train"
+        suffix = os.path.splitext(name)[1].lower()
+        if suffix not in images.IMAGE_SUFFIXES:
+            if parts[-2] not in SPLITS:
+                other.setdefault("/".join(parts[:-1]), set()).add(suffix or "(no suffix)")
+            continue
         grouped.setdefault(split, {}).setdefault(parts[-2], []).append((name, read))
+    # A class folder whose files are all of an unsupported type would silently drop a class.
+    imaged = {n.rsplit("/", 1)[0] for g in grouped.values() for members_ in g.values() for n, _ in members_}
+    for folder, suffixes in sorted(other.items()):
+        if folder not in imaged:
+            raise DataError(
+                f"{origin}: class folder '{folder}' holds no supported image ({', '.join(sorted(suffixes))} "
+                f"files only; supported: {' '.join(images.IMAGE_SUFFIXES)})"
+            )
     for d in empty_dirs:
         parts = PurePosixPath(d).parts
         if parts and parts[-1] not in SPLITS and not parts[-1].startswith("."):
@@ -391,20 +472,29 @@ def _class_folders(members: list, empty_dirs: list[str], source: str, key: str, 
     return _checked(Dataset(source, key, "class-folders", classes, splits))
 
 
-def _read_file(path: str) -> bytes:
+def _read_file(path: str, limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """A regular file's bytes (links to one are followed); FIFOs, devices, broken links refused.
+
+    The type and size are checked before opening: opening a FIFO blocks until a writer comes,
+    and a link to /dev/zero never ends.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable ({exc.strerror or type(exc).__name__}; a broken link?)") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file (a FIFO, device or socket); refusing to read it")
+    if st.st_size > limit:
+        raise DataError(f"{path}: {st.st_size:,} bytes, over the {limit:,}-byte limit for one file")
     with open(path, "rb") as fh:
-        return fh.read()
+        return fh.read(limit + 1)
 
 
 def _decode_member(origin: Path, name: str, data: bytes) -> np.ndarray:
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return images.to_model_input(img)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{origin / name}: unreadable image ({exc or type(exc).__name__})") from None
+        return images.to_model_input(images.decode(io.BytesIO(data), str(origin / name)))
+    except InputError as exc:
+        raise DataError(f"unreadable image: {exc}") from None
 
 
 def _checked(ds: Dataset) -> Dataset:
@@ -435,7 +525,11 @@ def _content_key(path: Path) -> str:
         rel = Path(root).relative_to(path).as_posix()
         digest.update(f"{rel}/\0".encode())
         for name in sorted(files):
-            st = os.stat(os.path.join(root, name))
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full)
+            except OSError:  # a broken link: key on the link itself; reading it fails later, by name
+                st = os.lstat(full)
             digest.update(f"{rel}/{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 

@@ -103,7 +103,7 @@ def export_onnx(
     onnx_model = convert(model, opset, softmax_added)
     keras_fn = keras_probabilities(model, softmax_added)
     report = check_parity(keras_fn, onnx_model.SerializeToString(), parity_images, atol, inputs_desc)
-    log.info(
+    log.debug(  # the CLI prints the same line; library users get it from the report
         "parity passed on %d %s: max abs diff %.2g, top-1 agreement %.0f%%",
         report.samples,
         inputs_desc,

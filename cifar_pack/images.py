@@ -15,6 +15,10 @@ The rules, which embedders must copy to get the same answers (docs/embedding.md)
 from __future__ import annotations
 
 import os
+import re
+import stat
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,29 +31,77 @@ BACKGROUND = (255, 255, 255)
 RESAMPLE = Image.Resampling.BILINEAR
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
+# The model sees 32x32 pixels, so no input needs to be decoded at 100 megapixels (Pillow's own
+# bomb limit is 89.5 MP with a warning, 179 MP refused). Above MAX_PIXELS an image is refused
+# from its header, before any pixel is decoded. Raise it with --max-pixels or CIFAR_PACK_MAX_PIXELS.
+DEFAULT_MAX_PIXELS = 50_000_000
+MAX_FILE_BYTES = 64 * 2**20  # one image file
+# JPEGs above this are decoded at 1/2, 1/4 or 1/8 scale by libjpeg (Pillow's draft mode) to at
+# least DRAFT_MIN_SIDE pixels a side: 64x less memory and time at 1/8. Photos up to 24 MP (phones,
+# most cameras) are decoded in full as before, so their results do not change.
+DRAFT_ABOVE_PIXELS = 24_000_000
+DRAFT_MIN_SIDE = 1024
+
+
+def max_pixels() -> int:
+    """The pixel cap in force: ``CIFAR_PACK_MAX_PIXELS`` if set (an integer), else 50 MP."""
+    value = os.environ.get("CIFAR_PACK_MAX_PIXELS")
+    try:
+        return int(value) if value else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise InputError(f"CIFAR_PACK_MAX_PIXELS={value!r}: not an integer") from None
+
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file, turning every Pillow failure into one ``InputError``.
+    """Open and fully decode an image file, turning every failure into one ``InputError``.
 
-    Pillow's decompression-bomb guard stays on: an image over ``Image.MAX_IMAGE_PIXELS`` x 2
-    is refused with an error instead of exhausting memory.
+    Only regular files (or links to one) up to 64 MB are read: a FIFO would block, a link to
+    /dev/zero never ends. Images over ``max_pixels()`` are refused from their header.
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now, so truncated files fail here and not later
-            return img.copy() if img.format != "GIF" else img.convert("RGBA")
+        st = os.stat(path)
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not an image") from None
+        raise InputError(f"{path}: no such file{' (a broken link)' if path.is_symlink() else ''}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable ({exc.strerror or type(exc).__name__})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file (a FIFO, device or socket); refusing to read it")
+    if st.st_size == 0:
+        raise InputError(f"{path}: not a readable image (empty file)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise InputError(f"{path}: {st.st_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for one image")
+    with open(path, "rb") as fh:
+        return decode(fh, str(path))
+
+
+def decode(fp, name: str) -> Image.Image:
+    """Decode an open binary file (or BytesIO) named ``name``; ``InputError`` on any failure."""
+    limit = max_pixels()
+    try:
+        with warnings.catch_warnings():
+            # Our own cap is lower than Pillow's warning threshold: its warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp) as img:
+                width, height = img.size
+                if img.format == "JPEG" and width * height > DRAFT_ABOVE_PIXELS:
+                    scale = min(width, height) // DRAFT_MIN_SIDE  # libjpeg picks 1/2, 1/4 or 1/8 from it
+                    if scale >= 2:
+                        img.draft("RGB", (width // scale, height // scale))
+                        width, height = img.size
+                if width * height > limit:
+                    raise InputError(
+                        f"{name}: refused, {width}x{height} is {width * height / 1e6:.0f} megapixels, over the "
+                        f"{limit / 1e6:.0f} MP limit (raise it with --max-pixels or CIFAR_PACK_MAX_PIXELS)"
+                    )
+                img.load()  # decode now, so truncated files fail here and not later
+                return img.copy() if img.format != "GIF" else img.convert("RGBA")
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{path}: refused, image too large (decompression-bomb limit): {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if os.path.getsize(path) == 0:
-            reason = "empty file"
-        raise InputError(f"{path}: not a readable image ({reason})") from None
+        raise InputError(f"{name}: refused, image too large (decompression-bomb limit): {exc}") from None
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise InputError(f"{name}: not a readable image ({str(exc)[:200] or type(exc).__name__})") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -107,25 +159,102 @@ def array_to_model_input(array: np.ndarray, name: str = "array") -> np.ndarray:
     return to_model_input(Image.fromarray(np.ascontiguousarray(array), mode=mode))
 
 
-def find_images(inputs: list[str]) -> list[Path]:
-    """Expand files, directories (recursive) and glob patterns into a sorted list of paths.
+def find_images(inputs: list[str]) -> tuple[list[Path], list[dict]]:
+    """Expand files, directories (recursive) and glob patterns into (paths, misses).
 
     A plain file is kept whatever its suffix (so a bad file gets its own error later); files
     found inside directories or by globs are kept only when their suffix is an image suffix.
-    Names that match nothing are returned as-is so that the caller reports them as missing.
+    Each input that yields nothing (a missing name, a glob matching no image, a folder without
+    images) becomes a miss, ``{"path": input, "error": why}``, for the caller to report. Links to
+    folders are not followed inside a search, so a link loop cannot run forever.
     """
-    import glob
-
     found: list[Path] = []
+    misses: list[dict] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.exists():
-            found.append(path)
+            hits = _walk_images(path)
+            found.extend(hits)
+            if not hits:
+                why = f"{item}: folder holds no image files ({' '.join(IMAGE_SUFFIXES)})"
+                misses.append({"path": item, "error": why})
+        elif path.exists() or path.is_symlink():
+            found.append(path)  # open_image names what is wrong with it, if anything
         elif any(ch in item for ch in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
-            found.extend(m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES)
+            hits = _glob_images(item)
+            found.extend(hits)
+            if not hits:
+                misses.append({"path": item, "error": f"{item}: pattern matches no image file"})
         else:
-            found.append(path)
-    return found
+            misses.append({"path": item, "error": f"{item}: no such file"})
+    return found, misses
+
+
+def _walk_images(root: Path) -> list[Path]:
+    """Image files under ``root``, sorted; directory links are not followed (os.walk's default)."""
+    hits = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        hits += [Path(folder, f) for f in sorted(files) if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES]
+    return sorted(hits)
+
+
+def _glob_images(pattern: str) -> list[Path]:
+    """``glob`` semantics (``**`` = any number of folders) without following directory links.
+
+    Python's ``glob(recursive=True)`` follows links to folders, so two ``..`` links make it walk
+    an exponential tree. Here the fixed prefix of the pattern is walked with ``os.walk`` and
+    every file is matched against the pattern translated to a regular expression.
+    """
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if any(ch in part for ch in "*?[")), len(parts))
+    base = Path(*parts[:fixed]) if fixed else Path(".")
+    if not base.is_dir():
+        return []
+    regex = re.compile(_translate(parts[fixed:]))
+    hits = []
+    for folder, dirs, files in os.walk(base):
+        dirs.sort()
+        rel = Path(folder).relative_to(base)
+        for name in files:
+            candidate = (rel / name).as_posix()
+            if regex.fullmatch(candidate) and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                hits.append(base / rel / name)
+        if "**" not in parts[fixed:]:
+            # Without **, the pattern has a fixed depth: do not descend below it.
+            depth = len(rel.parts) if str(rel) != "." else 0
+            if depth >= len(parts) - fixed - 1:
+                dirs.clear()
+    return sorted(hits)
+
+
+def _translate(parts: tuple[str, ...]) -> str:
+    """Glob components -> a regex over "/"-joined relative paths ("**" spans zero or more folders)."""
+    out = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            out.append("(?:[^/]+(?:/|$))*" if last else "(?:[^/]+/)*")
+        else:
+            out.append(_component(part) + ("" if last else "/"))
+    return "".join(out)
+
+
+def _component(part: str) -> str:
+    """One glob component (``*``, ``?``, ``[seq]``, ``[!seq]``) -> regex; never crosses "/"."""
+    out, i = [], 0
+    while i < len(part):
+        c = part[i]
+        end = part.find("]", i + 2) if c == "[" else -1
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif end != -1:
+            inner = part[i + 1 : end].replace("\\", "\\\\")
+            out.append("[" + ("^" + inner[1:] if inner.startswith("!") else inner) + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)

@@ -94,7 +94,8 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
     A named device is strict: if its provider is not available this raises ``UsageError``
     instead of silently falling back to the CPU.
     """
-    device = device.lower()
+    # Short names are case-insensitive ("CUDA"); provider names keep their case ("CPUExecutionProvider").
+    device = device if device in available or device in DEVICE_PROVIDERS.values() else device.lower()
     if device == "auto":
         for name in DEVICE_PROVIDERS.values():
             if name in available and name != "CPUExecutionProvider":
@@ -104,7 +105,7 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
     if provider not in DEVICE_PROVIDERS.values() and provider not in available:
         raise UsageError(f"--device {device!r}: unknown; use auto, {', '.join(DEVICE_PROVIDERS)} or a provider name")
     if provider not in available:
-        hint = " (install the GPU build: pip install 'cifar-pack[gpu]')" if device == "cuda" else ""
+        hint = " (install the GPU build: see docs/usage.md#gpu)" if device == "cuda" else ""
         raise UsageError(
             f"--device {device}: {provider} is not available in this onnxruntime "
             f"(available: {', '.join(available)}){hint}"
@@ -131,6 +132,7 @@ class Predictor:
         self.path = resolve_model(model)
         providers = choose_providers(device, ort.get_available_providers())
         options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: graph-level warnings are for model authors, not users
         if threads:
             options.intra_op_num_threads = threads
         # onnxruntime-gpu lists CUDAExecutionProvider even on a machine without a GPU or CUDA
@@ -157,8 +159,16 @@ class Predictor:
         self.input_name, self.num_classes = _check_contract(self.session, self.path)
         self.metadata = read_metadata(self.session, self.path)
         names = self.metadata.get("class_names")
-        if not (isinstance(names, list) and len(names) == self.num_classes):
+        if names is None:
             log.warning("%s: no class names in metadata or sidecar JSON; labels are class indices", self.path)
+            names = [str(i) for i in range(self.num_classes)]
+        elif len(names) != self.num_classes:
+            log.warning(
+                "%s: metadata lists %d class names but the model outputs %d classes; labels are class indices",
+                self.path,
+                len(names),
+                self.num_classes,
+            )
             names = [str(i) for i in range(self.num_classes)]
         self.class_names: list[str] = [str(n) for n in names]
 
@@ -177,7 +187,12 @@ class Predictor:
             batch = batch[None]
         if batch.dtype != np.uint8 or batch.shape[1:] != INPUT_SHAPE:
             raise InputError(f"predict_proba expects uint8 (N, 32, 32, 3), got {batch.dtype} {batch.shape}")
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]
+        probs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]
+        if probs.ndim != 2 or probs.shape != (len(batch), self.num_classes):
+            raise ModelError(
+                f"{self.path}: the graph returned shape {list(probs.shape)}, but declares [N, {self.num_classes}]"
+            )
+        return probs
 
     def predict(self, inputs, top_k: int = 1, batch_size: int = 256) -> list[dict]:
         """Classify paths, PIL images or numpy arrays (one HWC image, a list, or an NHWC batch).
@@ -276,23 +291,49 @@ def _check_contract(session, path: Path) -> tuple[str, int]:
     return inp.name, int(out.shape[1])
 
 
+MAX_METADATA_CHARS = 1_000_000  # per metadata value or sidecar: labels and provenance are a few KB
+
+
 def read_metadata(session, path: Path) -> dict:
-    """JSON-decoded ``metadata_props``; falls back to the sidecar ``<model>.json``."""
+    """JSON-decoded ``metadata_props``; falls back to the sidecar ``<model>.json``.
+
+    Metadata is the model author's text, so it is bounded and checked: values over 1 MB, JSON
+    nested too deeply to decode, and a sidecar that is not a JSON object are dropped with a
+    warning; ``training`` must be an object (else dropped), ``class_names`` a list of strings.
+    """
     raw = session.get_modelmeta().custom_metadata_map
     meta = {}
     for key, value in raw.items():
-        try:
-            meta[key] = json.loads(value)
-        except ValueError:
-            meta[key] = value
+        if len(value) > MAX_METADATA_CHARS:
+            log.warning("%s: metadata '%s' is %d characters; ignored", path, key[:40], len(value))
+            continue
+        meta[key] = _json_or_text(value, path, key)
     if "class_names" not in meta:
         sidecar = Path(f"{path}.json")
-        if sidecar.exists():
-            try:
-                meta = json.loads(sidecar.read_text()) | meta
-            except ValueError:
-                log.warning("%s: sidecar is not valid JSON; ignored", sidecar)
+        if sidecar.is_file() and sidecar.stat().st_size <= MAX_METADATA_CHARS:
+            side = _json_or_text(sidecar.read_text(errors="replace"), sidecar, "sidecar")
+            if isinstance(side, dict):
+                meta = side | meta
+            else:
+                log.warning("%s: sidecar is not a JSON object; ignored", sidecar)
+    if "training" in meta and not isinstance(meta["training"], dict):
+        log.warning("%s: metadata 'training' is not a JSON object; ignored", path)
+        del meta["training"]
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        log.warning("%s: metadata 'class_names' is not a list of strings; ignored", path)
+        del meta["class_names"]
     return meta
+
+
+def _json_or_text(value: str, path, key: str):
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+    except RecursionError:  # "[[[[...]]]]" 100,000 deep
+        log.warning("%s: metadata '%s' is nested too deeply to read; ignored", path, key[:40])
+        return None
 
 
 def describe_model(model: str | os.PathLike | None = None) -> dict:

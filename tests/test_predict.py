@@ -174,4 +174,6 @@ def test_cli_model_and_device_errors(exported, sample_files, tmp_path):
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         proc = run_cli("predict", sample_files["red"], "--model", exported, "--device", "cuda")
         assert_one_line_error(proc, "--device cuda", "not available", code=2)
-    assert_one_line_error(run_cli("predict", tmp_path / "nothing*.png", "--model", exported), "no images found", code=2)
+    # Bad data, not a bad option: exit 1, as for any input that fails (docs/usage.md).
+    proc = run_cli("predict", tmp_path / "nothing*.png", "--model", exported)
+    assert_one_line_error(proc, "nothing*.png", "pattern matches no image file", code=1)
