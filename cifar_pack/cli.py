@@ -164,7 +164,15 @@ def _recipe(name: str):
 @app.command()
 @command
 def train(
-    data: DataOpt = "cifar10",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="cifar10 (Keras download), cifar-10-python.tar.gz / cifar-10-batches-py/, cifar-10-binary.tar.gz / "
+            "cifar-10-batches-bin/, or class folders (dir or .tar/.tar.gz).",
+            show_default="cifar10",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and reports.")] = Path("artifacts"),
     recipe: Annotated[
         str, typer.Option("--recipe", help="default (AdamW one-cycle, tuned on validation) or seed (the notebook).")
@@ -190,6 +198,26 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train the seed CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
+    if resume:
+        # A resumed run is the stored run: options that would change it are refused, by name.
+        given = {
+            "--data": data,
+            "--recipe": recipe if recipe != "default" else None,
+            "--epochs": epochs,
+            "--batch-size": batch_size,
+            "--lr": lr,
+            "--validation-split": validation_split,
+            "--seed": seed,
+            "--precision": precision,
+            "--strategy": strategy,
+        }
+        for option, value in given.items():
+            if value is not None:
+                raise UsageError(
+                    f"--resume continues the run in {out} with its stored settings; {option} cannot change it "
+                    "(start a new run with another --out instead)"
+                )
+    data = data or "cifar10"
     config = _recipe(recipe).with_overrides(
         epochs=epochs,
         batch_size=batch_size,
@@ -199,15 +227,20 @@ def train(
         precision=precision,
         strategy=strategy,
     )
+    from .config import validate_config
     from .data import check_source
-    from .train import validate_config
 
     validate_config(config)  # before importing TensorFlow: bad options answer instantly
     if not resume:
         check_source(data)
-    from .train import train as run_training
+    from .errors import Interrupted
 
-    result = run_training(data, out, config, resume=resume).to_json()
+    try:
+        from .train import train as run_training
+
+        result = run_training(data, out, config, resume=resume).to_json()
+    except KeyboardInterrupt:  # before fit() started (imports, data loading): train's own handler not reached
+        raise Interrupted(f"interrupted before the first epoch finished: nothing was saved in {out}") from None
     text = (
         f"best val_accuracy {result['best_val_accuracy']:.4f} (epoch {result['best_epoch']}/{result['epochs']}), "
         f"test_accuracy {result['test_accuracy'] if result['test_accuracy'] is not None else 'n/a'}, "

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from .errors import UsageError
+
 # The image contract of every model cifar-pack builds or exports: (32, 32, 3) uint8 RGB, NHWC.
 IMAGE_SIZE = 32
 CHANNELS = 3
@@ -113,3 +115,19 @@ DEFAULT_RECIPE = TrainConfig(
 )
 
 RECIPES = {"default": DEFAULT_RECIPE, "seed": SEED_RECIPE}
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Reject impossible settings with a message naming the option (the CLI exits 2)."""
+    if config.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if not 0.0 < config.validation_split < 1.0:
+        raise UsageError(f"--validation-split must be between 0 and 1 (exclusive), got {config.validation_split}")
+    if config.precision not in ("auto", "float32", "mixed_bfloat16"):
+        raise UsageError(f"--precision must be auto, float32 or mixed_bfloat16, got {config.precision!r}")
+    if config.strategy not in ("default", "mirrored", "multi-worker"):
+        raise UsageError(f"--strategy must be default, mirrored or multi-worker, got {config.strategy!r}")
+    if config.learning_rate <= 0:
+        raise UsageError(f"--lr must be positive, got {config.learning_rate}")

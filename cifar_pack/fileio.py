@@ -36,6 +36,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_stale_temps(folder: str | os.PathLike, names: list[str]) -> list[Path]:
+    """Delete temporary files that ``atomic_path`` left for these names when a process was killed.
+
+    Only our own naming is touched: ``.<stem>.<random><suffix>`` beside ``<stem><suffix>``.
+    """
+    removed = []
+    for name in names:
+        target = Path(folder) / name
+        for tmp in Path(folder).glob(f".{target.stem}.*{target.suffix}"):
+            if tmp.is_file():
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -27,15 +27,17 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_mod
-from .config import TrainConfig
+from .config import TrainConfig, validate_config
 from .errors import Interrupted, UsageError
-from .fileio import atomic_path, package_versions, write_json_atomic
+from .fileio import atomic_path, package_versions, remove_stale_temps, sha256_file, write_json_atomic
 from .model import build_model
 from .sysinfo import cpu_info
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.json"
+LAST_FILE = "last.keras"  # the newest epoch, with optimizer state, for --resume
+PREV_FILE = "last.prev.keras"  # the epoch before, kept only while a new checkpoint is being recorded
 
 
 class TrainingInterrupted(Interrupted):
@@ -70,22 +72,6 @@ class TrainResult:
         }
 
 
-def validate_config(config: TrainConfig) -> None:
-    """Reject impossible settings with a message naming the option (the CLI exits 2)."""
-    if config.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {config.epochs}")
-    if config.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
-    if not 0.0 < config.validation_split < 1.0:
-        raise UsageError(f"--validation-split must be between 0 and 1 (exclusive), got {config.validation_split}")
-    if config.precision not in ("auto", "float32", "mixed_bfloat16"):
-        raise UsageError(f"--precision must be auto, float32 or mixed_bfloat16, got {config.precision!r}")
-    if config.strategy not in ("default", "mirrored", "multi-worker"):
-        raise UsageError(f"--strategy must be default, mirrored or multi-worker, got {config.strategy!r}")
-    if config.learning_rate <= 0:
-        raise UsageError(f"--lr must be positive, got {config.learning_rate}")
-
-
 def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool = False) -> TrainResult:
     """Train the seed CNN on ``source`` and keep the best epoch as ``out/model.keras``.
 
@@ -106,14 +92,26 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool
         >>> train("../shared/data/cifar10-train-jpeg.tar.gz", "artifacts", RECIPES["default"])
     """
     out = Path(out)
-    state = _read_state(out) if resume else None
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
+    state, checkpoint = _read_state(out) if resume else (None, None)
     if state is not None:
-        config, source = TrainConfig.from_dict(state["config"]), state["data"]["source"]
+        try:
+            config = TrainConfig.from_dict(state["config"])
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--resume: {out / STATE_FILE} holds an unusable config ({exc})") from None
+        # The absolute path, so that `--resume` works from any working directory.
+        source = state["data"].get("path") or state["data"]["source"]
         log.info("resuming %s after epoch %d/%d", out, state["epochs_done"], config.epochs)
     validate_config(config)
     out.mkdir(parents=True, exist_ok=True)
+    chief = config.strategy != "multi-worker" or is_chief(os.environ.get("TF_CONFIG"))
+    if chief:  # a killed earlier process's half-written files (ours by name); workers share --out
+        remove_stale_temps(out, [LAST_FILE, PREV_FILE, "model.keras", STATE_FILE, "history.json", "manifest.json"])
 
     dataset = data_mod.load(source)
+    if state is not None and state["data"].get("sha256") not in (None, dataset.sha256):
+        raise UsageError(f"--resume: the data at {source} changed since the run started (content key differs)")
     x_all, y_all = dataset.split("train")
     train_idx, val_idx = data_mod.stratified_split(y_all, config.validation_split, config.seed)
     x_train, y_train, x_val, y_val = x_all[train_idx], y_all[train_idx], x_all[val_idx], y_all[val_idx]
@@ -127,12 +125,12 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool
     # TF's multi-worker guide: every worker saves (saving can run collectives), but only the
     # chief into the real run folder; the others write into a scratch copy deleted at the end.
     scratch = None
-    if config.strategy == "multi-worker" and not is_chief(os.environ.get("TF_CONFIG")):
+    if not chief:
         scratch = Path(tempfile.mkdtemp(prefix="cifar-pack-worker-"))
         shutil.copytree(out, scratch, dirs_exist_ok=True)  # a resumed worker reads last.keras too
     try:
         arrays = (x_train, y_train, x_val, y_val)
-        result = _fit(scratch or out, source, config, state, dataset, precision, arrays, num_classes)
+        result = _fit(scratch or out, source, config, state, checkpoint, dataset, precision, arrays, num_classes)
     finally:
         # The policy is process-global: leave it as we found it for the caller's next model.
         keras.mixed_precision.set_dtype_policy(previous_policy)
@@ -205,14 +203,18 @@ def is_chief(tf_config: str | None) -> bool:
     return kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
 
 
-def _fit(out, source, config, state, dataset, precision, arrays, num_classes) -> TrainResult:
+def _fit(out, source, config, state, checkpoint, dataset, precision, arrays, num_classes) -> TrainResult:
     x_train, y_train, x_val, y_val = arrays
     strategy = make_strategy(config.strategy)
     steps_per_epoch = int(np.ceil(len(y_train) / config.batch_size))
 
     with strategy.scope():
-        if state is not None and state["epochs_done"] > 0:
-            model = keras.models.load_model(out / "last.keras")
+        if checkpoint is not None:
+            model = _load_checkpoint(checkpoint)
+            restore_rng_states(model, state.get("rng") or {})
+            if state.get("best_epoch") == state["epochs_done"]:
+                # The kill may have come between the state and the best model: rebuild it.
+                save_model(model, out / "model.keras", include_optimizer=False)
         else:
             model = build_model(num_classes)
             model.compile(
@@ -221,14 +223,13 @@ def _fit(out, source, config, state, dataset, precision, arrays, num_classes) ->
                 metrics=["accuracy"],
             )
 
-    train_ds = make_pipeline(x_train, y_train, num_classes, config, training=True)
     val_ds = make_pipeline(x_val, y_val, num_classes, config, training=False)
 
     history = state["history"] if state else []
     initial_epoch = state["epochs_done"] if state else 0
     run_state = {
         "config": config.to_dict(),
-        "data": dataset.describe(),
+        "data": dataset.describe() | {"path": source if source == "cifar10" else str(Path(source).resolve())},
         "precision": precision,
         "epochs_done": initial_epoch,
         "history": history,
@@ -239,24 +240,31 @@ def _fit(out, source, config, state, dataset, precision, arrays, num_classes) ->
     started = time.perf_counter()
     if config.strategy == "multi-worker":
         _work_around_keras_multi_worker(model)
-    if initial_epoch < config.epochs:
-        try:
-            with strategy.scope(), _multi_worker_step_logs(config.strategy == "multi-worker"):
+    try:
+        with strategy.scope(), _multi_worker_step_logs(config.strategy == "multi-worker"):
+            # One fit() per epoch, each on that epoch's own pipeline: a resumed run then sees
+            # exactly the data order and augmentation an uninterrupted one would (the compiled
+            # train step is reused across calls, so this costs one tf.data trace per epoch).
+            for epoch in range(initial_epoch, config.epochs):
                 model.fit(
-                    train_ds,
+                    make_pipeline(x_train, y_train, num_classes, config, training=True, epoch=epoch),
                     validation_data=val_ds,
-                    epochs=config.epochs,
-                    initial_epoch=initial_epoch,
+                    epochs=epoch + 1,
+                    initial_epoch=epoch,
                     callbacks=[tracker],
                     shuffle=False,  # tf.data already shuffles
                     verbose=0,
                 )
-        except KeyboardInterrupt:
-            done = run_state["epochs_done"]
+    except KeyboardInterrupt:
+        done = run_state["epochs_done"]
+        if done == 0:
             raise TrainingInterrupted(
-                f"interrupted after epoch {done}/{config.epochs}; best checkpoint kept at {out / 'model.keras'}; "
-                f"resume with: cifar-pack train --out {out} --resume"
+                f"interrupted before the first epoch finished: nothing was saved in {out}"
             ) from None
+        raise TrainingInterrupted(
+            f"interrupted after epoch {done}/{config.epochs}; best checkpoint kept at {out / 'model.keras'}; "
+            f"resume with: cifar-pack train --out {out} --resume"
+        ) from None
     total_images = len(y_train) * (config.epochs - initial_epoch)
     fit_seconds = time.perf_counter() - started
     run_state["complete"] = True
@@ -370,13 +378,21 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     raise UsageError(f"unknown optimizer {config.optimizer!r}: use adamw, adam, rmsprop or sgd")
 
 
-def make_augmenter(config: TrainConfig) -> keras.Sequential:
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch (0-based) alone: its data order and augmentation depend on nothing else,
+    so a resumed run re-creates epoch k exactly instead of replaying epoch 1's randomness."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31 - 8))
+
+
+def make_augmenter(config: TrainConfig, seed: int | None = None) -> keras.Sequential:
     """The recipe's augmentation as preprocessing layers, float32 even under a bf16 policy.
 
     ImageDataGenerator(rotation_range=40) draws degrees uniformly in [-40, 40]; RandomRotation
     takes a fraction of a full turn, so 40 / 360. Shifts and zoom are fractions of the size.
+    ``seed`` defaults to the recipe's.
     """
-    a, seed, layers = config.augment, config.seed, keras.layers
+    a, layers = config.augment, keras.layers
+    seed = config.seed if seed is None else seed
     kwargs = {"fill_mode": a.fill_mode, "dtype": "float32"}
     stack = []
     if a.horizontal_flip:
@@ -391,18 +407,20 @@ def make_augmenter(config: TrainConfig) -> keras.Sequential:
 
 
 def make_pipeline(
-    x: np.ndarray, y: np.ndarray, num_classes: int, config: TrainConfig, training: bool
+    x: np.ndarray, y: np.ndarray, num_classes: int, config: TrainConfig, training: bool, epoch: int | None = None
 ) -> tf.data.Dataset:
     """(N, 32, 32, 3) uint8 + (N,) labels -> batches of (float32 0..255 images, one-hot labels).
 
     Augmentation runs on whole batches inside tf.data (vectorised, in parallel with the step);
-    it is never part of the saved model.
+    it is never part of the saved model. With ``epoch``, the data order and augmentation are
+    those of that epoch alone (``epoch_seed``); without, one reshuffling pipeline for all epochs.
     """
     ds = tf.data.Dataset.from_tensor_slices((x, y))
+    seed = config.seed if epoch is None else epoch_seed(config.seed, epoch)
     if training:
-        ds = ds.shuffle(len(y), seed=config.seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=epoch is None)
     ds = ds.batch(config.batch_size if training else max(config.batch_size, 512))
-    augment = make_augmenter(config) if training else None
+    augment = make_augmenter(config, seed) if training else None
 
     def prepare(images, labels):
         images = tf.cast(images, tf.float32)
@@ -469,18 +487,30 @@ class _RunTracker(keras.callbacks.Callback):
         entry |= {k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")}
         entry["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         improved = entry["val_accuracy"] > self.best
-        if improved:
-            self.best = entry["val_accuracy"]
-            save_model(self.model, self.out / "model.keras", include_optimizer=False)
-        save_model(self.model, self.out / "last.keras")
+        # Resumable state first, the best model after: a kill at any point leaves a state that
+        # names a complete checkpoint by its sha256 (this epoch's, or the previous one kept as
+        # last.prev.keras until the state has moved on), and resume rebuilds a best model that
+        # the kill cut short (``_read_state``).
+        last, prev = self.out / LAST_FILE, self.out / PREV_FILE
+        if last.exists():
+            os.replace(last, prev)
+        save_model(self.model, last)
         self.state["history"].append(entry)
         self.state["epochs_done"] = epoch + 1
         self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + seconds
+        self.state["last_sha256"] = sha256_file(last)
+        self.state["rng"] = rng_states(self.model)
+        if improved:
+            self.best = entry["val_accuracy"]
+            self.state["best_epoch"] = epoch + 1
         write_json_atomic(self.out / STATE_FILE, self.state)
+        if improved:
+            save_model(self.model, self.out / "model.keras", include_optimizer=False)
+        prev.unlink(missing_ok=True)
         log.info(
             "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.1fs%s",
             epoch + 1,
-            self.params["epochs"],
+            self.state["config"]["epochs"],
             entry["loss"],
             entry["accuracy"],
             entry["val_loss"],
@@ -504,16 +534,57 @@ def save_model(model: keras.Model, path: Path, include_optimizer: bool = True) -
             clone.save(tmp)
 
 
-def _read_state(out: Path) -> dict:
-    import json
+def rng_states(model: keras.Model) -> dict[str, list[int]]:
+    """The dropout layers' random-generator states, ``{layer name: [seed, counter]}``.
 
+    A ``.keras`` file does not keep them (Keras 3.15: a loaded Dropout starts a new random
+    stream), so the run state does, and a resumed run draws the same dropout masks.
+    """
+    states = {}
+    for layer in model.layers:
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            states[layer.name] = [int(v) for v in keras.ops.convert_to_numpy(generator.state)]
+    return states
+
+
+def restore_rng_states(model: keras.Model, states: dict[str, list[int]]) -> None:
+    for layer in model.layers:
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None and layer.name in states:
+            generator.state.assign(np.asarray(states[layer.name], dtype=generator.state.dtype))
+
+
+def _read_state(out: Path) -> tuple[dict, Path | None]:
+    """The interrupted run's state and the checkpoint it names (None before the first epoch).
+
+    Raises:
+        UsageError: no run, a corrupt state, or no checkpoint matching it; each in one line.
+    """
     path = out / STATE_FILE
     if not path.exists():
         raise UsageError(f"--resume: no interrupted run in {out} ({STATE_FILE} is missing)")
     try:
         state = json.loads(path.read_text())
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"--resume: {path} is not valid JSON ({exc})") from None
-    if state["epochs_done"] > 0 and not (out / "last.keras").exists():
-        raise UsageError(f"--resume: {out / 'last.keras'} is missing")
-    return state
+    missing = [k for k in ("config", "data", "epochs_done", "history") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UsageError(f"--resume: {path} is not a cifar-pack run state (missing {', '.join(missing)})")
+    if state["epochs_done"] == 0:
+        return state, None
+    for candidate in (out / LAST_FILE, out / PREV_FILE):
+        if candidate.exists() and state.get("last_sha256") in (None, sha256_file(candidate)):
+            return state, candidate
+    raise UsageError(
+        f"--resume: no checkpoint in {out} matches {STATE_FILE} (epoch {state['epochs_done']}): "
+        f"{LAST_FILE} is missing, truncated or from another run"
+    )
+
+
+def _load_checkpoint(path: Path) -> keras.Model:
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for a bad file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UsageError(f"--resume: {path} is unreadable ({first})") from None

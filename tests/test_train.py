@@ -123,6 +123,22 @@ def _train_cmd(data, out, epochs):
     ]
 
 
+def _popen(cmd, **kwargs) -> subprocess.Popen:
+    """Start a training process that Ctrl-C can reach, as in a terminal.
+
+    A shell running us in the background may have set SIGINT to "ignored", which children
+    inherit and Python then leaves alone; restore the default so SIGINT raises KeyboardInterrupt.
+    """
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **kwargs,
+    )
+
+
 def _wait_for_epochs(state_path, n, proc, timeout=240):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -139,38 +155,73 @@ def _wait_for_epochs(state_path, n, proc, timeout=240):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["kill", "ctrl-c"])
-def test_resume_after_interruption_gives_a_full_history(tmp_path, how):
+def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, how):
+    """Kill (or Ctrl-C) after an epoch, resume: the history is the uninterrupted run's, number for number.
+
+    TF_DETERMINISTIC_OPS=1 removes TensorFlow's own run-to-run noise, so any difference left
+    would be the resume's: data order, augmentation or dropout masks not continued exactly.
+    """
     data_dir = write_class_folders(tmp_path / "d", {"train": 100})
-    out, epochs = tmp_path / "run", 12
-    proc = subprocess.Popen(
-        _train_cmd(data_dir, out, epochs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    _wait_for_epochs(out / "train_state.json", 1, proc)
+    epochs, env = 12, {**os.environ, "TF_DETERMINISTIC_OPS": "1"}
+    baseline = subprocess.run(_train_cmd(data_dir, tmp_path / "full", epochs), capture_output=True, text=True, env=env)
+    assert baseline.returncode == 0, baseline.stderr[-2000:]
+
+    out = tmp_path / "run"
+    proc = _popen(_train_cmd(data_dir, out, epochs), env=env)
+    _wait_for_epochs(out / "train_state.json", 2, proc)
     proc.send_signal(signal.SIGKILL if how == "kill" else signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     state = json.loads((out / "train_state.json").read_text())
-    assert 1 <= state["epochs_done"] < epochs and not state["complete"]
+    assert 2 <= state["epochs_done"] < epochs and not state["complete"]
     assert (out / "model.keras").exists()
     if how == "ctrl-c":
         assert proc.returncode == 130
         assert "--resume" in stderr and "Traceback" not in stderr
 
-    resumed = run_cli("train", "--out", out, "--resume", "--json")
+    resumed = run_cli("train", "--out", out, "--resume", "--json", env={"TF_DETERMINISTIC_OPS": "1"})
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     history = json.loads((out / "history.json").read_text())
+    expected = json.loads((tmp_path / "full" / "history.json").read_text())
     assert summary["epochs"] == epochs and [h["epoch"] for h in history] == list(range(1, epochs + 1))
-    assert set(summary) >= {
-        "model",
-        "epochs",
-        "best_val_accuracy",
-        "test_accuracy",
-        "seconds",
-        "images_per_second",
-        "history",
-        "curves",
-        "manifest",
-    }
+    for got, want in zip(history, expected):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), (got["epoch"], key)
+    assert set(summary) >= {"model", "epochs", "best_val_accuracy", "test_accuracy", "seconds", "history"}
+
+
+@pytest.mark.slow
+def test_resume_works_from_another_directory_and_refuses_changed_settings(tmp_path):
+    write_class_folders(tmp_path / "d", {"train": 10})
+    out = tmp_path / "run"
+    proc = _popen(_train_cmd("d", out, 40), cwd=tmp_path)  # the data path as typed: relative
+    _wait_for_epochs(out / "train_state.json", 1, proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    for option in (["--epochs", "7"], ["--lr", "0.5"], ["--data", "/nonexistent"]):
+        assert_one_line_error(run_cli("train", "--out", out, "--resume", *option), option[0], "cannot change", code=2)
+    # Stale temp files of a killed write are ours by name and go at the next run.
+    (out / ".last.abc123.keras").write_bytes(b"half")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = run_cli("train", "--out", out, "--resume", "--json", cwd=elsewhere)  # relative data path stored absolute
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not (out / ".last.abc123.keras").exists()
+
+
+def test_corrupt_run_files_are_one_line_errors(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_state.json").write_text("{}")
+    assert_one_line_error(run_cli("train", "--out", run, "--resume"), "not a cifar-pack run state", code=2)
+    state = {"config": {}, "data": {}, "epochs_done": 2, "history": [], "last_sha256": "0" * 64}
+    (run / "train_state.json").write_text(json.dumps(state))
+    (run / "last.keras").write_bytes(b"PK\x03\x04truncated")
+    assert_one_line_error(run_cli("train", "--out", run, "--resume"), "no checkpoint", "matches", code=2)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    data_dir = write_class_folders(tmp_path / "d", {"train": 2})
+    assert_one_line_error(run_cli("train", "--data", data_dir, "--out", afile), "--out", "is a file", code=2)
 
 
 @pytest.mark.slow
@@ -345,3 +396,19 @@ def test_which_worker_is_chief(tf_config, chief):
     from cifar_pack.train import is_chief
 
     assert is_chief(tf_config) is chief
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
+    data_dir = write_class_folders(tmp_path / "d", {"train": 200})
+    out = tmp_path / "run"
+    proc = _popen(_train_cmd(data_dir, out, 5))
+    stderr = ""
+    while "data: " not in stderr:  # the data is loaded; the first epoch (with tracing) takes seconds
+        line = proc.stderr.readline()
+        assert line, proc.communicate()
+        stderr += line
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in rest, rest
+    assert "nothing was saved" in rest and not (out / "train_state.json").exists()
