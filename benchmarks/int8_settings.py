@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 from _common import SHARED_DATA, header, save
 
-CANDIDATES = {
-    "u8s8 8-bit (issue-2 setting)": dict(reduce_range=False),
-    "u8s8 7-bit reduce_range (default)": dict(reduce_range=True),
-    "u8u8 8-bit": dict(weights="uint8", reduce_range=False),
-    "s8s8 8-bit": dict(activations="int8", reduce_range=False),
-    "u8s8 7-bit, percentile calibration": dict(reduce_range=True, calibrate_method="percentile"),
+CANDIDATES = {  # overrides of config.DEFAULT_INT8 (7-bit weights, percentile calibration)
+    "u8s8 8-bit, minmax (issue-2 setting)": dict(reduce_range=False, calibrate_method="minmax"),
+    "u8s8 7-bit, minmax": dict(reduce_range=True, calibrate_method="minmax"),
+    "u8u8 8-bit, minmax": dict(weights="uint8", reduce_range=False, calibrate_method="minmax"),
+    "s8s8 8-bit, minmax": dict(activations="int8", reduce_range=False, calibrate_method="minmax"),
+    "u8s8 7-bit, percentile (default)": dict(reduce_range=True, calibrate_method="percentile"),
 }
 
 
@@ -46,9 +46,10 @@ def main() -> None:
     import onnxruntime as ort
 
     from cifar_pack import data
+    from cifar_pack.config import DEFAULT_INT8
     from cifar_pack.cpu_emulation import EMULATED_CPUS, emulated_probabilities, qemu_unavailable_reason
     from cifar_pack.predict import BUNDLED_MODEL
-    from cifar_pack.quantize import DEFAULT_INT8, accuracy, avx2_pair_bound, measure_speedup, quantize_model
+    from cifar_pack.quantize import accuracy, avx2_pair_bound, measure_speedup, quantize_model
 
     info = header("int8 settings", __doc__.split("\n\n", 1)[1].strip().replace("\n", " "))
     meta = json.loads(Path(f"{BUNDLED_MODEL}.json").read_text())

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from .config import DEFAULT_INT8, CalibrateMethod, Precision, Recipe, Split, Strategy
 from .errors import CifarPackError, MissingExtraError, UsageError
 
 app = typer.Typer(
@@ -153,12 +154,10 @@ def emit(result: dict, as_json: bool, text: str | None = None) -> None:
 # train
 
 
-def _recipe(name: str):
+def _recipe(name: Recipe):
     from .config import RECIPES
 
-    if name not in RECIPES:
-        raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {name!r}")
-    return RECIPES[name]
+    return RECIPES[name.value]
 
 
 @app.command()
@@ -175,8 +174,8 @@ def train(
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and reports.")] = Path("artifacts"),
     recipe: Annotated[
-        str, typer.Option("--recipe", help="default (AdamW one-cycle, tuned on validation) or seed (the notebook).")
-    ] = "default",
+        Recipe, typer.Option("--recipe", help="default (AdamW one-cycle, tuned on validation) or seed (the notebook).")
+    ] = Recipe.default,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe's value if omitted: 20).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size (recipe: 128).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (recipe's if omitted).")] = None,
@@ -188,9 +187,13 @@ def train(
         int | None,
         typer.Option("--seed", min=0, help="Seed for the split, shuffling and augmentation.", show_default="1337"),
     ] = None,
-    precision: Annotated[str | None, typer.Option("--precision", help="auto, float32 or mixed_bfloat16.")] = None,
+    precision: Annotated[
+        Precision | None,
+        typer.Option("--precision", help="auto: bf16 where the CPU has BF16/AMX or on a GPU.", show_default="auto"),
+    ] = None,
     strategy: Annotated[
-        str | None, typer.Option("--strategy", help="default, mirrored (several GPUs) or multi-worker (TF_CONFIG).")
+        Strategy | None,
+        typer.Option("--strategy", help="mirrored (several GPUs) or multi-worker (TF_CONFIG).", show_default="default"),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last completed epoch.")
@@ -202,7 +205,7 @@ def train(
         # A resumed run is the stored run: options that would change it are refused, by name.
         given = {
             "--data": data,
-            "--recipe": recipe if recipe != "default" else None,
+            "--recipe": recipe if recipe != Recipe.default else None,
             "--epochs": epochs,
             "--batch-size": batch_size,
             "--lr": lr,
@@ -224,8 +227,8 @@ def train(
         learning_rate=lr,
         validation_split=validation_split,
         seed=seed,
-        precision=precision,
-        strategy=strategy,
+        precision=precision.value if precision else None,
+        strategy=strategy.value if strategy else None,
     )
     from .config import validate_config
     from .data import check_source
@@ -256,7 +259,7 @@ def preview_augment(
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write.")] = Path(
         "artifacts/augment-preview.png"
     ),
-    recipe: Annotated[str, typer.Option("--recipe", help="Whose augmentation to show: default or seed.")] = "default",
+    recipe: Annotated[Recipe, typer.Option("--recipe", help="Whose augmentation to show.")] = Recipe.default,
     images: Annotated[int, typer.Option("--images", min=1, max=64, help="Source images (rows).")] = 8,
     variants: Annotated[
         int, typer.Option("--variants", min=1, max=16, help="Augmented copies per image (columns after the original).")
@@ -271,7 +274,9 @@ def preview_augment(
 
     check_source(data)
     path = write_preview(data, output, config, images, variants, seed)
-    emit({"preview": str(path), "recipe": recipe, "images": images, "variants": variants}, as_json, f"wrote {path}")
+    emit(
+        {"preview": str(path), "recipe": recipe.value, "images": images, "variants": variants}, as_json, f"wrote {path}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,11 +314,11 @@ def export(
         bool, typer.Option("--int8", help="Also write <stem>.int8.onnx (static QDQ quantization).")
     ] = False,
     calibrate_method: Annotated[
-        str, typer.Option("--calibrate-method", help="int8 calibration: minmax, entropy or percentile.")
-    ] = "minmax",
+        CalibrateMethod, typer.Option("--calibrate-method", help="int8 calibration (docs/int8.md).")
+    ] = CalibrateMethod(DEFAULT_INT8.calibrate_method),
     calibration_samples: Annotated[
         int, typer.Option("--calibration-samples", min=1, help="Training images used to calibrate int8.")
-    ] = 400,
+    ] = DEFAULT_INT8.calibration_samples,
     max_accuracy_drop: Annotated[
         float, typer.Option("--max-accuracy-drop", min=0.0, help="int8 gate: most top-1 points it may lose.")
     ] = 1.0,
@@ -322,10 +327,7 @@ def export(
     """Convert a Keras model to ONNX, prove parity with Keras, embed labels and the input contract."""
     if not onnx:
         raise UsageError("--no-onnx: ONNX is the only export format")
-    from .quantize import METHODS
-
-    if calibrate_method not in METHODS:
-        raise UsageError(f"--calibrate-method must be one of {', '.join(METHODS)}, got {calibrate_method!r}")
+    settings = replace(DEFAULT_INT8, calibration_samples=calibration_samples, calibrate_method=calibrate_method.value)
     if not model.exists():
         raise UsageError(f"--model {model}: no such file (train one with `cifar-pack train` first)")
     from .data import check_source
@@ -335,9 +337,8 @@ def export(
     if model.suffix == ".onnx":
         if not int8:
             raise UsageError(f"--model {model}: already ONNX; add --int8 to quantize it")
-        from .quantize import DEFAULT_INT8, int8_from_onnx
+        from .quantize import int8_from_onnx
 
-        settings = replace(DEFAULT_INT8, calibration_samples=calibration_samples, calibrate_method=calibrate_method)
         path, report = int8_from_onnx(model, data, settings=settings, max_accuracy_drop=max_accuracy_drop)
         emit({"onnx": str(model), "int8": str(path), "int8_report": report}, as_json, _int8_line(path, report))
         return
@@ -351,8 +352,7 @@ def export(
         parity_samples=parity_samples,
         atol=atol,
         int8=int8,
-        calibration_samples=calibration_samples,
-        calibrate_method=calibrate_method,
+        int8_settings=settings,
         max_accuracy_drop=max_accuracy_drop,
     ).to_json()
     p = result["parity"]
@@ -438,12 +438,13 @@ def predict(
         os.environ["CIFAR_PACK_MAX_PIXELS"] = str(max_pixels)  # read by images.max_pixels()
     predictor = Predictor(model, device=device, threads=threads)
     typer.echo(f"model: {printable(predictor.path)} on {predictor.device}", err=True)
-    paths, misses = find_images(inputs)
-    results, failed = list(misses), len(misses)
-    for miss in misses:
-        typer.echo(f"error: {printable(miss['error'])}", err=True)
+    items = find_images(inputs)  # paths, and error entries for inputs that matched nothing, in order
+    paths = [item for item in items if isinstance(item, Path)]
+    results, failed = [], 0
     with _progress(len(paths), enabled=len(paths) >= 500) as advance:
-        for result in predictor.predict_files(paths, top_k=top_k, batch_size=batch_size, on_batch=advance):
+        predictions = predictor.predict_files(paths, top_k=top_k, batch_size=batch_size, on_batch=advance)
+        for item in items:
+            result = next(predictions) if isinstance(item, Path) else item
             if "error" in result:
                 failed += 1
                 typer.echo(f"error: {printable(result['error'])}", err=True)
@@ -453,7 +454,7 @@ def predict(
     if as_json:
         emit(results, True)
     if failed:
-        typer.echo(f"{failed} of {len(paths) + len(misses)} inputs failed", err=True)
+        typer.echo(f"{failed} of {len(items)} inputs failed", err=True)
         raise typer.Exit(1)
 
 
@@ -498,9 +499,9 @@ def evaluate(
         Path | None, typer.Option("--model", help=".onnx (onnxruntime only) or .keras/.h5; default as predict.")
     ] = None,
     split: Annotated[
-        str | None,
+        Split | None,
         typer.Option(
-            "--split", help="train, val (the training run's validation split) or test (default when present)."
+            "--split", help="val is the training run's validation split; default: test when present, else train."
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for report.json and confusion.png.")] = Path(
@@ -512,13 +513,11 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Accuracy, per-class precision/recall, confusion matrix (PNG) and class balance on a labelled set."""
-    if split is not None and split not in ("train", "val", "test"):
-        raise UsageError(f"--split must be train, val or test, got {split!r}")
     from .data import check_source
     from .evaluate import evaluate as run_evaluation
 
     check_source(data)
-    report = run_evaluation(model, data, split, out, model_card)
+    report = run_evaluation(model, data, split.value if split else None, out, model_card)
     if as_json:
         emit(report, True)
         return

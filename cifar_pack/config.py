@@ -6,6 +6,7 @@ Nothing here imports TensorFlow, so the runtime (predict) can read the contract 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 
 from .errors import UsageError
 
@@ -115,6 +116,66 @@ DEFAULT_RECIPE = TrainConfig(
 )
 
 RECIPES = {"default": DEFAULT_RECIPE, "seed": SEED_RECIPE}
+
+CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
+
+
+# The choices of the command line, as Enums: typer lists them in --help and refuses others as a
+# usage error naming the option. Values are the strings the library takes.
+class Recipe(str, Enum):
+    default = "default"
+    seed = "seed"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    mixed_bfloat16 = "mixed_bfloat16"
+
+
+class Strategy(str, Enum):
+    default = "default"
+    mirrored = "mirrored"
+    multi_worker = "multi-worker"
+
+
+class CalibrateMethod(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+class Split(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """What ``quantize_static`` is asked for; recorded in the int8 model's metadata.
+
+    The defaults were chosen on the validation split, both CPU kinds: docs/int8.md.
+
+    ``activations``/``weights``: "uint8" or "int8". ``reduce_range``: 7-bit weights, which
+    onnxruntime's AVX2 kernel cannot saturate (cifar_pack/quantize.py). ``per_channel``: one
+    scale per output channel of each Conv/Gemm weight.
+    """
+
+    activations: str = "uint8"
+    weights: str = "int8"
+    per_channel: bool = True
+    reduce_range: bool = True
+    calibrate_method: str = "percentile"
+    calibration_samples: int = 400
+
+    def describe(self) -> str:
+        bits = "7-bit (reduce_range)" if self.reduce_range and self.weights == "int8" else "8-bit"
+        per = "per-channel" if self.per_channel else "per-tensor"
+        return f"QDQ, {per} {bits} {self.weights} weights, {self.activations} activations"
+
+
+DEFAULT_INT8 = Int8Settings()
 
 
 def validate_config(config: TrainConfig) -> None:

@@ -15,16 +15,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
 from . import data as data_mod
-from .config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from .config import DEFAULT_INT8, INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME, Int8Settings
 from .errors import DataError, ExportError, ModelError
-from .fileio import package_versions, sha256_file, write_bytes_atomic, write_json_atomic
+from .fileio import package_versions, sha256_file
+from .onnx_file import write_model
 from .parity import ParityReport, check_parity
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,7 @@ def export_onnx(
     parity_samples: int = 1000,
     atol: float = 1e-5,
     int8: bool = False,
-    calibration_samples: int = 400,
-    calibrate_method: str = "minmax",
+    int8_settings: Int8Settings = DEFAULT_INT8,
     max_accuracy_drop: float = 1.0,
     eval_samples: int | None = None,
 ) -> ExportResult:
@@ -75,7 +75,8 @@ def export_onnx(
         parity_samples: at most this many images are compared (default 1,000).
         atol: max abs difference allowed between Keras and onnxruntime probabilities.
         int8: also write ``<stem>.int8.onnx`` (static QDQ quantization), gated on accuracy.
-        calibration_samples, calibrate_method, max_accuracy_drop, eval_samples: int8 settings.
+        int8_settings: quantization settings (``config.DEFAULT_INT8``: docs/int8.md).
+        max_accuracy_drop, eval_samples: the int8 gate's bound (top-1 points) and sample count.
 
     Returns:
         ExportResult: paths and reports.
@@ -112,21 +113,18 @@ def export_onnx(
     )
 
     metadata = build_metadata(model_path, class_names, manifest, report, opset, softmax_added, was_mixed)
-    set_metadata(onnx_model, metadata)
-    write_bytes_atomic(output, onnx_model.SerializeToString())
-    write_json_atomic(sidecar_path(output), metadata)
+    write_model(output, onnx_model, metadata)
 
     int8_path, int8_report = None, None
     if int8:
-        from .quantize import DEFAULT_INT8, quantize_int8
+        from .quantize import quantize_int8
 
-        settings = replace(DEFAULT_INT8, calibration_samples=calibration_samples, calibrate_method=calibrate_method)
         int8_path, int8_report = quantize_int8(
             output,
             dataset,
             manifest,
             metadata,
-            settings=settings,
+            settings=int8_settings,
             max_accuracy_drop=max_accuracy_drop,
             eval_samples=eval_samples,
         )
@@ -290,20 +288,6 @@ def build_metadata(model_path, class_names, manifest, parity, opset, softmax_add
         "versions": versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def set_metadata(onnx_model, metadata: dict) -> None:
-    del onnx_model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = onnx_model.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
-    onnx_model.producer_name = "cifar-pack"
-    onnx_model.producer_version = __version__
-    onnx_model.doc_string = "uint8 [N,32,32,3] RGB images -> float32 [N,C] probabilities; see metadata"
-
-
-def sidecar_path(onnx_path: Path) -> Path:
-    return Path(f"{onnx_path}.json")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -159,17 +159,17 @@ def array_to_model_input(array: np.ndarray, name: str = "array") -> np.ndarray:
     return to_model_input(Image.fromarray(np.ascontiguousarray(array), mode=mode))
 
 
-def find_images(inputs: list[str]) -> tuple[list[Path], list[dict]]:
-    """Expand files, directories (recursive) and glob patterns into (paths, misses).
+def find_images(inputs: list[str]) -> list[Path | dict]:
+    """Expand files, directories (recursive) and glob patterns, in the order given.
 
     A plain file is kept whatever its suffix (so a bad file gets its own error later); files
     found inside directories or by globs are kept only when their suffix is an image suffix.
     Each input that yields nothing (a missing name, a glob matching no image, a folder without
-    images) becomes a miss, ``{"path": input, "error": why}``, for the caller to report. Links to
-    folders are not followed inside a search, so a link loop cannot run forever.
+    images) becomes a miss in its place, ``{"path": input, "error": why}``, for the caller to
+    report. Links to folders are not followed inside a search, so a link loop cannot run forever.
     """
-    found: list[Path] = []
-    misses: list[dict] = []
+    found: list[Path | dict] = []
+    misses = found  # one list: misses keep their place among the inputs
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -187,7 +187,7 @@ def find_images(inputs: list[str]) -> tuple[list[Path], list[dict]]:
                 misses.append({"path": item, "error": f"{item}: pattern matches no image file"})
         else:
             misses.append({"path": item, "error": f"{item}: no such file"})
-    return found, misses
+    return found
 
 
 def _walk_images(root: Path) -> list[Path]:

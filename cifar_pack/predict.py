@@ -20,6 +20,7 @@ import numpy as np
 from . import images as img_mod
 from .config import INPUT_SHAPE
 from .errors import BrokenInstallError, CifarPackError, InputError, ModelError, UsageError
+from .onnx_file import sidecar_matches
 
 log = logging.getLogger(__name__)
 
@@ -312,10 +313,12 @@ def read_metadata(session, path: Path) -> dict:
         sidecar = Path(f"{path}.json")
         if sidecar.is_file() and sidecar.stat().st_size <= MAX_METADATA_CHARS:
             side = _json_or_text(sidecar.read_text(errors="replace"), sidecar, "sidecar")
-            if isinstance(side, dict):
-                meta = side | meta
-            else:
+            if not isinstance(side, dict):
                 log.warning("%s: sidecar is not a JSON object; ignored", sidecar)
+            elif not sidecar_matches(path, side):
+                log.warning("%s: sidecar describes another model file (sha256 differs); ignored", sidecar)
+            else:
+                meta = side | meta
     if "training" in meta and not isinstance(meta["training"], dict):
         log.warning("%s: metadata 'training' is not a JSON object; ignored", path)
         del meta["training"]

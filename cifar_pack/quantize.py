@@ -16,53 +16,29 @@ the choice are in docs/int8.md (``benchmarks/int8_settings.py``).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from . import data as data_mod
-from .config import INPUT_NAME
+from .config import CALIBRATE_METHODS, DEFAULT_INT8, INPUT_NAME, Int8Settings
 from .errors import ExportError, ParityError
-from .export import set_metadata, sidecar_path
-from .fileio import write_bytes_atomic, write_json_atomic
+from .onnx_file import write_model
 from .sysinfo import cpu_info, int8_kernel
 
 log = logging.getLogger(__name__)
 
-METHODS = ("minmax", "entropy", "percentile")
 
 # The AVX2 U8S8 kernel sums two u8*s8 products in int16: safe while 255 * (|w1| + |w2|) <= 32767.
 INT16_MAX = 32767
 UINT8_MAX = 255
-
-
-@dataclass(frozen=True)
-class Int8Settings:
-    """What ``quantize_static`` is asked for; recorded in the int8 model's metadata.
-
-    ``activations``/``weights``: "uint8" or "int8". ``reduce_range``: 7-bit weights (see the
-    module docstring). ``per_channel``: one scale per output channel of each Conv/Gemm weight.
-    """
-
-    activations: str = "uint8"
-    weights: str = "int8"
-    per_channel: bool = True
-    reduce_range: bool = True
-    calibrate_method: str = "minmax"
-    calibration_samples: int = 400
-
-    def describe(self) -> str:
-        bits = "7-bit (reduce_range)" if self.reduce_range and self.weights == "int8" else "8-bit"
-        per = "per-channel" if self.per_channel else "per-tensor"
-        return f"QDQ, {per} {bits} {self.weights} weights, {self.activations} activations"
-
-
-DEFAULT_INT8 = Int8Settings()
 
 
 def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Settings = DEFAULT_INT8):
@@ -83,8 +59,10 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
         quantize_static,
     )
 
-    if settings.calibrate_method not in METHODS:
-        raise ExportError(f"--calibrate-method must be one of {', '.join(METHODS)}, got {settings.calibrate_method!r}")
+    if settings.calibrate_method not in CALIBRATE_METHODS:
+        raise ExportError(
+            f"--calibrate-method must be one of {', '.join(CALIBRATE_METHODS)}, got {settings.calibrate_method!r}"
+        )
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 
     # The histogram methods stack per-batch outputs with np.asarray, which fails when the last
@@ -102,21 +80,24 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "q.onnx"
         try:
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-            quantize_static(
-                str(pre),
-                str(q),
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=settings.per_channel,
-                reduce_range=settings.reduce_range,
-                activation_type=types[settings.activations],
-                weight_type=types[settings.weights],
-                calibrate_method={
-                    "minmax": CalibrationMethod.MinMax,
-                    "entropy": CalibrationMethod.Entropy,
-                    "percentile": CalibrationMethod.Percentile,
-                }[settings.calibrate_method],
-            )
+            # onnxruntime's histogram calibrators print progress to stdout, which would break
+            # `--json` output: stdout is kept for our results.
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(
+                    str(pre),
+                    str(q),
+                    Reader(),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=settings.per_channel,
+                    reduce_range=settings.reduce_range,
+                    activation_type=types[settings.activations],
+                    weight_type=types[settings.weights],
+                    calibrate_method={
+                        "minmax": CalibrationMethod.MinMax,
+                        "entropy": CalibrationMethod.Entropy,
+                        "percentile": CalibrationMethod.Percentile,
+                    }[settings.calibrate_method],
+                )
         except Exception as exc:  # onnxruntime.quantization raises assorted types
             raise ExportError(f"int8 quantization of {fp32_path} failed: {exc}") from None
         return onnx.load(str(q))
@@ -219,9 +200,7 @@ def quantize_int8(
     )
 
     meta = dict(metadata) | {"quantization": report}
-    set_metadata(int8_model, meta)
-    write_bytes_atomic(out_path := fp32_path.with_name(f"{fp32_path.stem}.int8.onnx"), int8_model.SerializeToString())
-    write_json_atomic(sidecar_path(out_path), meta)
+    out_path = write_model(fp32_path.with_name(f"{fp32_path.stem}.int8.onnx"), int8_model, meta)
     return out_path, report
 
 

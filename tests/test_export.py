@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
+from cifar_pack.config import DEFAULT_INT8
 from cifar_pack.errors import ModelError, ParityError
 from cifar_pack.export import export_onnx
 from cifar_pack.parity import check_parity
@@ -56,7 +58,7 @@ def test_metadata_round_trip_and_sidecar(exported, trained_run):
     assert set(meta["versions"]) >= {"cifar-pack", "keras", "tf2onnx", "onnx", "opset"}
     assert meta["exported_in_float32_from_mixed_precision"] is True  # trained_run forces mixed_bfloat16
     sidecar = json.loads((exported.parent / f"{exported.name}.json").read_text())
-    assert sidecar == meta
+    assert sidecar == meta | {"model_sha256": sha256_file(exported)}  # the sidecar names the file it describes
 
 
 def test_impossible_atol_fails_and_leaves_no_file(exported, trained_run, tiny_data, tmp_path):
@@ -92,7 +94,7 @@ def test_int8_export_and_its_report(trained_run, tiny_data, tmp_path):
         data=str(tiny_data),
         parity_samples=30,
         int8=True,
-        calibration_samples=48,
+        int8_settings=replace(DEFAULT_INT8, calibration_samples=48),
     )
     assert result.int8 == tmp_path / "m.int8.onnx" and result.int8.exists()
     report = result.int8_report
@@ -142,7 +144,7 @@ def test_int8_drop_bound_fails_on_purpose(tmp_path, tiny_data):
             data=str(tiny_data),
             parity_samples=30,
             int8=True,
-            calibration_samples=48,
+            int8_settings=replace(DEFAULT_INT8, calibration_samples=48),
             max_accuracy_drop=0.0,
         )
     assert info.value.report["accuracy_drop_points"] > 0

@@ -16,9 +16,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from cifar_pack.config import DEFAULT_INT8, Int8Settings
 from cifar_pack.cpu_emulation import emulated_probabilities, qemu_unavailable_reason
 from cifar_pack.predict import BUNDLED_MODEL
-from cifar_pack.quantize import DEFAULT_INT8, Int8Settings, avx2_pair_bound, quantize_model
+from cifar_pack.quantize import avx2_pair_bound, quantize_model
 
 from .conftest import make_images
 

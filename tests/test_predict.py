@@ -64,7 +64,17 @@ def test_class_names_fall_back_to_sidecar_then_indices(exported, tmp_path, caplo
     del model.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(model, bare)
-    (tmp_path / "bare.onnx.json").write_text((exported.parent / f"{exported.name}.json").read_text())
+    sidecar = json.loads((exported.parent / f"{exported.name}.json").read_text())
+    # A sidecar naming another file's sha256 (left from another export) is not trusted ...
+    (tmp_path / "bare.onnx.json").write_text(json.dumps(sidecar))
+    assert Predictor(bare).class_names == ["0", "1", "2"]
+    # ... one naming this file's, or none (written by hand or another tool), is.
+    from cifar_pack.fileio import sha256_file
+
+    (tmp_path / "bare.onnx.json").write_text(json.dumps(sidecar | {"model_sha256": sha256_file(bare)}))
+    assert Predictor(bare).class_names == ["blue", "green", "red"]
+    del sidecar["model_sha256"]
+    (tmp_path / "bare.onnx.json").write_text(json.dumps(sidecar))
     assert Predictor(bare).class_names == ["blue", "green", "red"]
     (tmp_path / "bare.onnx.json").unlink()
     with caplog.at_level("WARNING"):
