@@ -41,7 +41,8 @@ def run_benchmark(
     import tensorflow as tf
 
     from .evaluate import map_labels
-    from .export import export_onnx, float32_copy, keras_probabilities, load_keras_model, read_manifest
+    from .export import export_onnx
+    from .model import float32_copy, keras_probabilities, load_keras_model, read_manifest
 
     model = Path(model)
     fp32, int8 = model.with_suffix(".onnx"), model.with_name(f"{model.stem}.int8.onnx")

@@ -19,7 +19,18 @@ from typing import Annotated
 
 import typer
 
-from .config import DEFAULT_INT8, CalibrateMethod, Precision, Recipe, Split, Strategy
+from .config import (
+    DEFAULT_ATOL,
+    DEFAULT_INT8,
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_OPSET,
+    DEFAULT_PARITY_SAMPLES,
+    CalibrateMethod,
+    Precision,
+    Recipe,
+    Split,
+    Strategy,
+)
 from .errors import CifarPackError, MissingExtraError, UsageError
 
 app = typer.Typer(
@@ -296,7 +307,7 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="ONNX path (default: the model's path with .onnx).")
     ] = None,
-    opset: Annotated[int, typer.Option("--opset", min=13, max=21, help="ONNX opset.")] = 17,
+    opset: Annotated[int, typer.Option("--opset", min=13, max=21, help="ONNX opset.")] = DEFAULT_OPSET,
     data: Annotated[
         str | None,
         typer.Option(
@@ -306,10 +317,10 @@ def export(
     ] = None,
     parity_samples: Annotated[
         int, typer.Option("--parity-samples", min=1, help="Images compared by the parity gate.")
-    ] = 1000,
+    ] = DEFAULT_PARITY_SAMPLES,
     atol: Annotated[
         float, typer.Option("--atol", min=0.0, help="Largest allowed |Keras - ONNX| probability difference.")
-    ] = 1e-5,
+    ] = DEFAULT_ATOL,
     int8: Annotated[
         bool, typer.Option("--int8", help="Also write <stem>.int8.onnx (static QDQ quantization).")
     ] = False,
@@ -321,7 +332,7 @@ def export(
     ] = DEFAULT_INT8.calibration_samples,
     max_accuracy_drop: Annotated[
         float, typer.Option("--max-accuracy-drop", min=0.0, help="int8 gate: most top-1 points it may lose.")
-    ] = 1.0,
+    ] = DEFAULT_MAX_ACCURACY_DROP,
     as_json: JsonOpt = False,
 ) -> None:
     """Convert a Keras model to ONNX, prove parity with Keras, embed labels and the input contract."""

@@ -119,6 +119,12 @@ RECIPES = {"default": DEFAULT_RECIPE, "seed": SEED_RECIPE}
 
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 
+# Export's defaults, shared by the library and the command line.
+DEFAULT_OPSET = 17
+DEFAULT_PARITY_SAMPLES = 1000  # validation images compared, Keras vs onnxruntime
+DEFAULT_ATOL = 1e-5  # largest |Keras - onnxruntime| probability difference allowed
+DEFAULT_MAX_ACCURACY_DROP = 1.0  # int8 gate, top-1 points on the validation split
+
 
 # The choices of the command line, as Enums: typer lists them in --help and refuses others as a
 # usage error naming the option. Values are the strings the library takes.

@@ -46,7 +46,7 @@ def load_classifier(model: str | os.PathLike | None) -> Classifier:
         return Classifier(
             path, predictor.class_names, predictor.predict_proba, meta.get("training"), "onnx", quantization
         )
-    from .export import check_classifier, float32_copy, keras_probabilities, load_keras_model, read_manifest
+    from .model import check_classifier, float32_copy, keras_probabilities, load_keras_model, read_manifest
 
     keras_model = load_keras_model(path)
     num_classes = check_classifier(keras_model, path)
@@ -94,6 +94,19 @@ def evaluate(
     if len(y) == 0:
         raise DataError(f"{data}: the {split} split is empty")
     y_model = map_labels(dataset.class_names, clf.class_names, y, data, clf.path)
+    absent = [name for name in clf.class_names if name not in dataset.class_names]
+    if absent:
+        kept = len(clf.class_names) - len(absent)
+        log.warning("%s: no images of %s; evaluating the other %d classes", data, ", ".join(absent), kept)
+    trained_on = (clf.training or {}).get("data_sha256")
+    if split == "val" and trained_on and trained_on != dataset.sha256:
+        log.warning(
+            "--split val: %s is not the data %s was trained on, so 'val' is a stratified %d%% of it, "
+            "not the run's validation images",
+            data,
+            clf.path.name,
+            round(100 * fraction),
+        )
 
     probs = np.concatenate([clf.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     pred = probs.argmax(axis=1)
@@ -113,6 +126,7 @@ def evaluate(
         "data": str(data),
         "data_sha256": dataset.sha256,
         "split": split,
+        "absent_classes": absent,
         **summary,
         "confusion_matrix": matrix.tolist(),
         "class_names": clf.class_names,
@@ -155,13 +169,15 @@ def out_of_scope_probe(clf: Classifier, n: int = 500, seed: int = 0) -> dict:
 
 
 def map_labels(data_names: list[str], model_names: list[str], y: np.ndarray, data, model_path) -> np.ndarray:
-    """Dataset label indices -> the model's indices, matched by class name."""
-    if len(data_names) != len(model_names):
-        raise DataError(f"{data}: has {len(data_names)} classes but model {model_path} has {len(model_names)}")
-    missing = sorted(set(data_names) - set(model_names))
-    if missing:
+    """Dataset label indices -> the model's indices, matched by class name.
+
+    The data may hold a subset of the model's classes (the others simply have no support);
+    a class the model does not know is an error.
+    """
+    unknown = sorted(set(data_names) - set(model_names))
+    if unknown:
         raise DataError(
-            f"{data}: classes {', '.join(missing)} are not among the model's classes ({', '.join(model_names)})"
+            f"{data}: classes {', '.join(unknown)} are not among the classes of {model_path} ({', '.join(model_names)})"
         )
     lookup = np.array([model_names.index(name) for name in data_names], dtype=np.int64)
     return lookup[y]

@@ -12,7 +12,6 @@ with ``convert.from_function``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,15 +21,32 @@ import numpy as np
 
 from . import __version__
 from . import data as data_mod
-from .config import DEFAULT_INT8, INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME, Int8Settings
-from .errors import DataError, ExportError, ModelError
+from .config import (
+    DEFAULT_ATOL,
+    DEFAULT_INT8,
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_OPSET,
+    DEFAULT_PARITY_SAMPLES,
+    INPUT_NAME,
+    INPUT_SHAPE,
+    OUTPUT_NAME,
+    Int8Settings,
+)
+from .errors import DataError, ExportError
 from .fileio import package_versions, sha256_file
+from .model import (
+    check_classifier,
+    ends_in_softmax,
+    float32_copy,
+    keras_probabilities,
+    load_keras_model,
+    read_manifest,
+    serving_function,
+)
 from .onnx_file import write_model
 from .parity import ParityReport, check_parity
 
 log = logging.getLogger(__name__)
-
-DEFAULT_OPSET = 17
 
 
 @dataclass
@@ -57,11 +73,11 @@ def export_onnx(
     *,
     opset: int = DEFAULT_OPSET,
     data: str | None = None,
-    parity_samples: int = 1000,
-    atol: float = 1e-5,
+    parity_samples: int = DEFAULT_PARITY_SAMPLES,
+    atol: float = DEFAULT_ATOL,
     int8: bool = False,
     int8_settings: Int8Settings = DEFAULT_INT8,
-    max_accuracy_drop: float = 1.0,
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     eval_samples: int | None = None,
 ) -> ExportResult:
     """Convert a Keras image classifier to ONNX and prove it computes what Keras computes.
@@ -135,80 +151,6 @@ def export_onnx(
 # Loading and checking the Keras model
 
 
-def load_keras_model(path: Path):
-    """Load a ``.keras`` or ``.h5`` model for inference; one-line ``ModelError`` on any failure."""
-    import keras
-
-    if not path.exists():
-        raise ModelError(f"{path}: no such file")
-    if path.suffix not in (".keras", ".h5", ".hdf5"):
-        raise ModelError(f"{path}: expected a Keras model file (.keras or .h5), got '{path.suffix or 'no suffix'}'")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, KeyError... for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a loadable Keras model ({first[:200]})") from None
-
-
-def check_classifier(model, path: Path) -> int:
-    """Input must be (None, 32, 32, 3); output (None, C) with C >= 2. Returns C."""
-    inputs, outputs = model.inputs, model.outputs
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
-    in_shape, out_shape = tuple(inputs[0].shape[1:]), tuple(outputs[0].shape[1:])
-    if in_shape != INPUT_SHAPE:
-        raise ModelError(f"{path}: input shape is {in_shape}, expected {INPUT_SHAPE} (32x32 RGB, channels last)")
-    if len(out_shape) != 1 or (out_shape[0] or 0) < 2:
-        raise ModelError(f"{path}: output shape is {out_shape}, expected a class vector (C,) with C >= 2")
-    return int(out_shape[0])
-
-
-def float32_copy(model):
-    """A model trained under ``mixed_bfloat16`` is rebuilt in float32 with the same weights.
-
-    Returns (model, was_mixed). Weights are float32 variables under a mixed policy already, so
-    the copy is exact; only the compute dtype changes.
-    """
-    import keras
-
-    mixed = any(getattr(layer.dtype_policy, "compute_dtype", "float32") != "float32" for layer in model.layers)
-    if not mixed:
-        return model, False
-
-    def as_float32(layer):
-        config = layer.get_config()
-        config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
-
-    clone = keras.models.clone_model(model, clone_function=as_float32)
-    clone.set_weights(model.get_weights())
-    return clone, True
-
-
-def ends_in_softmax(model) -> bool:
-    """True when the last layer is a softmax (an Activation/Softmax layer or activation='softmax')."""
-    last = model.layers[-1]
-    config = last.get_config()
-    if type(last).__name__ == "Softmax":
-        return True
-    activation = config.get("activation")
-    return activation == "softmax" or (
-        isinstance(activation, dict) and activation.get("config", {}).get("name") == "softmax"
-    )
-
-
-def keras_probabilities(model, softmax_added: bool):
-    """(N, 32, 32, 3) uint8 -> (N, C) float32, the exact function the ONNX graph must reproduce."""
-    import tensorflow as tf
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8)])
-    def run(images):
-        out = model(tf.cast(images, tf.float32), training=False)
-        return tf.nn.softmax(out) if softmax_added else out
-
-    return lambda images: run(images).numpy()
-
-
 # ---------------------------------------------------------------------------------------------
 # Conversion and metadata
 
@@ -216,18 +158,11 @@ def keras_probabilities(model, softmax_added: bool):
 def convert(model, opset: int, softmax_added: bool):
     """tf2onnx ``from_function`` on a uint8 serving function; returns a checked ``onnx.ModelProto``."""
     import onnx
-    import tensorflow as tf
     import tf2onnx
 
-    spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8, name=INPUT_NAME)
-
-    @tf.function(input_signature=[spec])
-    def serve(images):
-        out = model(tf.cast(images, tf.float32), training=False)
-        return {OUTPUT_NAME: tf.nn.softmax(out) if softmax_added else out}
-
+    serve = serving_function(model, softmax_added)  # the very function parity runs
     try:
-        onnx_model, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+        onnx_model, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset)
     except Exception as exc:  # tf2onnx raises many unrelated types
         raise ExportError(f"tf2onnx could not convert the model at opset {opset}: {exc}") from None
     # tf2onnx names the dynamic batch dimension "unk__NN"; embedders read "N" more easily.
@@ -292,22 +227,6 @@ def build_metadata(model_path, class_names, manifest, parity, opset, softmax_add
 
 # ---------------------------------------------------------------------------------------------
 # Where parity images and class names come from
-
-
-def read_manifest(model_path: Path) -> dict | None:
-    """The training run's manifest beside the model (``cifar-pack train`` writes it), if any."""
-    path = model_path.parent / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-        history = model_path.parent / "history.json"
-        if history.exists():
-            manifest["history"] = json.loads(history.read_text())
-        return manifest if manifest.get("model") == model_path.name else None
-    except (ValueError, KeyError):
-        log.warning("ignoring unreadable %s", path)
-        return None
 
 
 def parity_inputs(data: str | None, manifest: dict | None, samples: int):

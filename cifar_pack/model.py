@@ -1,10 +1,18 @@
-"""The seed CNN from the notebook, with scaling to [0, 1] as its first layer. Imports Keras."""
+"""The seed CNN from the notebook (scaling to [0, 1] is its first layer), and loading, checking and
+serving saved Keras classifiers: export, evaluate and benchmark share these. Imports Keras."""
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 import keras
 
-from .config import INPUT_SHAPE
+from .config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
 
 
 def build_model(num_classes: int = 10, input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
@@ -44,3 +52,109 @@ def build_model(num_classes: int = 10, input_shape: tuple[int, int, int] = INPUT
         ],
         name="cifar_pack_cnn",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and checking saved Keras models (export, evaluate and benchmark share these)
+
+
+def load_keras_model(path: Path):
+    """Load a ``.keras`` or ``.h5`` model for inference; one-line ``ModelError`` on any failure."""
+    import keras
+
+    if not path.exists():
+        raise ModelError(f"{path}: no such file")
+    if path.suffix not in (".keras", ".h5", ".hdf5"):
+        raise ModelError(f"{path}: expected a Keras model file (.keras or .h5), got '{path.suffix or 'no suffix'}'")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, KeyError... for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable Keras model ({first[:200]})") from None
+
+
+def check_classifier(model, path: Path) -> int:
+    """Input must be (None, 32, 32, 3); output (None, C) with C >= 2. Returns C."""
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+    in_shape, out_shape = tuple(inputs[0].shape[1:]), tuple(outputs[0].shape[1:])
+    if in_shape != INPUT_SHAPE:
+        raise ModelError(f"{path}: input shape is {in_shape}, expected {INPUT_SHAPE} (32x32 RGB, channels last)")
+    if len(out_shape) != 1 or (out_shape[0] or 0) < 2:
+        raise ModelError(f"{path}: output shape is {out_shape}, expected a class vector (C,) with C >= 2")
+    return int(out_shape[0])
+
+
+def float32_copy(model):
+    """A model trained under ``mixed_bfloat16`` is rebuilt in float32 with the same weights.
+
+    Returns (model, was_mixed). Weights are float32 variables under a mixed policy already, so
+    the copy is exact; only the compute dtype changes.
+    """
+    import keras
+
+    mixed = any(getattr(layer.dtype_policy, "compute_dtype", "float32") != "float32" for layer in model.layers)
+    if not mixed:
+        return model, False
+
+    def as_float32(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=as_float32)
+    clone.set_weights(model.get_weights())
+    return clone, True
+
+
+def ends_in_softmax(model) -> bool:
+    """True when the last layer is a softmax (an Activation/Softmax layer or activation='softmax')."""
+    last = model.layers[-1]
+    config = last.get_config()
+    if type(last).__name__ == "Softmax":
+        return True
+    activation = config.get("activation")
+    return activation == "softmax" or (
+        isinstance(activation, dict) and activation.get("config", {}).get("name") == "softmax"
+    )
+
+
+def serving_function(model, softmax_added: bool):
+    """The uint8 serving ``tf.function``: (N, 32, 32, 3) uint8 -> {"probabilities": (N, C) float32}.
+
+    Export converts exactly this function with tf2onnx, and the parity gate runs exactly this
+    function against onnxruntime, so parity checks what was converted.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8, name=INPUT_NAME)
+
+    @tf.function(input_signature=[spec])
+    def serve(images):
+        out = model(tf.cast(images, tf.float32), training=False)
+        return {OUTPUT_NAME: tf.nn.softmax(out) if softmax_added else out}
+
+    return serve
+
+
+def keras_probabilities(model, softmax_added: bool):
+    """(N, 32, 32, 3) uint8 -> (N, C) float32 numpy, through ``serving_function``."""
+    serve = serving_function(model, softmax_added)
+    return lambda images: serve(images)[OUTPUT_NAME].numpy()
+
+
+def read_manifest(model_path: Path) -> dict | None:
+    """The training run's manifest beside the model (``cifar-pack train`` writes it), if any."""
+    path = model_path.parent / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        history = model_path.parent / "history.json"
+        if history.exists():
+            manifest["history"] = json.loads(history.read_text())
+        return manifest if manifest.get("model") == model_path.name else None
+    except (ValueError, KeyError):
+        log.warning("ignoring unreadable %s", path)
+        return None

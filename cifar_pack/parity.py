@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .config import INPUT_NAME, OUTPUT_NAME
+from .config import DEFAULT_ATOL, INPUT_NAME, OUTPUT_NAME
 from .errors import ParityError
 
 BATCH_SIZES = (256, 7)  # a large batch and an odd small one: both must agree with Keras
@@ -39,7 +39,7 @@ def check_parity(
     keras_fn: Callable[[np.ndarray], np.ndarray],
     onnx_bytes: bytes,
     images: np.ndarray,
-    atol: float = 1e-5,
+    atol: float = DEFAULT_ATOL,
     inputs: str = "real images",
 ) -> ParityReport:
     """Run Keras and onnxruntime on ``images`` and compare probabilities.

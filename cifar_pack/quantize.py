@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
-from .config import CALIBRATE_METHODS, DEFAULT_INT8, INPUT_NAME, Int8Settings
+from .config import CALIBRATE_METHODS, DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, INPUT_NAME, Int8Settings
 from .errors import ExportError, ParityError
 from .onnx_file import write_model
 from .sysinfo import cpu_info, int8_kernel
@@ -130,7 +130,7 @@ def quantize_int8(
     metadata: dict,
     *,
     settings: Int8Settings = DEFAULT_INT8,
-    max_accuracy_drop: float = 1.0,
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     eval_samples: int | None = None,
 ) -> tuple[Path, dict]:
     """Write ``<stem>.int8.onnx`` beside ``fp32_path``; return (path, report).
@@ -209,7 +209,7 @@ def int8_from_onnx(
     data: str | None = None,
     *,
     settings: Int8Settings = DEFAULT_INT8,
-    max_accuracy_drop: float = 1.0,
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     eval_samples: int | None = None,
 ) -> tuple[Path, dict]:
     """Quantize an already exported float32 cifar-pack ``.onnx`` (no Keras, no TensorFlow).

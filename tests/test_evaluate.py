@@ -12,7 +12,7 @@ from cifar_pack.errors import DataError
 from cifar_pack.evaluate import evaluate, map_labels
 from cifar_pack.metrics import confusion_matrix, summarize
 
-from .conftest import assert_one_line_error, make_images, run_cli
+from .conftest import assert_one_line_error, make_images, run_cli, write_class_folders
 
 
 def test_metrics_known_by_construction():
@@ -39,10 +39,29 @@ def test_labels_are_matched_by_name():
     y = np.array([0, 1, 2])
     mapped = map_labels(["red", "green", "blue"], ["blue", "green", "red"], y, "d", "m")
     np.testing.assert_array_equal(mapped, [2, 1, 0])
-    with pytest.raises(DataError, match="not among the model's classes"):
+    with pytest.raises(DataError, match="cyan are not among the classes of m"):
         map_labels(["red", "green", "cyan"], ["blue", "green", "red"], y, "d", "m")
-    with pytest.raises(DataError, match="has 2 classes but model m has 3"):
-        map_labels(["red", "green"], ["blue", "green", "red"], y, "d", "m")
+    # A subset of the model's classes is evaluated as it is (issue 10, item 21).
+    np.testing.assert_array_equal(
+        map_labels(["red", "green"], ["blue", "green", "red"], np.array([0, 1]), "d", "m"), [2, 1]
+    )
+
+
+def test_evaluate_on_a_subset_of_classes_and_warns_about_foreign_val(exported, tmp_path):
+    data = tmp_path / "two"
+    write_class_folders(tmp_path / "all", {"test": 6, "train": 12})
+    for split in ("test", "train"):
+        for name in ("red", "blue"):
+            (data / split / name).mkdir(parents=True)
+            for f in (tmp_path / "all" / split / name).iterdir():
+                (data / split / name / f.name).write_bytes(f.read_bytes())
+    proc = run_cli("evaluate", "--model", exported, "--data", data, "--out", tmp_path / "e", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["samples"] == 12 and report["absent_classes"] == ["green"]
+    assert report["per_class"]["green"]["support"] == 0 and "no images of green" in proc.stderr
+    proc = run_cli("evaluate", "--model", exported, "--data", data, "--split", "val", "--out", tmp_path / "e")
+    assert proc.returncode == 0 and "is not the data" in proc.stderr, proc.stderr
 
 
 def _binary_release_with_names(root, names, images_by_name):

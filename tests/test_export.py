@@ -73,7 +73,7 @@ def test_impossible_atol_fails_and_leaves_no_file(exported, trained_run, tiny_da
 
 
 def test_perturbed_graph_fails_parity(exported, trained_run):
-    from cifar_pack.export import float32_copy, keras_probabilities, load_keras_model
+    from cifar_pack.model import float32_copy, keras_probabilities, load_keras_model
 
     model = onnx.load(exported)
     biggest = max(model.graph.initializer, key=lambda t: np.prod(t.dims))

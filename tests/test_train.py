@@ -93,7 +93,7 @@ def test_checkpoint_is_the_best_epoch(trained_run):
     import numpy as np
 
     from cifar_pack import data
-    from cifar_pack.export import float32_copy
+    from cifar_pack.model import float32_copy
 
     manifest = json.loads((trained_run / "manifest.json").read_text())
     ds = data.load(manifest["data"]["path"])
@@ -269,9 +269,17 @@ def test_resume_without_a_run_is_a_usage_error(tmp_path):
     assert_one_line_error(run_cli("train", "--out", tmp_path, "--resume"), "--resume", code=2)
 
 
-def test_default_recipe_differs_only_in_training_not_architecture():
-    assert RECIPES["default"].validation_split == SEED_RECIPE.validation_split == 0.2
-    assert RECIPES["default"].batch_size == 128 and RECIPES["default"].epochs == 20
+def test_overrides_change_only_what_the_user_gave_and_survive_the_state_file():
+    from dataclasses import asdict
+
+    from cifar_pack.config import TrainConfig
+
+    base = RECIPES["default"]
+    changed = base.with_overrides(epochs=3, learning_rate=None, seed=0)
+    diff = {k for k, v in asdict(changed).items() if asdict(base)[k] != v}
+    assert diff == {"epochs", "seed"} and changed.seed == 0  # 0 is a value, None means "keep"
+    assert TrainConfig.from_dict(json.loads(json.dumps(changed.to_dict()))) == changed
+    assert SEED_RECIPE.with_overrides(batch_size=64).augment == SEED_RECIPE.augment
 
 
 @pytest.mark.slow
