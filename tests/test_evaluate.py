@@ -152,7 +152,8 @@ def test_evaluate_cli_errors_and_json(exported, tiny_data, tmp_path):
     for name in ("blue", "green"):
         (flat / name).mkdir(parents=True)
         Image.new("RGB", (32, 32)).save(flat / name / "0.png")
-    assert_one_line_error(run_cli("evaluate", "--model", exported, "--data", flat), "has 2 classes", code=1)
+    proc = run_cli("evaluate", "--model", exported, "--data", flat, "--out", tmp_path / "flat-eval", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["absent_classes"] == ["red"], proc.stderr
     assert_one_line_error(
         run_cli("evaluate", "--model", exported, "--data", flat, "--split", "test"), "no 'test' split", code=1
     )

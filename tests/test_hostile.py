@@ -400,3 +400,22 @@ def test_offline_download_keeps_the_real_cause(tmp_path):
     proc = run_limited("train", "--data", "cifar10", "--out", tmp_path / "o", memory=8 * GiB, env=env, timeout=120)
     assert_one_line_error(proc, "cifar10: download", "use a local copy", code=1)
     assert "(Exception)" not in proc.stderr and "Error" in proc.stderr.split("failed (", 1)[1]
+
+
+def test_model_and_sidecar_stay_a_pair_and_killed_writes_leave_no_litter(tmp_path):
+    """A kill between .onnx and sidecar paired a model with another export's sidecar; temp files stayed (item 16)."""
+    from cifar_pack.fileio import sha256_file
+    from cifar_pack.onnx_file import sidecar_path, write_model
+    from cifar_pack.predict import Predictor
+
+    path = tmp_path / "model.onnx"
+    (tmp_path / ".model.k1ll3d.onnx").write_bytes(b"half a model")  # what a killed atomic write leaves
+    write_model(path, onnx.load(_tiny_model(tmp_path / "src.onnx", {})), {"class_names": ["r", "g", "b"]})
+    assert not (tmp_path / ".model.k1ll3d.onnx").exists()
+    assert json.loads(sidecar_path(path).read_text())["model_sha256"] == sha256_file(path)
+
+    # The kill between the two writes: a new model (no labels inside) beside the old sidecar.
+    stale = json.loads(sidecar_path(path).read_text())
+    onnx.save(onnx.load(_tiny_model(tmp_path / "other.onnx", {}, real=3)), path)
+    sidecar_path(path).write_text(json.dumps(stale | {"model_sha256": "0" * 64}))
+    assert Predictor(path).class_names == ["0", "1", "2"]  # not the other export's labels
