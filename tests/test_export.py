@@ -210,6 +210,18 @@ def test_cli_export_json_and_bad_files(trained_run, tiny_data, tmp_path):
     assert set(result) == {"onnx", "int8", "parity", "int8_report", "seconds"}
     assert set(result["parity"]) >= {"samples", "max_abs_diff", "mean_abs_diff", "top1_agreement", "atol", "passed"}
     assert result["int8"] is None and result["parity"]["samples"] == 20
+    text = run_cli(
+        "export",
+        "--model",
+        trained_run / "model.keras",
+        "--output",
+        tmp_path / "t.onnx",
+        "--data",
+        tiny_data,
+        "--parity-samples",
+        "20",
+    )
+    assert text.returncode == 0 and (text.stdout + text.stderr).count("parity") == 1, text  # said once, not twice
 
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"definitely not a zip")

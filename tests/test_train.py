@@ -420,3 +420,29 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
     _, rest = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in rest, rest
     assert "nothing was saved" in rest and not (out / "train_state.json").exists()
+
+
+def test_resume_finds_the_checkpoint_its_state_names_whatever_the_kill_left(tmp_path):
+    """A kill between checkpoint and state (item 16): the state names its checkpoint by sha256."""
+    from cifar_pack.fileio import sha256_file
+    from cifar_pack.train import _read_state
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.prev.keras").write_bytes(b"epoch 3 checkpoint")  # what the state recorded
+    (run / "last.keras").write_bytes(b"epoch 4 checkpoint, state not yet written")
+    state = {
+        "config": {},
+        "data": {},
+        "epochs_done": 3,
+        "history": [],
+        "last_sha256": sha256_file(run / "last.prev.keras"),
+    }
+    (run / "train_state.json").write_text(json.dumps(state))
+    assert _read_state(run)[1] == run / "last.prev.keras"
+    state["last_sha256"] = sha256_file(run / "last.keras")  # the state moved on: the new file
+    (run / "train_state.json").write_text(json.dumps(state))
+    assert _read_state(run)[1] == run / "last.keras"
+    state["epochs_done"] = 0  # killed before the first epoch's checkpoint: start from scratch
+    (run / "train_state.json").write_text(json.dumps(state))
+    assert _read_state(run)[1] is None
