@@ -333,6 +333,10 @@ def export(
     max_accuracy_drop: Annotated[
         float, typer.Option("--max-accuracy-drop", min=0.0, help="int8 gate: most top-1 points it may lose.")
     ] = DEFAULT_MAX_ACCURACY_DROP,
+    triton: Annotated[
+        Path | None,
+        typer.Option("--triton", help="Also write a Triton model repository here (the int8 model too with --int8)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Convert a Keras model to ONNX, prove parity with Keras, embed labels and the input contract."""
@@ -346,12 +350,18 @@ def export(
     if data is not None:
         check_source(data)
     if model.suffix == ".onnx":
-        if not int8:
-            raise UsageError(f"--model {model}: already ONNX; add --int8 to quantize it")
-        from .quantize import int8_from_onnx
+        if not int8 and triton is None:
+            raise UsageError(f"--model {model}: already ONNX; add --int8 to quantize it or --triton DIR")
+        result, lines = {"onnx": str(model), "int8": None, "int8_report": None}, []
+        if int8:
+            from .quantize import int8_from_onnx
 
-        path, report = int8_from_onnx(model, data, settings=settings, max_accuracy_drop=max_accuracy_drop)
-        emit({"onnx": str(model), "int8": str(path), "int8_report": report}, as_json, _int8_line(path, report))
+            path, report = int8_from_onnx(model, data, settings=settings, max_accuracy_drop=max_accuracy_drop)
+            result |= {"int8": str(path), "int8_report": report}
+            lines.append(_int8_line(path, report))
+        if triton is not None:
+            lines.append(_write_triton(result, triton))
+        emit(result, as_json, "\n".join(lines))
         return
     from .export import export_onnx
 
@@ -373,7 +383,18 @@ def export(
     )
     if result["int8"]:
         text += "\n" + _int8_line(result["int8"], result["int8_report"])
+    if triton is not None:
+        text += "\n" + _write_triton(result, triton)
     emit(result, as_json, text)
+
+
+def _write_triton(result: dict, root: Path) -> str:
+    """Add the exported model(s) in ``result`` to a Triton repository; the line that says so."""
+    from .triton import write_repository
+
+    folders = write_repository([p for p in (result["onnx"], result["int8"]) if p], root)
+    result["triton"] = [str(f) for f in folders]
+    return f"wrote Triton repository {root}: {', '.join(f.name for f in folders)}"
 
 
 def _int8_line(path, r: dict) -> str:
@@ -496,6 +517,68 @@ class _progress:
     def __exit__(self, *exc):
         if self.bar:
             self.bar.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# serve
+
+
+@app.command()
+@command
+def serve(
+    model: Annotated[
+        Path | None, typer.Option("--model", help="ONNX model (default: artifacts/model.onnx, else the bundled model).")
+    ] = None,
+    model_repository: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-repository",
+            help="Serve every model of a Triton-style repository (DIR/<name>/<version>/model.onnx).",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (other than loopback needs an API key).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = 8000,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, ... as for predict.")] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads.")] = None,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", min=1, help="Most images per onnxruntime call.")
+    ] = 64,
+    max_queue_delay_ms: Annotated[
+        float, typer.Option("--max-queue-delay-ms", min=0.0, help="How long a request waits for others to batch with.")
+    ] = 2.0,
+    max_queue_images: Annotated[
+        int, typer.Option("--max-queue-images", min=1, help="Images waiting before new requests get 503.")
+    ] = 4096,
+    max_images: Annotated[int, typer.Option("--max-images", min=1, help="Most images in one request.")] = 1024,
+    max_request_mb: Annotated[
+        float, typer.Option("--max-request-mb", min=0.001, help="Largest request body, MB.")
+    ] = 32.0,
+    body_timeout_s: Annotated[
+        float, typer.Option("--body-timeout-s", min=0.1, help="Seconds a client may take to send a body (then 408).")
+    ] = 30.0,
+    allow_unauthenticated: Annotated[
+        bool, typer.Option("--allow-unauthenticated", help="Allow a non-loopback --host without CIFAR_PACK_API_KEY.")
+    ] = False,
+) -> None:
+    """Serve the model over HTTP: the Open Inference Protocol (KServe v2 / Triton), /predict, /metrics."""
+    from .serve import run_server
+    from .serve.app import Limits, api_key_from_env
+    from .serve.models import load_models
+
+    models = load_models(model, model_repository, device=device, threads=threads)
+    run_server(
+        models,
+        host=host,
+        port=port,
+        api_key=api_key_from_env(),
+        allow_unauthenticated=allow_unauthenticated,
+        max_batch_size=max_batch_size,
+        max_queue_delay_ms=max_queue_delay_ms,
+        max_queue_images=max_queue_images,
+        limits=Limits(int(max_request_mb * 2**20), max_images, body_timeout_s),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,11 @@ class MissingExtraError(CifarPackError):
         "tf2onnx": "train",
         "onnx": "train",
         "matplotlib": "train",
+        "starlette": "serve",
+        "uvicorn": "serve",
+        "prometheus_client": "serve",
+        "multipart": "serve",
+        "python_multipart": "serve",
     }
 
     @classmethod

@@ -1,0 +1,105 @@
+"""Dynamic batching: concurrent requests coalesced into one onnxruntime call, as Triton's batcher does.
+
+Requests put (images, future) on a bounded queue; one task takes up to ``max_batch_size`` images,
+waiting at most ``max_queue_delay_ms`` for more after the first, runs the model once in a worker
+thread (onnxruntime releases the GIL, so the event loop keeps serving), and splits the result.
+A full queue raises ``QueueFull`` at once (the server answers 503 with Retry-After) instead of
+letting memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+class QueueFull(Exception):
+    """More images are waiting than ``max_queue_images``."""
+
+
+class DynamicBatcher:
+    """Coalesce ``infer(images)`` calls into batches for ``model`` ((N, 32, 32, 3) uint8 -> (N, C)).
+
+    Args:
+        model: the batch function, e.g. ``Predictor.predict_proba``.
+        max_batch_size: most images per model call (a larger single request runs alone).
+        max_queue_delay_ms: how long the first request of a batch waits for company.
+        max_queue_images: most images waiting; beyond it ``infer`` raises ``QueueFull``.
+        on_batch: called with (batch size, seconds) after each model call (for metrics).
+    """
+
+    def __init__(
+        self,
+        model: Callable[[np.ndarray], np.ndarray],
+        max_batch_size: int = 64,
+        max_queue_delay_ms: float = 2.0,
+        max_queue_images: int = 4096,
+        on_batch: Callable[[int, float], None] | None = None,
+    ):
+        self.model, self.max_batch_size = model, max_batch_size
+        self.delay = max_queue_delay_ms / 1000.0
+        self.max_queue_images, self.on_batch = max_queue_images, on_batch
+        self.waiting = 0  # images queued and not yet in a model call (the queue-depth gauge)
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cifar-pack-infer")  # one model call at a time
+
+    async def infer(self, images: np.ndarray) -> np.ndarray:
+        """(N, 32, 32, 3) uint8 -> (N, C) float32, batched with whatever else is waiting."""
+        if self._task is None:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.waiting + len(images) > self.max_queue_images:
+            raise QueueFull(f"{self.waiting} images are waiting (limit {self.max_queue_images})")
+        future = asyncio.get_running_loop().create_future()
+        self.waiting += len(images)
+        await self._queue.put((images, future))
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._pool.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        carried = None
+        while True:
+            first = carried or await self._queue.get()
+            carried = None
+            batch, size = [first], len(first[0])
+            deadline = loop.time() + self.delay
+            while size < self.max_batch_size:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                if size + len(item[0]) > self.max_batch_size:
+                    carried = item  # starts the next batch
+                    break
+                batch.append(item)
+                size += len(item[0])
+            self.waiting -= size
+            images = batch[0][0] if len(batch) == 1 else np.concatenate([b[0] for b in batch])
+            started = time.perf_counter()
+            try:
+                probs = await loop.run_in_executor(self._pool, self.model, images)
+            except Exception as exc:  # delivered to each waiting request, never kills the loop
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            if self.on_batch:
+                self.on_batch(size, time.perf_counter() - started)
+            offset = 0
+            for part, future in batch:
+                if not future.done():
+                    future.set_result(probs[offset : offset + len(part)])
+                offset += len(part)

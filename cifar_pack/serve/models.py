@@ -1,0 +1,69 @@
+"""What the server serves: one ``.onnx``, or every model of a Triton-style model repository."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ModelError, UsageError
+from ..onnx_file import sidecar_matches, sidecar_path
+from ..predict import Predictor, resolve_model
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: str
+    path: Path
+    predictor: Predictor
+    sidecar: dict = field(default_factory=dict)  # for clients that run the model themselves (/model.json)
+
+
+def load_models(
+    model: str | Path | None, repository: str | Path | None, device: str = "auto", threads: int | None = None
+) -> dict[str, ServedModel]:
+    """``{name: ServedModel}``: the model's file stem, or each folder name of a repository.
+
+    A repository is Triton's layout, ``DIR/<name>/<version>/model.onnx``; the highest numeric
+    version of each model is served.
+
+    Raises:
+        UsageError: both or an empty repository. ModelError: a model that does not load.
+    """
+    if model is not None and repository is not None:
+        raise UsageError("--model and --model-repository: give one of them")
+    if repository is None:
+        path = resolve_model(model)
+        return {path.stem: _served(path.stem, "1", path, device, threads)}
+    root = Path(repository)
+    if not root.is_dir():
+        raise UsageError(f"--model-repository {root}: not a folder")
+    served = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        versions = sorted(
+            (v for v in folder.iterdir() if v.name.isdigit() and (v / "model.onnx").is_file()),
+            key=lambda v: int(v.name),
+        )
+        if versions:
+            served[folder.name] = _served(folder.name, versions[-1].name, versions[-1] / "model.onnx", device, threads)
+    if not served:
+        raise UsageError(f"--model-repository {root}: no <name>/<version>/model.onnx inside")
+    return served
+
+
+def _served(name: str, version: str, path: Path, device: str, threads: int | None) -> ServedModel:
+    predictor = Predictor(path, device=device, threads=threads)
+    sidecar = dict(predictor.metadata)
+    side_file = sidecar_path(path)
+    if side_file.is_file():
+        try:
+            candidate = json.loads(side_file.read_text())
+            if isinstance(candidate, dict) and sidecar_matches(path, candidate):
+                sidecar = candidate | sidecar
+        except ValueError:
+            pass
+    sidecar["class_names"] = predictor.class_names  # what the server itself uses
+    if not predictor.class_names:
+        raise ModelError(f"{path}: no classes")
+    return ServedModel(name, version, path, predictor, sidecar)

@@ -1,0 +1,155 @@
+"""The Open Inference Protocol (KServe v2) as Triton speaks it over HTTP/REST: parsing and encoding.
+
+Supported: JSON tensors; the binary tensor data extension in both directions (the JSON header's
+length in ``Inference-Header-Content-Length``, raw little-endian tensors after it,
+``binary_data_size`` on inputs, ``binary_data`` on requested outputs, ``binary_data_output`` on
+the request); the classification extension (``"classification": k`` on an output returns BYTES
+strings ``"probability:index:label"``). Pure functions on bytes and numpy: no web framework here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+
+PIXELS = math.prod(INPUT_SHAPE)  # 3072 uint8 values per image
+
+
+class ProtocolError(ValueError):
+    """A request the protocol cannot accept; ``status`` is the HTTP code to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class OutputSpec:
+    binary: bool
+    classification: int  # 0: the probabilities themselves; k: the top-k "p:index:label" strings
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    images: np.ndarray  # (N, 32, 32, 3) uint8
+    output: OutputSpec
+
+
+def parse_infer(body: bytes, header_length: str | None, num_classes: int, max_images: int) -> InferRequest:
+    """Decode an infer request body into images and what the client wants back.
+
+    Raises:
+        ProtocolError: malformed JSON, wrong tensor name/shape/datatype/byte count (400), too many
+            images (413).
+    """
+    if header_length is not None:
+        try:
+            split = int(header_length)
+        except ValueError:
+            raise ProtocolError(f"Inference-Header-Content-Length {header_length[:40]!r} is not an integer") from None
+        if not 0 < split <= len(body):
+            raise ProtocolError(f"Inference-Header-Content-Length {split} does not fit the {len(body)}-byte body")
+        header, binary = body[:split], body[split:]
+    else:
+        header, binary = body, b""
+    try:
+        request = json.loads(header)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"the request is not valid JSON ({str(exc)[:120]})") from None
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or len(request["inputs"]) != 1:
+        raise ProtocolError(f"expected {{'inputs': [one tensor named '{INPUT_NAME}']}}")
+    tensor = request["inputs"][0]
+    if not isinstance(tensor, dict) or tensor.get("name") != INPUT_NAME:
+        raise ProtocolError(f"the input tensor must be named '{INPUT_NAME}'")
+    if tensor.get("datatype") != "UINT8":
+        raise ProtocolError(f"input '{INPUT_NAME}' must be UINT8, got {str(tensor.get('datatype'))[:20]!r}")
+    shape = tensor.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 4
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or tuple(shape[1:]) != INPUT_SHAPE
+        or shape[0] < 1
+    ):
+        raise ProtocolError(f"input '{INPUT_NAME}' must have shape [N, 32, 32, 3], got {str(shape)[:80]}")
+    count = shape[0]
+    if count > max_images:
+        raise ProtocolError(f"{count} images in one request; the limit is {max_images}", status=413)
+    params = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
+    expected = count * PIXELS
+    if "binary_data_size" in params:
+        size = params["binary_data_size"]
+        if size != expected:
+            raise ProtocolError(f"binary_data_size is {size!r}; [{count}, 32, 32, 3] UINT8 needs {expected} bytes")
+        if len(binary) != size:
+            raise ProtocolError(f"{len(binary)} bytes of binary tensor data follow the header; expected {size}")
+        images = np.frombuffer(binary, dtype=np.uint8).reshape(count, *INPUT_SHAPE)
+    else:
+        data = tensor.get("data")
+        if not isinstance(data, list):
+            raise ProtocolError(f"input '{INPUT_NAME}' has neither 'data' nor a binary_data_size parameter")
+        try:
+            flat = np.asarray(data, dtype=np.int64).reshape(-1)
+        except (ValueError, TypeError, OverflowError):
+            raise ProtocolError(f"input '{INPUT_NAME}' data must be integers 0..255") from None
+        if flat.size != expected:
+            raise ProtocolError(f"input '{INPUT_NAME}' has {flat.size} values; [{count}, 32, 32, 3] needs {expected}")
+        if flat.min() < 0 or flat.max() > 255:
+            raise ProtocolError(f"input '{INPUT_NAME}' values must be in 0..255 (UINT8)")
+        images = flat.astype(np.uint8).reshape(count, *INPUT_SHAPE)
+    return InferRequest(
+        str(request["id"])[:256] if "id" in request else None, images, _output_spec(request, num_classes)
+    )
+
+
+def _output_spec(request: dict, num_classes: int) -> OutputSpec:
+    req_params = request.get("parameters") if isinstance(request.get("parameters"), dict) else {}
+    binary = bool(req_params.get("binary_data_output", False))
+    outputs = request.get("outputs")
+    if outputs is None:
+        return OutputSpec(binary, 0)
+    if not isinstance(outputs, list) or len(outputs) != 1 or not isinstance(outputs[0], dict):
+        raise ProtocolError(f"'outputs' must list the one output, '{OUTPUT_NAME}'")
+    if outputs[0].get("name") != OUTPUT_NAME:
+        raise ProtocolError(f"unknown output {str(outputs[0].get('name'))[:40]!r}; this model has '{OUTPUT_NAME}'")
+    params = outputs[0].get("parameters") if isinstance(outputs[0].get("parameters"), dict) else {}
+    binary = bool(params.get("binary_data", binary))
+    k = params.get("classification", 0)
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= num_classes:
+        raise ProtocolError(f"classification must be an integer in 0..{num_classes}, got {str(k)[:20]!r}")
+    return OutputSpec(binary, k)
+
+
+def encode_infer(
+    model_name: str, version: str, request: InferRequest, probs: np.ndarray, labels: list[str]
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers for ``probs`` (N, C) float32."""
+    spec = request.output
+    if spec.classification:
+        order = np.argsort(-probs, axis=1, kind="stable")[:, : spec.classification]
+        # Triton's classification format: "value:index:label", the value with 6 decimals.
+        strings = [[f"{probs[n, i]:f}:{i}:{labels[i]}" for i in row] for n, row in enumerate(order)]
+        output = {"name": OUTPUT_NAME, "datatype": "BYTES", "shape": [len(strings), spec.classification]}
+        raw = b"".join(struct.pack("<I", len(b)) + b for row in strings for b in (s.encode() for s in row))
+        data = [s for row in strings for s in row]
+    else:
+        output = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape)}
+        raw = np.ascontiguousarray(probs, dtype="<f4").tobytes()
+        data = None
+    response = {"model_name": model_name, "model_version": version, "outputs": [output]}
+    if request.id is not None:
+        response["id"] = request.id
+    if spec.binary:
+        output["parameters"] = {"binary_data_size": len(raw)}
+        header = json.dumps(response).encode()
+        headers = {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
+        return header + raw, headers
+    output["data"] = data if data is not None else probs.reshape(-1).tolist()
+    return json.dumps(response).encode(), {"Content-Type": "application/json"}
