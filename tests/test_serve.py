@@ -405,3 +405,40 @@ def test_triton_repository_is_valid_and_served(exported, tiny_data, tmp_path):
             assert client.infer(name, [tensor], outputs=[out]).as_numpy("probabilities")[0, 0].decode().endswith(":red")
     finally:
         assert s.stop() == 0
+
+
+def _doc_commands(path: Path, prefix: str) -> list[str]:
+    blocks = re.findall(r"```(?:bash)?\n(.*?)```", path.read_text(), flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith(prefix)]
+
+
+def test_curl_lines_of_the_readme_and_docs_work_as_written(server):
+    lines = _doc_commands(ROOT / "README.md", "curl ") + _doc_commands(ROOT / "docs" / "serving.md", "curl ")
+    assert len(lines) >= 4
+    for line in lines:
+        command = line.replace("127.0.0.1:8000", server.host)
+        proc = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and json.loads(proc.stdout), (line, proc.stderr, proc.stdout[:300])
+        assert "error" not in proc.stdout, (line, proc.stdout[:300])
+
+
+def test_docs_tritonclient_snippet_runs_as_written(server):
+    snippet = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "serving.md").read_text(), flags=re.S).group(1)
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet.replace("127.0.0.1:8000", server.host)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "deer" in proc.stdout and ":4:" in proc.stdout  # the bundled model's answer for this cat photo
+
+
+def test_docs_triton_export_from_an_onnx_runs_as_written(tmp_path):
+    line = next(c for c in _doc_commands(ROOT / "docs" / "serving.md", "cifar-pack export --model "))
+    args = [a if a != "model_repository" else str(tmp_path / "repo") for a in line.split("#")[0].split()[1:]]
+    proc = run_cli(*args, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "repo" / "cifar10" / "config.pbtxt").is_file()
+    assert (tmp_path / "repo" / "cifar10" / "labels.txt").read_text().split()[3] == "cat"

@@ -1,0 +1,222 @@
+"""`cifar-pack serve` throughput and latency against in-process onnxruntime, on one machine.
+
+    python benchmarks/serve_speed.py [--requests 640] [--clients 32] [--json out.json]
+
+The server runs as its own process on 127.0.0.1 (a free port); the load generator is threads of
+this process, each with one keep-alive connection, bounded by a request count and a 120 s
+deadline per phase. All images are the 20 quick-start samples, decoded once. Phases:
+1. tritonclient binary infer, batch 256, one client, 20 requests, vs `Predictor.predict_proba`
+   on the same batch in-process (goal: >= 0.8x).
+2. 32 clients each sending single images as binary tensors: dynamic batching (--max-batch-size
+   64, --max-queue-delay-ms 2) vs --max-batch-size 1 (goal: >= 2x); p50/p99 latency.
+3. 32 clients posting one JPEG each to /predict vs in-process `Predictor.predict(paths)` on the
+   same files in batches of 32 (goal: >= 0.3x); p50/p99 latency.
+Client and server share the machine's 2 cores, so the server is measured with its load generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import header, save
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
+
+
+class Server:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cifar_pack", "serve", "--port", "0", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for line in self.proc.stderr:
+            if m := re.search(r"at http://127\.0\.0\.1:(\d+)", line):
+                self.port = int(m.group(1))
+                return
+        raise RuntimeError("the server did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def load(port, make_request, requests, clients, deadline_s=120.0):
+    """Send ``requests`` requests from ``clients`` threads; (images/s, latencies in ms, statuses)."""
+    latencies, statuses, lock = [], [], threading.Lock()
+    counter = iter(range(requests))
+    stop_at = time.perf_counter() + deadline_s
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while time.perf_counter() < stop_at:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            method, path, body, headers = make_request(i)
+            t = time.perf_counter()
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            with lock:
+                latencies.append(1000 * (time.perf_counter() - t))
+                statuses.append(response.status)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(latencies) / (time.perf_counter() - started), latencies, statuses
+
+
+def pct(values, q):
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def binary_infer(images: np.ndarray):
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "images",
+                    "datatype": "UINT8",
+                    "shape": list(images.shape),
+                    "parameters": {"binary_data_size": images.nbytes},
+                }
+            ],
+            "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    return head + images.tobytes(), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=640)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    import tritonclient.http as triton
+
+    from cifar_pack.images import load_image
+    from cifar_pack.predict import Predictor
+
+    info = header("serve speed", __doc__.split("\n\n", 1)[1].strip().replace("\n", " "))
+    photos = np.stack([load_image(p) for p in SAMPLES])
+    batch = np.ascontiguousarray(np.resize(photos, (256, 32, 32, 3)))
+    predictor = Predictor()
+    results = {}
+
+    # -- 1. batch 256, one client ------------------------------------------------------------
+    server = Server()
+    try:
+        client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
+        tensor = triton.InferInput("images", list(batch.shape), "UINT8")
+        tensor.set_data_from_numpy(batch, binary_data=True)
+        client.infer("cifar10", [tensor])  # warm-up
+        predictor.predict_proba(batch)
+        served, local = [], []
+        for _ in range(20):  # interleaved, so machine noise hits both alike
+            t = time.perf_counter()
+            client.infer("cifar10", [tensor])
+            served.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            predictor.predict_proba(batch)
+            local.append(time.perf_counter() - t)
+        results["batch256"] = {
+            "tritonclient_images_per_s": 256 / statistics.median(served),
+            "in_process_images_per_s": 256 / statistics.median(local),
+        }
+        results["batch256"]["ratio"] = statistics.median(local) / statistics.median(served)
+
+        # -- 3. /predict with JPEG files (same server) -----------------------------------------
+        files = [p.read_bytes() for p in SAMPLES]
+        rate, lat, st = load(
+            server.port,
+            lambda i: (
+                "POST",
+                f"/predict?filename={SAMPLES[i % 20].name}",
+                files[i % 20],
+                {"Content-Type": "image/jpeg"},
+            ),
+            args.requests,
+            args.clients,
+        )
+        paths = [SAMPLES[i % 20] for i in range(args.requests)]
+        t = time.perf_counter()
+        for i in range(0, len(paths), 32):
+            predictor.predict(paths[i : i + 32])
+        in_process = len(paths) / (time.perf_counter() - t)
+        results["predict_jpeg"] = {
+            "served_images_per_s": rate,
+            "in_process_images_per_s": in_process,
+            "ratio": rate / in_process,
+            "p50_ms": pct(lat, 50),
+            "p99_ms": pct(lat, 99),
+            "ok": st.count(200),
+            "requests": len(st),
+        }
+    finally:
+        server.stop()
+
+    # -- 2. single images, dynamic batching vs none -------------------------------------------
+    singles = [binary_infer(photos[i : i + 1]) for i in range(20)]
+    for label, extra in (("batched", ["--max-batch-size", "64"]), ("unbatched", ["--max-batch-size", "1"])):
+        server = Server(*extra, "--max-queue-delay-ms", "2")
+        try:
+            load(server.port, lambda i: ("POST", "/v2/models/cifar10/infer", *singles[i % 20]), 64, args.clients)
+            rate, lat, st = load(
+                server.port,
+                lambda i: ("POST", "/v2/models/cifar10/infer", *singles[i % 20]),
+                args.requests,
+                args.clients,
+            )
+            results[f"single_{label}"] = {
+                "images_per_s": rate,
+                "p50_ms": pct(lat, 50),
+                "p99_ms": pct(lat, 99),
+                "ok": st.count(200),
+                "requests": len(st),
+            }
+        finally:
+            server.stop()
+    results["single_ratio"] = results["single_batched"]["images_per_s"] / results["single_unbatched"]["images_per_s"]
+
+    b, s, j = results["batch256"], results, results["predict_jpeg"]
+    print(
+        f"1. batch 256, tritonclient binary: {b['tritonclient_images_per_s']:,.0f} img/s vs in-process "
+        f"{b['in_process_images_per_s']:,.0f}: {b['ratio']:.2f}x (goal >= 0.8)"
+    )
+    print(
+        f"2. {args.clients} clients x single images: batched {s['single_batched']['images_per_s']:,.0f} img/s "
+        f"(p50 {s['single_batched']['p50_ms']:.1f} ms, p99 {s['single_batched']['p99_ms']:.1f} ms) vs max-batch 1 "
+        f"{s['single_unbatched']['images_per_s']:,.0f} (p50 {s['single_unbatched']['p50_ms']:.1f}, p99 "
+        f"{s['single_unbatched']['p99_ms']:.1f}): {s['single_ratio']:.2f}x (goal >= 2)"
+    )
+    print(
+        f"3. {args.clients} clients x JPEG to /predict: {j['served_images_per_s']:,.0f} img/s "
+        f"(p50 {j['p50_ms']:.1f} ms, "
+        f"p99 {j['p99_ms']:.1f} ms) vs in-process predict {j['in_process_images_per_s']:,.0f}: {j['ratio']:.2f}x "
+        "(goal >= 0.3)"
+    )
+    save(args.json, info | {"results": results})
+
+
+if __name__ == "__main__":
+    main()
