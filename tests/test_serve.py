@@ -408,8 +408,14 @@ def test_triton_repository_is_valid_and_served(exported, tiny_data, tmp_path):
 
 
 def _doc_commands(path: Path, prefix: str) -> list[str]:
-    blocks = re.findall(r"```(?:bash)?\n(.*?)```", path.read_text(), flags=re.S)
-    return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith(prefix)]
+    """Lines starting with ``prefix`` inside the shell code fences (``` or ```bash) of a Markdown file."""
+    found, fence = [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            fence = None if fence is not None else line[3:].strip()
+        elif fence in ("", "bash") and line.strip().startswith(prefix):
+            found.append(line.strip())
+    return found
 
 
 def test_curl_lines_of_the_readme_and_docs_work_as_written(server):
