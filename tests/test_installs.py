@@ -110,24 +110,25 @@ def test_runtime_install_predicts_without_tensorflow(runtime_venv, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args",
+    "args,extra",
     [
-        ["train", "--data", "{data}", "--epochs", "1"],
-        ["export", "--model", "{keras}"],
-        ["export", "--int8", "--model", str(BUNDLED), "--data", "{data}"],
-        ["benchmark", "--model", "{keras}", "--data", "{data}"],
-        ["preview-augment", "--data", "{data}"],
-        ["evaluate", "--model", "{keras}", "--data", "{data}"],
+        (["train", "--data", "{data}", "--epochs", "1"], "train"),
+        (["export", "--model", "{keras}"], "train"),
+        (["export", "--int8", "--model", str(BUNDLED), "--data", "{data}"], "train"),
+        (["benchmark", "--model", "{keras}", "--data", "{data}"], "train"),
+        (["preview-augment", "--data", "{data}"], "train"),
+        (["evaluate", "--model", "{keras}", "--data", "{data}"], "train"),
+        (["serve", "--port", "0"], "serve"),
     ],
-    ids=lambda a: " ".join(a[:2]),
+    ids=lambda a: " ".join(a[:2]) if isinstance(a, list) else a,
 )
-def test_runtime_install_names_the_missing_extra(runtime_venv, tmp_path, args):
+def test_runtime_install_names_the_missing_extra(runtime_venv, tmp_path, args, extra):
     data = write_class_folders(tmp_path / "data", {"train": 4})
     keras_file = tmp_path / "model.keras"
     keras_file.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: never opened without keras
     args = [a.format(data=data, keras=keras_file) for a in args]
     proc = _run(runtime_venv, *args, cwd=tmp_path)
-    assert_one_line_error(proc, "pip install 'cifar-pack[train]'", f"cifar-pack {args[0]}", code=1)
+    assert_one_line_error(proc, f"pip install 'cifar-pack[{extra}]'", f"cifar-pack {args[0]}", code=1)
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
