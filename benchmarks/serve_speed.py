@@ -88,6 +88,16 @@ def pct(values, q):
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def summary(rate, latencies, statuses) -> dict:
+    return {
+        "images_per_s": rate,
+        "p50_ms": pct(latencies, 50),
+        "p99_ms": pct(latencies, 99),
+        "ok": statuses.count(200),
+        "requests": len(statuses),
+    }
+
+
 def binary_infer(images: np.ndarray):
     head = json.dumps(
         {
@@ -163,14 +173,9 @@ def main() -> None:
         for i in range(0, len(paths), 32):
             predictor.predict(paths[i : i + 32])
         in_process = len(paths) / (time.perf_counter() - t)
-        results["predict_jpeg"] = {
-            "served_images_per_s": rate,
+        results["predict_jpeg"] = summary(rate, lat, st) | {
             "in_process_images_per_s": in_process,
             "ratio": rate / in_process,
-            "p50_ms": pct(lat, 50),
-            "p99_ms": pct(lat, 99),
-            "ok": st.count(200),
-            "requests": len(st),
         }
     finally:
         server.stop()
@@ -187,13 +192,7 @@ def main() -> None:
                 args.requests,
                 args.clients,
             )
-            results[f"single_{label}"] = {
-                "images_per_s": rate,
-                "p50_ms": pct(lat, 50),
-                "p99_ms": pct(lat, 99),
-                "ok": st.count(200),
-                "requests": len(st),
-            }
+            results[f"single_{label}"] = summary(rate, lat, st)
         finally:
             server.stop()
     results["single_ratio"] = results["single_batched"]["images_per_s"] / results["single_unbatched"]["images_per_s"]
@@ -210,7 +209,7 @@ def main() -> None:
         f"{s['single_unbatched']['p99_ms']:.1f}): {s['single_ratio']:.2f}x (goal >= 2)"
     )
     print(
-        f"3. {args.clients} clients x JPEG to /predict: {j['served_images_per_s']:,.0f} img/s "
+        f"3. {args.clients} clients x JPEG to /predict: {j['images_per_s']:,.0f} img/s "
         f"(p50 {j['p50_ms']:.1f} ms, "
         f"p99 {j['p99_ms']:.1f} ms) vs in-process predict {j['in_process_images_per_s']:,.0f}: {j['ratio']:.2f}x "
         "(goal >= 0.3)"

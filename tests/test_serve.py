@@ -280,23 +280,8 @@ def test_concurrent_requests_are_batched_and_a_full_queue_answers_503():
         statuses = []
 
         def one(i):
-            header = json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "images",
-                            "datatype": "UINT8",
-                            "shape": [1, 32, 32, 3],
-                            "parameters": {"binary_data_size": 3072},
-                        }
-                    ]
-                }
-            ).encode()
             status, headers, _ = s.request(
-                "POST",
-                "/v2/models/cifar10/infer",
-                header + photos[i % 20].tobytes(),
-                {"Inference-Header-Content-Length": str(len(header))},
+                "POST", "/v2/models/cifar10/infer", *_binary_infer(1, photos[i % 20].tobytes())
             )
             statuses.append((status, headers.get("retry-after")))
 
@@ -322,24 +307,7 @@ def test_sigterm_finishes_the_request_in_flight():
     photo = load_image(SAMPLES[0])
 
     def slow():
-        header = json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "images",
-                        "datatype": "UINT8",
-                        "shape": [1, 32, 32, 3],
-                        "parameters": {"binary_data_size": 3072},
-                    }
-                ]
-            }
-        ).encode()
-        result["status"] = s.request(
-            "POST",
-            "/v2/models/cifar10/infer",
-            header + photo.tobytes(),
-            {"Inference-Header-Content-Length": str(len(header))},
-        )[0]
+        result["status"] = s.request("POST", "/v2/models/cifar10/infer", *_binary_infer(1, photo.tobytes()))[0]
 
     thread = threading.Thread(target=slow)
     thread.start()

@@ -105,8 +105,13 @@ def create_app(
                 chunks.append(chunk)
 
         try:
-            await asyncio.wait_for(collect(), limits.body_timeout_s)
-        except asyncio.TimeoutError:
+            # asyncio.timeout (3.11+) cancels in place; wait_for would start a task per request.
+            if hasattr(asyncio, "timeout"):
+                async with asyncio.timeout(limits.body_timeout_s):
+                    await collect()
+            else:
+                await asyncio.wait_for(collect(), limits.body_timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
             raise ProtocolError(f"the request body did not arrive within {limits.body_timeout_s:g} s", 408) from None
         return b"".join(chunks)
 
