@@ -262,7 +262,6 @@ def create_app(
         async def __call__(self, scope, receive, send):
             if scope["type"] != "http":
                 return await self.app(scope, receive, send)
-            route = next((r.path for r in routes if r.matches(scope)[0] == Match.FULL), "unmatched")
             started, status = time.perf_counter(), [500]
             if api_key and not scope["path"].startswith("/v2/health/"):
                 sent = dict(scope["headers"]).get(b"authorization", b"")
@@ -272,6 +271,7 @@ def create_app(
                         "missing or wrong API key: send 'Authorization: Bearer <key>'",
                         {"WWW-Authenticate": "Bearer"},
                     )
+                    route = next((r.path for r in routes if r.matches(scope)[0] == Match.FULL), "unmatched")
                     requests.labels(route, "401").inc()
                     return await response(scope, receive, send)
 
@@ -283,6 +283,8 @@ def create_app(
             try:
                 await self.app(scope, receive, send_and_count)
             finally:
+                matched = scope.get("route")  # set by Starlette's router once a route matched
+                route = matched.path if matched is not None else "unmatched"
                 requests.labels(route, str(status[0])).inc()
                 latency.labels(route).observe(time.perf_counter() - started)
 
