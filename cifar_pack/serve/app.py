@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -36,6 +37,32 @@ from .models import ServedModel
 from .protocol import ProtocolError, encode_infer, parse_infer
 
 log = logging.getLogger(__name__)
+
+WEB = Path(__file__).resolve().parents[1] / "web"  # the page: index.html, app.mjs, preprocess.mjs, style.css
+PAGE_FILES = {"app.mjs": "text/javascript", "preprocess.mjs": "text/javascript", "style.css": "text/css"}
+# onnxruntime-web's files for browser mode: the single-threaded wasm build (no SharedArrayBuffer).
+ORT_FILES = {
+    "ort.wasm.min.mjs": "text/javascript",
+    "ort-wasm-simd-threaded.mjs": "text/javascript",
+    "ort-wasm-simd-threaded.wasm": "application/wasm",
+}
+# Only this origin; wasm compilation is allowed ('wasm-unsafe-eval'), JavaScript eval is not.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
+    "img-src 'self' blob: data:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+def ort_web_dir() -> Path:
+    """Where onnxruntime-web's dist/ is: $CIFAR_PACK_ORT_WEB, else web/node_modules of the checkout."""
+    configured = os.environ.get("CIFAR_PACK_ORT_WEB")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[2] / "web" / "node_modules" / "onnxruntime-web" / "dist"
+
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/tiff")
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
@@ -227,6 +254,27 @@ def create_app(
     async def model_json(request):
         return JSONResponse(default.sidecar)
 
+    # -- the page (docs/serving.md#the-web-page) ------------------------------------------------
+    async def page(request):
+        return FileResponse(WEB / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+
+    async def page_file(request):
+        name = request.path_params["name"]
+        if name not in PAGE_FILES:
+            raise ProtocolError(f"no such page file: {name[:60]}", 404)
+        return FileResponse(WEB / name, media_type=PAGE_FILES[name], headers=PAGE_HEADERS)
+
+    async def ort_file(request):
+        name = request.path_params["name"]
+        path = ort_web_dir() / name
+        if name not in ORT_FILES or not path.is_file():
+            raise ProtocolError(
+                f"onnxruntime-web's {name[:60]} is not installed here: run `npm install --ignore-scripts` in web/ "
+                "of the cifar-pack checkout, or set CIFAR_PACK_ORT_WEB to its dist/ folder",
+                404,
+            )
+        return FileResponse(path, media_type=ORT_FILES[name], headers=PAGE_HEADERS)
+
     routes = [
         Route("/v2", server_metadata),
         Route("/v2/health/live", live),
@@ -240,6 +288,9 @@ def create_app(
         Route("/metrics", metrics),
         Route("/model.onnx", model_file),
         Route("/model.json", model_json),
+        Route("/", page),
+        Route("/static/{name}", page_file),
+        Route("/ort/{name}", ort_file),
     ]
 
     async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
@@ -263,7 +314,9 @@ def create_app(
             if scope["type"] != "http":
                 return await self.app(scope, receive, send)
             started, status = time.perf_counter(), [500]
-            if api_key and not scope["path"].startswith("/v2/health/"):
+            # The page and its files are public (the page asks for the key); the API is not.
+            public = scope["path"] == "/" or scope["path"].startswith(("/v2/health/", "/static/", "/ort/"))
+            if api_key and not public:
                 sent = dict(scope["headers"]).get(b"authorization", b"")
                 if not hmac.compare_digest(sent, f"Bearer {api_key}".encode()):  # constant time
                     response = error(
