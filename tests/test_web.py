@@ -183,3 +183,20 @@ def test_phone_width_and_keyboard_and_the_screenshot(browser, server):
             page.screenshot(path=str(shot), full_page=True)  # what the README shows
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("mode", ["server", "browser"])
+def test_exif_orientation_is_applied_as_python_does(browser, server, tmp_path, mode):
+    """A phone photo stored sideways with EXIF orientation 6: the page must turn it as Pillow does."""
+    img = Image.open(SAMPLES[3]).convert("RGB").resize((64, 48), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "sideways.jpg"
+    img.save(path, quality=95, exif=exif)
+    results, page = run_page(browser, server, [path], mode, 1)
+    page.close()
+    want = Predictor().predict([path])[0]
+    unrotated = Predictor().predict([np.asarray(img)])[0]
+    assert want["probability"] != pytest.approx(unrotated["probability"], abs=1e-3)  # the tag matters here
+    got = results["sideways.jpg"]
+    assert got["label"] == want["label"] and abs(float(got["probability"]) - want["probability"]) < 1e-3
