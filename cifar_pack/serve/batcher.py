@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests coalesced into one onnxruntime call, as Triton's batcher does.
 
 Requests put (images, future) on a bounded queue; one task takes up to ``max_batch_size`` images,
-waiting at most ``max_queue_delay_ms`` for more after the first, runs the model once in a worker
+waiting at most ``max_queue_delay_ms`` for more after the first (not at all when the batch is
+already full), runs the model once in a worker
 thread (onnxruntime releases the GIL, so the event loop keeps serving), and splits the result.
 A full queue raises ``QueueFull`` at once (the server answers 503 with Retry-After) instead of
 letting memory grow.
@@ -65,6 +66,19 @@ class DynamicBatcher:
             self._task.cancel()
         self._pool.shutdown(wait=True)
 
+    def _drain(self, batch: list, size: int):
+        """Add what is already waiting to ``batch`` (no task per item, as asyncio.wait_for would make).
+
+        Returns (images in the batch, an item that did not fit and starts the next batch, or None).
+        """
+        while size < self.max_batch_size and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if size + len(item[0]) > self.max_batch_size:
+                return size, item
+            batch.append(item)
+            size += len(item[0])
+        return size, None
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         carried = None
@@ -72,20 +86,11 @@ class DynamicBatcher:
             first = carried or await self._queue.get()
             carried = None
             batch, size = [first], len(first[0])
-            deadline = loop.time() + self.delay
-            while size < self.max_batch_size:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except asyncio.TimeoutError:
-                    break
-                if size + len(item[0]) > self.max_batch_size:
-                    carried = item  # starts the next batch
-                    break
-                batch.append(item)
-                size += len(item[0])
+
+            size, carried = self._drain(batch, size)
+            if size < self.max_batch_size and carried is None and self.delay > 0:
+                await asyncio.sleep(self.delay)  # the most the first request waits for company
+                size, carried = self._drain(batch, size)
             self.waiting -= size
             images = batch[0][0] if len(batch) == 1 else np.concatenate([b[0] for b in batch])
             started = time.perf_counter()
