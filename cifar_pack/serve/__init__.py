@@ -59,7 +59,17 @@ def run_server(
     except OSError as exc:
         sock.close()
         raise UsageError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30, access_log=False)
+    # No access log (metrics count requests), no proxy-header rewriting (put a TLS proxy in front
+    # and it forwards to loopback; docs/serving.md), no Server/Date headers: less work per request.
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+    )
     server = _Server(config)
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
