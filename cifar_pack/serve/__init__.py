@@ -70,7 +70,7 @@ def run_server(
         server_header=False,
         date_header=False,
     )
-    server = _Server(config)
+    server = _server(config)
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     log.info("serving %s at %s (Ctrl-C or SIGTERM to stop)", ", ".join(models), url)
@@ -80,26 +80,24 @@ def run_server(
     log.info("stopped")
 
 
-class _Server:
+def _server(config):
     """uvicorn's Server without its signal re-raise.
 
     Workaround for uvicorn >= 0.29, which re-raises SIGTERM/SIGINT after its graceful shutdown
     (so the process exits 143/130 instead of 0): the same handlers (stop accepting, finish
     in-flight requests), without the re-raise.
     """
+    import uvicorn
 
-    def __new__(cls, config):
-        import uvicorn
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            signals = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self):
-                signals = (signal.SIGINT, signal.SIGTERM)
-                previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
-                try:
-                    yield
-                finally:
-                    for sig, handler in previous.items():
-                        signal.signal(sig, handler)
-
-        return Server(config)
+    return Server(config)
