@@ -184,3 +184,20 @@ def test_benchmark_json_shape(trained_run, tiny_data, tmp_path):
     assert result["machine"]["model"] and isinstance(result["machine"]["flags"], list)
     assert (tmp_path / "model.onnx").exists() and (tmp_path / "model.int8.onnx").exists()
     assert "format" in proc.stderr  # the table goes to stderr with --json
+
+
+def test_model_card_of_an_int8_model_says_where_its_gate_measured(tmp_path):
+    """The bundled int8 model's card names the gate's machine and kernel, and the AVX2 bound."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / "samples"
+    for photo in (root / "artifacts" / "samples").glob("*.jpg"):
+        (data / "test" / photo.name.split("_")[0]).mkdir(parents=True, exist_ok=True)
+        (data / "test" / photo.name.split("_")[0] / photo.name).write_bytes(photo.read_bytes())
+    card = tmp_path / "CARD.md"
+    int8 = root / "cifar_pack" / "pretrained" / "cifar10.int8.onnx"
+    proc = run_cli("evaluate", "--model", int8, "--data", data, "--out", tmp_path / "e", "--model-card", card)
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in card.read_text().splitlines() if line.startswith("- int8:"))
+    assert "7-bit" in line and "accumulation" in line and "cannot saturate onnxruntime's AVX2 kernel" in line
