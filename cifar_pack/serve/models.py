@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError, UsageError
-from ..onnx_file import sidecar_matches, sidecar_path
 from ..predict import Predictor, resolve_model
 
 
@@ -54,16 +52,9 @@ def load_models(
 
 def _served(name: str, version: str, path: Path, device: str, threads: int | None) -> ServedModel:
     predictor = Predictor(path, device=device, threads=threads)
-    sidecar = dict(predictor.metadata)
-    side_file = sidecar_path(path)
-    if side_file.is_file():
-        try:
-            candidate = json.loads(side_file.read_text())
-            if isinstance(candidate, dict) and sidecar_matches(path, candidate):
-                sidecar = candidate | sidecar
-        except ValueError:
-            pass
-    sidecar["class_names"] = predictor.class_names  # what the server itself uses
+    # Predictor.metadata already holds the embedded metadata, or the sidecar where the file has
+    # none (checked against the model's sha256): /model.json serves it with the labels in use.
+    sidecar = dict(predictor.metadata) | {"class_names": predictor.class_names}
     if not predictor.class_names:
         raise ModelError(f"{path}: no classes")
     return ServedModel(name, version, path, predictor, sidecar)
