@@ -8,7 +8,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
 
@@ -80,6 +79,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def package_versions(*names: str) -> dict[str, str | None]:
     """Installed versions by distribution name, without importing the packages."""
+    from importlib import metadata  # 14 ms: only the stages that record versions pay for it
     names = names or (
         "cifar-pack",
         "tensorflow",

@@ -20,7 +20,6 @@ import numpy as np
 from . import images as img_mod
 from .config import INPUT_SHAPE
 from .errors import BrokenInstallError, CifarPackError, InputError, ModelError, UsageError
-from .onnx_file import sidecar_matches
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +314,7 @@ def read_metadata(session, path: Path) -> dict:
             side = _json_or_text(sidecar.read_text(errors="replace"), sidecar, "sidecar")
             if not isinstance(side, dict):
                 log.warning("%s: sidecar is not a JSON object; ignored", sidecar)
-            elif not sidecar_matches(path, side):
+            elif not _sidecar_matches(path, side):
                 log.warning("%s: sidecar describes another model file (sha256 differs); ignored", sidecar)
             else:
                 meta = side | meta
@@ -327,6 +326,12 @@ def read_metadata(session, path: Path) -> dict:
         log.warning("%s: metadata 'class_names' is not a list of strings; ignored", path)
         del meta["class_names"]
     return meta
+
+
+def _sidecar_matches(path, side: dict) -> bool:
+    from .onnx_file import sidecar_matches  # hashlib & co. only when a sidecar is actually read
+
+    return sidecar_matches(path, side)
 
 
 def _json_or_text(value: str, path, key: str):
