@@ -17,8 +17,7 @@ GAP = 4
 
 def write_preview(source: str, output: Path, config: TrainConfig, rows: int, variants: int, seed: int) -> Path:
     """Rows of [original, ``variants`` augmented copies] from random training images -> PNG."""
-    import tensorflow as tf
-
+    from .tf_setup import tf
     from .train import make_augmenter
 
     x, _ = data_mod.load(source).split("train")

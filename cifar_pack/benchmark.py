@@ -38,11 +38,11 @@ def run_benchmark(
     "speedup_vs_keras"}]}``.
     """
     import onnxruntime as ort
-    import tensorflow as tf
 
     from .evaluate import map_labels
     from .export import export_onnx
     from .model import float32_copy, keras_probabilities, load_keras_model, read_manifest
+    from .tf_setup import tf
 
     model = Path(model)
     fp32, int8 = model.with_suffix(".onnx"), model.with_name(f"{model.stem}.int8.onnx")

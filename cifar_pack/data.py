@@ -144,13 +144,13 @@ def check_source(source: str | os.PathLike, option: str = "--data") -> None:
 def download_cifar10() -> Path:
     """Fetch the official python release with Keras' downloader; one clear error when offline."""
     try:
-        from keras.utils import get_file
+        from .tf_setup import keras
     except ImportError:
         raise DataError(
             "cifar10: the download needs Keras (pip install 'cifar-pack[train]'); or pass a local copy"
         ) from None
     try:
-        return Path(get_file("cifar-10-python.tar.gz", origin=CIFAR10_URL, cache_subdir="datasets"))
+        return Path(keras.utils.get_file("cifar-10-python.tar.gz", origin=CIFAR10_URL, cache_subdir="datasets"))
     except Exception as exc:  # get_file raises a bare Exception subclass for every network failure
         raise DataError(
             f"cifar10: download from {CIFAR10_URL} failed ({_cause(exc)}); use a local copy instead: "

@@ -80,6 +80,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def package_versions(*names: str) -> dict[str, str | None]:
     """Installed versions by distribution name, without importing the packages."""
     from importlib import metadata  # 14 ms: only the stages that record versions pay for it
+
     names = names or (
         "cifar-pack",
         "tensorflow",

@@ -7,10 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-import keras
-
 from .config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
 from .errors import ModelError
+from .tf_setup import keras
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +59,6 @@ def build_model(num_classes: int = 10, input_shape: tuple[int, int, int] = INPUT
 
 def load_keras_model(path: Path):
     """Load a ``.keras`` or ``.h5`` model for inference; one-line ``ModelError`` on any failure."""
-    import keras
-
     if not path.exists():
         raise ModelError(f"{path}: no such file")
     if path.suffix not in (".keras", ".h5", ".hdf5"):
@@ -92,8 +89,6 @@ def float32_copy(model):
     Returns (model, was_mixed). Weights are float32 variables under a mixed policy already, so
     the copy is exact; only the compute dtype changes.
     """
-    import keras
-
     mixed = any(getattr(layer.dtype_policy, "compute_dtype", "float32") != "float32" for layer in model.layers)
     if not mixed:
         return model, False
@@ -126,7 +121,7 @@ def serving_function(model, softmax_added: bool):
     Export converts exactly this function with tf2onnx, and the parity gate runs exactly this
     function against onnxruntime, so parity checks what was converted.
     """
-    import tensorflow as tf
+    from .tf_setup import tf
 
     spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8, name=INPUT_NAME)
 

@@ -22,9 +22,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from . import data as data_mod
 from .config import TrainConfig, validate_config
@@ -32,6 +30,7 @@ from .errors import Interrupted, UsageError
 from .fileio import atomic_path, package_versions, remove_stale_temps, sha256_file, write_json_atomic
 from .model import build_model
 from .sysinfo import cpu_info
+from .tf_setup import ONEDNN_SETTING, keras, onednn_enabled, tf
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +119,7 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool
 
     keras.utils.set_random_seed(config.seed)
     precision = resolve_precision(config.precision)
+    log.info("compute: %s; %s", precision, describe_kernels())
     previous_policy = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(precision)
     # TF's multi-worker guide: every worker saves (saving can run collectives), but only the
@@ -168,7 +168,7 @@ def _multi_worker_step_logs(active: bool):
     if not active:
         yield
         return
-    from keras.src.backend.tensorflow import trainer as tf_trainer
+    tf_trainer = keras.src.backend.tensorflow.trainer  # loaded with keras.Model on this backend
 
     def first_local(values, strategy, reduction):
         def one(v):
@@ -296,6 +296,7 @@ def _fit(out, source, config, state, checkpoint, dataset, precision, arrays, num
         },
         "class_names": dataset.class_names,
         "versions": package_versions(),
+        "tensorflow": tensorflow_runtime(),
         "metrics": {
             "best_epoch": best["epoch"],
             "best_val_accuracy": best["val_accuracy"],
@@ -341,6 +342,29 @@ def resolve_precision(precision: str, cpu_flags: list[str] | None = None, has_gp
     if has_gpu or "avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags:
         return "mixed_bfloat16"
     return "float32"
+
+
+def tensorflow_runtime() -> dict:
+    """What TensorFlow computed with: oneDNN on or off and why, and its thread pools (0 = one per core)."""
+    return {
+        "onednn": onednn_enabled(),
+        "onednn_setting": ONEDNN_SETTING,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
+def describe_kernels() -> str:
+    """One line for the log: "oneDNN kernels on (cifar-pack default; TF_ENABLE_ONEDNN_OPTS=0 turns them off)"."""
+    on, setting = onednn_enabled(), ONEDNN_SETTING
+    if on is None:
+        return "TensorFlow's kernel library unknown"
+    state = "oneDNN kernels on" if on else "Eigen kernels (oneDNN off)"
+    if setting["source"] == "environment":
+        return f"{state} ({setting['variable']}={setting['value']} from the environment)"
+    if setting["source"] == "cifar-pack default":
+        return f"{state} (cifar-pack default; {setting['variable']}=0 turns them off)"
+    return f"{state} (TensorFlow's choice)"
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

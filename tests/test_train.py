@@ -81,6 +81,8 @@ def test_training_run_writes_every_file(trained_run):
     assert manifest["class_names"] == ["blue", "green", "red"]
     assert manifest["data"]["sha256"] and manifest["data"]["validation_split"] == 0.2
     assert manifest["versions"]["keras"].startswith("3.")
+    runtime = manifest["tensorflow"]  # what TensorFlow computed with (tests/test_tf_setup.py forces each case)
+    assert isinstance(runtime["onednn"], bool) and runtime["onednn_setting"]["variable"] == "TF_ENABLE_ONEDNN_OPTS"
     best = max(history, key=lambda h: h["val_accuracy"])
     assert manifest["metrics"]["best_val_accuracy"] == best["val_accuracy"]
     assert manifest["metrics"]["test_accuracy"] is not None  # the source has a test split
