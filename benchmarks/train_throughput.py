@@ -1,19 +1,33 @@
 """Training throughput: the notebook's recipe vs cifar-pack's recipes, in one run.
 
-    python benchmarks/train_throughput.py [--steps 60] [--rounds 2] [--history RUN/history.json] [--json out.json]
+    python benchmarks/train_throughput.py [--steps 60] [--rounds 2] [--emulate-avx2] [--bf16]
+        [--explore] [--history RUN/history.json] [--json out.json]
 
-Each configuration trains the seed CNN for `--steps` batches on the shared CIFAR-10 data; the
-first 8 batches (tracing, warm-up) are excluded and images/s is taken over the rest from
-batch-end timestamps. Configurations run in turn, `--rounds` times, and the median is quoted,
-so that machine noise touches them alike.
+Each configuration trains the seed CNN for `--steps` batches on the shared CIFAR-10 data in a
+fresh Python process, so that TensorFlow starts with that configuration's settings exactly as a
+user's run would (oneDNN is decided at TensorFlow's import); the first 8 batches (tracing,
+warm-up) are excluded and images/s is taken over the rest from batch-end timestamps.
+Configurations run in turn, `--rounds` times, and the median is quoted, so that machine noise
+touches them alike.
 
   notebook     Keras 2 API (tf-keras): ImageDataGenerator.flow(rotation 40, shifts 0.2, zoom 0.2,
-               flip, nearest) + fit, RMSprop 1e-3, batch 128, float32: what users run today.
-               Needs `pip install --no-deps tf-keras==<your tensorflow version>` (--no-deps: its
-               dependency on the full `tensorflow` wheel would shadow tensorflow-cpu).
+               flip, nearest) + fit, RMSprop 1e-3, batch 128, float32, TensorFlow's own oneDNN
+               choice for this CPU: what users run today. Needs `pip install --no-deps
+               tf-keras==<your tensorflow version>` (--no-deps: its dependency on the full
+               `tensorflow` wheel would shadow tensorflow-cpu).
   seed-fp32    cifar-pack --recipe seed: the same augmentation as Keras layers in tf.data, float32.
-  seed-bf16    the same under the mixed_bfloat16 policy.
-  default      cifar-pack's default recipe (batch 64, flip + shift 0.1, AdamW, bf16 where available).
+  default      cifar-pack's default recipe as `cifar-pack train` runs it here (precision auto).
+  default-onednn-off   the same with TF_ENABLE_ONEDNN_OPTS=0: what AVX2 CPUs ran before
+               cifar-pack turned oneDNN on (cifar_pack/tf_setup.py).
+  seed-bf16    (--bf16 only: emulated on AVX2 CPUs, 0.14x float32) the seed recipe in mixed_bfloat16.
+  --explore    default with steps_per_execution 8; batch 256 (the learning rate scaled with it);
+               intra-op 1 / inter-op 2 threads; inter-op 1.
+
+--emulate-avx2 approximates an AVX2-only CPU (AMD Zen 3) on an AVX-512 one: oneDNN limited to AVX2
+(ONEDNN_MAX_CPU_ISA=AVX2), the notebook on Eigen (TensorFlow's default on AVX2 CPUs), `auto`
+precision resolved as on AVX2 (float32). Eigen's kernels are compiled for AVX in this wheel and
+run the same either way. It reproduces the ratios measured on Zen 3 (issue 13: oneDNN 1.85x,
+Eigen 1.45x), not a Zen 3's images/s.
 
 With --history (a default-recipe run's history.json), time to 61% validation accuracy is compared
 with the notebook's 20-epoch wall time, estimated from the notebook row's measured images/s
@@ -23,8 +37,12 @@ over 20 epochs of 50,000 images (the notebook trains on all of them).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -99,13 +117,12 @@ def notebook(x, y, steps):
 
 
 def cifar_pack_recipe(x, y, steps, config, steps_per_execution=1):
-    import keras
-
     from cifar_pack.model import build_model
-    from cifar_pack.train import make_optimizer, make_pipeline, resolve_precision
+    from cifar_pack.tf_setup import keras
+    from cifar_pack.train import make_optimizer, make_pipeline
 
     previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(resolve_precision(config.precision))
+    keras.mixed_precision.set_dtype_policy(config.precision)
     try:
         model = build_model(10)
         model.compile(
@@ -126,6 +143,75 @@ def cifar_pack_recipe(x, y, steps, config, steps_per_execution=1):
         return clock.images_per_second(config.batch_size)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
+
+
+# name -> (recipe, overrides, steps_per_execution, environment, threads (intra, inter) or None)
+OFF = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+CONFIGS = {
+    "notebook": (None, {}, 1, {}, None),
+    "seed-fp32": ("seed", {}, 1, {}, None),
+    "default": ("default", {}, 1, {}, None),
+    "default-onednn-off": ("default", {}, 1, OFF, None),
+}
+BF16 = {"seed-bf16": ("seed", {"precision": "mixed_bfloat16"}, 1, {}, None)}
+EXPLORE = {
+    "default-spe8": ("default", {}, 8, {}, None),
+    "default-b256": ("default", {"batch_size": 256, "learning_rate": 4e-3}, 1, {}, None),
+    "default-intra1-inter2": ("default", {}, 1, {}, (1, 2)),
+    "default-inter1": ("default", {}, 1, {}, (0, 1)),
+}
+AVX2_FLAGS = ["avx2", "fma"]  # what `auto` precision sees on an AVX2-only CPU
+
+
+def child(name: str, steps: int, emulate_avx2: bool) -> dict:
+    """One configuration in this (fresh) process; the parent set its environment."""
+    recipe, overrides, spe, _, threads = ({**CONFIGS, **BF16, **EXPLORE})[name]
+    from cifar_pack import data
+    from cifar_pack.config import RECIPES
+
+    x, y = data.load(SHARED_DATA).split("train")
+    batch = overrides.get("batch_size", 128)
+    pick = np.random.default_rng(0).choice(len(y), size=min(len(y), batch * (steps + 4)), replace=False)
+    x, y = x[pick], y[pick]
+    if recipe is None:
+        # The notebook's own stack (tf-keras): cifar_pack.tf_setup is never imported here.
+        return {"images_per_second": notebook(x, y, steps), "onednn": _onednn()}
+    from cifar_pack.tf_setup import onednn_enabled, tf
+    from cifar_pack.train import resolve_precision
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(threads[1])
+    config = RECIPES[recipe].with_overrides(**overrides)
+    precision = resolve_precision(
+        config.precision, AVX2_FLAGS if emulate_avx2 else None, False if emulate_avx2 else None
+    )
+    ips = cifar_pack_recipe(x, y, steps, config.with_overrides(precision=precision), spe)
+    return {"images_per_second": ips, "onednn": onednn_enabled(), "precision": precision}
+
+
+def _onednn() -> bool | None:
+    """TensorFlow's own answer (what cifar_pack.tf_setup.onednn_enabled asks, without importing it)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
+def run_child(name: str, steps: int, emulate_avx2: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")}
+    env |= {"TF_CPP_MIN_LOG_LEVEL": "3"} | ({**CONFIGS, **BF16, **EXPLORE})[name][3]
+    if emulate_avx2:
+        env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        if name == "notebook":
+            env["TF_ENABLE_ONEDNN_OPTS"] = "0"  # TensorFlow's own choice on AVX2-only CPUs
+    cmd = [sys.executable, __file__, "--child", name, "--steps", str(steps)] + (["--emulate-avx2"] * emulate_avx2)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def time_to_accuracy(history_path: str, notebook_ips: float | None, target: float = 0.61) -> dict:
@@ -151,47 +237,39 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--history", default=None)
-    parser.add_argument("--explore", action="store_true", help="also try steps_per_execution=8")
+    parser.add_argument("--emulate-avx2", action="store_true", help="approximate an AVX2-only CPU (see above)")
+    parser.add_argument("--bf16", action="store_true", help="also the seed recipe in bf16 (emulated on AVX2)")
+    parser.add_argument("--explore", action="store_true", help="also steps_per_execution, batch 256, threads")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    from cifar_pack import data
-    from cifar_pack.config import RECIPES
+    if args.child:
+        print(json.dumps(child(args.child, args.steps, args.emulate_avx2)))
+        return
 
     info = header("training throughput", __doc__.split("\n\n", 2)[2].split("\n\n")[0].replace("\n", " "))
-    x, y = data.load(SHARED_DATA).split("train")
-    rng = np.random.default_rng(0)
-    pick = rng.choice(len(y), size=min(len(y), 128 * (args.steps + 4)), replace=False)
-    x, y = x[pick], y[pick]
-
-    configs = {
-        "seed-fp32": lambda: cifar_pack_recipe(x, y, args.steps, RECIPES["seed"]),
-        "seed-bf16": lambda: cifar_pack_recipe(
-            x, y, args.steps, RECIPES["seed"].with_overrides(precision="mixed_bfloat16")
-        ),
-        "default": lambda: cifar_pack_recipe(x, y, args.steps, RECIPES["default"]),
-    }
-    if args.explore:
-        configs["default-spe8"] = lambda: cifar_pack_recipe(x, y, args.steps, RECIPES["default"], 8)
-    try:
-        import tf_keras  # noqa: F401
-
-        configs = {"notebook": lambda: notebook(x, y, args.steps)} | configs
-    except ImportError:
+    if args.emulate_avx2:
+        print("emulated AVX2: " + __doc__.split("--emulate-avx2 ")[1].split("\n\n")[0].replace("\n", " "))
+    names = list(CONFIGS) + list(BF16) * args.bf16 + list(EXPLORE) * args.explore
+    if importlib.util.find_spec("tf_keras") is None:
+        names.remove("notebook")
         print("notebook row skipped: pip install --no-deps tf-keras==<tensorflow version> to measure it")
 
-    samples = {name: [] for name in configs}
+    samples, onednn = {name: [] for name in names}, {}
     for _ in range(args.rounds):
-        for name, run in configs.items():
-            samples[name].append(run())
-            print(f"  {name}: {samples[name][-1]:.0f} images/s")
+        for name in names:
+            result = run_child(name, args.steps, args.emulate_avx2)
+            samples[name].append(result["images_per_second"])
+            onednn[name] = result["onednn"]
+            print(f"  {name}: {samples[name][-1]:.0f} images/s (oneDNN {'on' if result['onednn'] else 'off'})")
     rows = {name: statistics.median(v) for name, v in samples.items()}
     base = rows.get("notebook")
-    print(f"\n| configuration | images/s (median of {args.rounds}) | vs notebook |")
-    print("| --- | ---: | ---: |")
+    print(f"\n| configuration | oneDNN | images/s (median of {args.rounds}) | vs notebook |")
+    print("| --- | --- | ---: | ---: |")
     for name, ips in rows.items():
-        print(f"| {name} | {ips:.0f} | {ips / base:.2f}x |" if base else f"| {name} | {ips:.0f} | n/a |")
-    result = {"images_per_second": rows, "samples": samples}
+        ratio = f"{ips / base:.2f}x" if base else "n/a"
+        print(f"| {name} | {'on' if onednn[name] else 'off'} | {ips:.0f} | {ratio} |")
+    result = {"images_per_second": rows, "samples": samples, "onednn": onednn, "emulated_avx2": args.emulate_avx2}
     if args.history:
         result["time_to_accuracy"] = tta = time_to_accuracy(args.history, base)
         print(f"\ntime to {tta['target']:.0%} validation accuracy: {json.dumps(tta)}")

@@ -55,6 +55,11 @@ def qemu_unavailable_reason() -> str | None:
     return None
 
 
+def emulated_python(kernels: str) -> list[str]:
+    """The command line that starts this Python under the CPU of ``kernels`` (a key of ``EMULATED_CPUS``)."""
+    return ["qemu-x86_64", "-cpu", EMULATED_CPUS[kernels], sys.executable]
+
+
 def emulated_probabilities(
     model: str | Path | bytes, images: np.ndarray, kernels: str, threads: int = 2, timeout: float = 1800
 ) -> np.ndarray:
@@ -80,7 +85,7 @@ def emulated_probabilities(
             (tmp / "model.onnx").write_bytes(model)
             model = tmp / "model.onnx"
         np.save(tmp / "x.npy", np.ascontiguousarray(images, dtype=np.uint8))
-        cmd = ["qemu-x86_64", "-cpu", EMULATED_CPUS[kernels], sys.executable, "-c", _CHILD]
+        cmd = emulated_python(kernels) + ["-c", _CHILD]
         cmd += [str(model), str(tmp / "x.npy"), str(tmp / "p.npy"), str(threads), INPUT_NAME]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:

@@ -102,3 +102,34 @@ def test_a_user_who_turned_onednn_off_gets_eigen():
 def test_level_zero_keeps_tensorflows_notice():
     _, stderr = _probe(TF_CPP_MIN_LOG_LEVEL="0")
     assert "oneDNN custom operations are on" in stderr  # the filter only applies the user's level
+
+
+ASK = "import json, {module} as m; print(json.dumps(m.onednn_enabled() if hasattr(m, 'onednn_enabled') else {bare}))"
+BARE = "bool(__import__('tensorflow.python.util._pywrap_util_port', fromlist=['x']).IsMklEnabled())"
+
+
+def test_on_an_emulated_avx2_cpu_tensorflow_alone_runs_eigen_and_cifar_pack_runs_onednn():
+    """The reason for the default, on the CPU it is for: QEMU reports AMD Zen 3's CPUID (AVX2, no
+    AVX-512) to TensorFlow, which then leaves oneDNN off by itself; cifar-pack's import turns it on."""
+    from cifar_pack.cpu_emulation import emulated_python, qemu_unavailable_reason
+
+    if qemu_unavailable_reason():
+        pytest.skip(qemu_unavailable_reason())
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN_VARIABLE} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    probes = {
+        "tensorflow alone": ASK.format(module="tensorflow", bare=BARE),
+        "cifar-pack": ASK.format(module="cifar_pack.tf_setup", bare=BARE),
+    }
+    # Both at once: importing TensorFlow under emulation takes about a minute each.
+    procs = {
+        name: subprocess.Popen(
+            emulated_python("avx2") + ["-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for name, code in probes.items()
+    }
+    answers = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-2000:]
+        answers[name] = json.loads(out.strip().splitlines()[-1])
+    assert answers == {"tensorflow alone": False, "cifar-pack": True}
