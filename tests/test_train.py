@@ -319,22 +319,28 @@ def test_multi_worker_strategy_runs_as_one_worker_without_tf_config(tmp_path):
     assert json.loads((tmp_path / "o" / "manifest.json").read_text())["strategy"] == "multi-worker"
 
 
+ZEN4 = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]
+
+
 @pytest.mark.parametrize(
-    "flags,gpu,expected",
+    "flags,gpu,onednn,expected",
     [
-        (["avx2", "fma"], False, "float32"),  # AMD Zen 3: TensorFlow would emulate bf16 at 0.14x
-        (["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"], False, "mixed_bfloat16"),  # AMD Zen 4
-        (["avx2", "avx512f", "amx_bf16"], False, "mixed_bfloat16"),  # Intel Sapphire Rapids
-        (["avx2", "fma"], True, "mixed_bfloat16"),  # a GPU computes bf16 natively
-        ([], False, "float32"),  # ARM or an unreadable /proc/cpuinfo
+        (["avx2", "fma"], False, True, "float32"),  # AMD Zen 3: TensorFlow would emulate bf16 at 0.14x
+        (ZEN4, False, True, "mixed_bfloat16"),  # AMD Zen 4
+        (["avx2", "avx512f", "amx_bf16"], False, True, "mixed_bfloat16"),  # Intel Sapphire Rapids
+        (ZEN4, False, False, "float32"),  # TF_ENABLE_ONEDNN_OPTS=0: Eigen emulates bf16 even there
+        (["avx2", "avx512f", "amx_bf16"], False, False, "float32"),
+        (["avx2", "fma"], True, True, "mixed_bfloat16"),  # a GPU computes bf16 natively
+        (["avx2", "fma"], True, False, "mixed_bfloat16"),
+        ([], False, True, "float32"),  # ARM or an unreadable /proc/cpuinfo
     ],
 )
-def test_auto_precision_never_picks_an_emulated_bf16(flags, gpu, expected):
+def test_auto_precision_never_picks_an_emulated_bf16(flags, gpu, onednn, expected):
     from cifar_pack.train import resolve_precision
 
-    assert resolve_precision("auto", flags, gpu) == expected
+    assert resolve_precision("auto", flags, gpu, onednn) == expected
     for forced in ("float32", "mixed_bfloat16"):
-        assert resolve_precision(forced, flags, gpu) == forced  # an explicit choice is never second-guessed
+        assert resolve_precision(forced, flags, gpu, onednn) == forced  # an explicit choice is never second-guessed
 
 
 def _free_ports(n: int) -> list[int]:
