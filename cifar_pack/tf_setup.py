@@ -9,8 +9,9 @@ oneDNN: TensorFlow decides at its first import, from ``TF_ENABLE_ONEDNN_OPTS``, 
 graph uses oneDNN kernels. Unset, it turns them on only on x86-64 CPUs with AVX-512 VNNI/BF16 or
 AMX; on AVX2-only CPUs (AMD Zen 3) it runs Eigen kernels, which this TensorFlow wheel compiles for
 AVX without FMA, while oneDNN's JIT kernels use AVX2 and FMA. Training the seed CNN in float32 on
-AVX2 went from 1.33x to 1.8x the notebook's images/s with oneDNN on (benchmarks/README.md,
-"Training on both CPU kinds"), so cifar-pack sets it to 1 where the user has not set it; a value
+AVX2 went from 1.36x to 1.98x the notebook's images/s with oneDNN on (emulated AVX2; on a Zen 3 by
+hand, 1.45x to 1.85x: benchmarks/README.md, "Training on both CPU kinds"), so cifar-pack sets it
+to 1 where the user has not set it; a value
 the user set, 0 or 1, wins. Where TensorFlow would enable oneDNN anyway this changes nothing.
 
 Quiet start-up: TensorFlow writes a few INFO lines ("oneDNN custom operations are on ...")
