@@ -200,7 +200,11 @@ def train(
     ] = None,
     precision: Annotated[
         Precision | None,
-        typer.Option("--precision", help="auto: bf16 on a GPU or where the CPU has BF16/AMX and TensorFlow runs oneDNN.", show_default="auto"),
+        typer.Option(
+            "--precision",
+            help="auto: bf16 on a GPU or where the CPU has BF16/AMX and TensorFlow runs oneDNN.",
+            show_default="auto",
+        ),
     ] = None,
     strategy: Annotated[
         Strategy | None,
