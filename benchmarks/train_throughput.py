@@ -48,6 +48,8 @@ import time
 import numpy as np
 from _common import SHARED_DATA, header, save
 
+from cifar_pack.fileio import package_versions
+
 WARMUP_STEPS = 8
 
 
@@ -251,6 +253,8 @@ def main() -> None:
     if args.emulate_avx2:
         print("emulated AVX2: " + __doc__.split("--emulate-avx2 ")[1].split("\n\n")[0].replace("\n", " "))
     names = list(CONFIGS) + list(BF16) * args.bf16 + list(EXPLORE) * args.explore
+    info["versions"] |= package_versions("tf-keras")  # the notebook row's Keras 2
+    print(f"notebook row: tf-keras {info['versions']['tf-keras']}")
     if importlib.util.find_spec("tf_keras") is None:
         names.remove("notebook")
         print("notebook row skipped: pip install --no-deps tf-keras==<tensorflow version> to measure it")
