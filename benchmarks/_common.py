@@ -8,8 +8,8 @@ import statistics
 import time
 from pathlib import Path
 
-from cifar_pack.fileio import package_versions
-from cifar_pack.sysinfo import cpu_info
+from cifar_pack.runtime.fileio import package_versions
+from cifar_pack.runtime.sysinfo import cpu_info
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 

@@ -30,9 +30,9 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    from cifar_pack import data
-    from cifar_pack.evaluate import evaluate
-    from cifar_pack.predict import Predictor, resolve_model
+    from cifar_pack.runtime import data
+    from cifar_pack.runtime.evaluation import evaluate
+    from cifar_pack.runtime.predictor import Predictor, resolve_model
 
     model = str(resolve_model(args.model))
     info = header("evaluate speed", __doc__.split("\n\n")[2].replace("\n", " "))

@@ -45,11 +45,11 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from cifar_pack import data
-    from cifar_pack.config import DEFAULT_INT8
-    from cifar_pack.cpu_emulation import EMULATED_CPUS, emulated_probabilities, qemu_unavailable_reason
-    from cifar_pack.predict import BUNDLED_MODEL
-    from cifar_pack.quantize import accuracy, avx2_pair_bound, measure_speedup, quantize_model
+    from cifar_pack.runtime import data
+    from cifar_pack.runtime.cpu_emulation import EMULATED_CPUS, emulated_probabilities, qemu_unavailable_reason
+    from cifar_pack.runtime.predictor import BUNDLED_MODEL
+    from cifar_pack.training.config import DEFAULT_INT8
+    from cifar_pack.training.quantize import accuracy, avx2_pair_bound, measure_speedup, quantize_model
 
     info = header("int8 settings", __doc__.split("\n\n", 1)[1].strip().replace("\n", " "))
     meta = json.loads(Path(f"{BUNDLED_MODEL}.json").read_text())

@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    from cifar_pack import data
-    from cifar_pack.predict import Predictor, resolve_model
+    from cifar_pack.runtime import data
+    from cifar_pack.runtime.predictor import Predictor, resolve_model
 
     model = str(resolve_model(args.model))
     info = header("predict speed", __doc__.split("\n\n", 1)[1].strip().replace("\n", " "))

@@ -158,8 +158,8 @@ def main() -> None:
 
     import tritonclient.http as triton
 
-    from cifar_pack.images import load_image
-    from cifar_pack.predict import Predictor
+    from cifar_pack.runtime.images import load_image
+    from cifar_pack.runtime.predictor import Predictor
 
     info = header("serve speed", __doc__.split("\n\n", 1)[1].strip().replace("\n", " "))
     photos = np.stack([load_image(p) for p in SAMPLES])

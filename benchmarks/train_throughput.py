@@ -18,7 +18,7 @@ touches them alike.
   seed-fp32    cifar-pack --recipe seed: the same augmentation as Keras layers in tf.data, float32.
   default      cifar-pack's default recipe as `cifar-pack train` runs it here (precision auto).
   default-onednn-off   the same with TF_ENABLE_ONEDNN_OPTS=0: what AVX2 CPUs ran before
-               cifar-pack turned oneDNN on (cifar_pack/tf_setup.py).
+               cifar-pack turned oneDNN on (cifar_pack/training/tf_setup.py).
   seed-bf16    (--bf16 only: emulated on AVX2 CPUs, 0.14x float32) the seed recipe in mixed_bfloat16.
   --explore    default with steps_per_execution 8; batch 256 (the learning rate scaled with it);
                intra-op 1 / inter-op 2 threads; inter-op 1.
@@ -48,7 +48,7 @@ import time
 import numpy as np
 from _common import SHARED_DATA, header, save
 
-from cifar_pack.fileio import package_versions
+from cifar_pack.runtime.fileio import package_versions
 
 WARMUP_STEPS = 8
 
@@ -119,9 +119,9 @@ def notebook(x, y, steps):
 
 
 def cifar_pack_recipe(x, y, steps, config, steps_per_execution=1):
-    from cifar_pack.model import build_model
-    from cifar_pack.tf_setup import keras
-    from cifar_pack.train import make_optimizer, make_pipeline
+    from cifar_pack.training.model import build_model
+    from cifar_pack.training.pipeline import make_optimizer, make_pipeline
+    from cifar_pack.training.tf_setup import keras
 
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(config.precision)
@@ -168,18 +168,18 @@ AVX2_FLAGS = ["avx2", "fma"]  # what `auto` precision sees on an AVX2-only CPU
 def child(name: str, steps: int, emulate_avx2: bool) -> dict:
     """One configuration in this (fresh) process; the parent set its environment."""
     recipe, overrides, spe, _, threads = ({**CONFIGS, **BF16, **EXPLORE})[name]
-    from cifar_pack import data
-    from cifar_pack.config import RECIPES
+    from cifar_pack.runtime import data
+    from cifar_pack.training.config import RECIPES
 
     x, y = data.load(SHARED_DATA).split("train")
     batch = overrides.get("batch_size", 128)
     pick = np.random.default_rng(0).choice(len(y), size=min(len(y), batch * (steps + 4)), replace=False)
     x, y = x[pick], y[pick]
     if recipe is None:
-        # The notebook's own stack (tf-keras): cifar_pack.tf_setup is never imported here.
+        # The notebook's own stack (tf-keras): cifar_pack.training.tf_setup is never imported here.
         return {"images_per_second": notebook(x, y, steps), "onednn": _onednn()}
-    from cifar_pack.tf_setup import onednn_enabled, tf
-    from cifar_pack.train import resolve_precision
+    from cifar_pack.training.pipeline import resolve_precision
+    from cifar_pack.training.tf_setup import onednn_enabled, tf
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads[0])
@@ -193,7 +193,7 @@ def child(name: str, steps: int, emulate_avx2: bool) -> dict:
 
 
 def _onednn() -> bool | None:
-    """TensorFlow's own answer (what cifar_pack.tf_setup.onednn_enabled asks, without importing it)."""
+    """TensorFlow's own answer (what cifar_pack.training.tf_setup.onednn_enabled asks, without importing it)."""
     try:
         from tensorflow.python.util import _pywrap_util_port
 

@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from cifar_pack.predict import Predictor
+    from cifar_pack.runtime.predictor import Predictor
 
     info = header("web page", __doc__.split("\n\n", 1)[1].strip().replace("\n", " "))
     server = subprocess.Popen(

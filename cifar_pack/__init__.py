@@ -10,7 +10,7 @@ __all__ = ["Predictor", "__version__"]
 def __getattr__(name):
     # Lazy, so that `import cifar_pack` (and the CLI's start-up) costs nothing until needed.
     if name == "Predictor":
-        from .predict import Predictor
+        from .runtime.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'cifar_pack' has no attribute {name!r}")

@@ -62,8 +62,8 @@ def trained_run(tiny_data, tmp_path_factory) -> Path:
     bf16 is forced, not left to ``auto``: export's float32 rebuild of a mixed-precision model is
     then tested on every CPU (on AVX2-only ones TensorFlow emulates bf16: slow, but this run is tiny).
     """
-    from cifar_pack.config import RECIPES
-    from cifar_pack.train import train
+    from cifar_pack.training.config import RECIPES
+    from cifar_pack.training.train import train
 
     out = tmp_path_factory.mktemp("run")
     config = RECIPES["default"].with_overrides(epochs=3, batch_size=32, learning_rate=3e-3, precision="mixed_bfloat16")
@@ -73,7 +73,7 @@ def trained_run(tiny_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(trained_run, tiny_data) -> Path:
-    from cifar_pack.export import export_onnx
+    from cifar_pack.training.export import export_onnx
 
     return export_onnx(trained_run / "model.keras", data=str(tiny_data), parity_samples=60).onnx
 

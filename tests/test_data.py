@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_pack import data
-from cifar_pack.config import CIFAR10_CLASSES
-from cifar_pack.errors import DataError
+from cifar_pack.runtime import data
+from cifar_pack.runtime.config import CIFAR10_CLASSES
+from cifar_pack.runtime.errors import DataError
+from cifar_pack.runtime.fileio import cache_dir
 
 from .conftest import assert_one_line_error, make_images, run_cli, write_class_folders
 
@@ -151,7 +152,7 @@ def test_stratified_split_is_stratified_and_reproducible():
 def test_decoded_arrays_are_cached_by_content(tmp_path):
     root = write_class_folders(tmp_path / "d", {"train": 2})
     first = data.load(root)
-    cached = list(Path(data.cache_dir()).glob(f"{first.sha256}*.npz"))
+    cached = list(Path(cache_dir()).glob(f"{first.sha256}*.npz"))
     assert len(cached) == 1
     again = data.load(root)
     np.testing.assert_array_equal(again.split("train")[0], first.split("train")[0])
@@ -229,7 +230,9 @@ def test_one_class_and_no_images_are_errors(tmp_path):
 
 def test_cifar10_download_failure_is_one_line(monkeypatch):
     # Port 9 (discard) on loopback refuses the connection: a real download failure, offline or not.
-    monkeypatch.setattr(data, "CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    from cifar_pack.runtime.data import download
+
+    monkeypatch.setattr(download, "CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
     with pytest.raises(DataError) as info:
         data.load("cifar10")
     message = str(info.value)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cifar_pack.predict import Predictor
+from cifar_pack.runtime.predictor import Predictor
 
 from .conftest import make_images
 

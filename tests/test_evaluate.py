@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_pack.errors import DataError
-from cifar_pack.evaluate import evaluate, map_labels
-from cifar_pack.metrics import confusion_matrix, summarize
+from cifar_pack.runtime.errors import DataError
+from cifar_pack.runtime.evaluation import evaluate, map_labels
+from cifar_pack.runtime.metrics import confusion_matrix, summarize
 
 from .conftest import assert_one_line_error, make_images, run_cli, write_class_folders
 
@@ -80,7 +80,7 @@ def _binary_release_with_names(root, names, images_by_name):
 
 
 def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
-    from cifar_pack.predict import Predictor
+    from cifar_pack.runtime.predictor import Predictor
 
     images_by_name = {
         n: make_images(6, c, 40 + i)
@@ -123,7 +123,9 @@ def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
 
 
 def test_evaluate_keras_model_and_val_split(trained_run, tiny_data, tmp_path):
-    report = evaluate(trained_run / "model.keras", str(tiny_data), split="val", out=tmp_path)
+    from cifar_pack.training.model import keras_classifier
+
+    report = evaluate(keras_classifier(trained_run / "model.keras"), str(tiny_data), split="val", out=tmp_path)
     manifest = json.loads((trained_run / "manifest.json").read_text())
     assert report["format"] == "keras" and report["split"] == "val" and report["samples"] == 24
     assert report["accuracy"] == pytest.approx(manifest["metrics"]["best_val_accuracy"], abs=1.5 / 24)

@@ -10,10 +10,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from cifar_pack.config import DEFAULT_INT8
-from cifar_pack.errors import ModelError, ParityError
-from cifar_pack.export import export_onnx
-from cifar_pack.parity import check_parity
+from cifar_pack.runtime.errors import ModelError, ParityError
+from cifar_pack.training.config import DEFAULT_INT8
+from cifar_pack.training.export import export_onnx
+from cifar_pack.training.parity import check_parity
 
 from .conftest import assert_one_line_error, make_images, run_cli
 
@@ -49,7 +49,7 @@ def test_metadata_round_trip_and_sidecar(exported, trained_run):
     assert meta["input"]["dtype"] == "uint8" and meta["input"]["layout"] == "NHWC"
     assert meta["input"]["value_range"] == [0, 255]
     assert meta["output"]["name"] == "probabilities" and meta["output"]["softmax_added_by_export"] is False
-    from cifar_pack.fileio import sha256_file
+    from cifar_pack.runtime.fileio import sha256_file
 
     assert meta["source_sha256"] == sha256_file(trained_run / "model.keras")
     assert meta["training"]["epochs"] == 3 and meta["training"]["val_accuracy"] > 0
@@ -73,7 +73,7 @@ def test_impossible_atol_fails_and_leaves_no_file(exported, trained_run, tiny_da
 
 
 def test_perturbed_graph_fails_parity(exported, trained_run):
-    from cifar_pack.model import float32_copy, keras_probabilities, load_keras_model
+    from cifar_pack.training.model import float32_copy, keras_probabilities, load_keras_model
 
     model = onnx.load(exported)
     biggest = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
@@ -135,7 +135,7 @@ KERNEL_FAMILIES = {
     ],
 )
 def test_int8_kernel_families(flags, machine, family):
-    from cifar_pack.sysinfo import int8_kernel
+    from cifar_pack.runtime.sysinfo import int8_kernel
 
     assert int8_kernel(flags, machine) == family and family in KERNEL_FAMILIES
 

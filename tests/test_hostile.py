@@ -24,8 +24,8 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from cifar_pack import data, images
-from cifar_pack.errors import DataError
+from cifar_pack.runtime import data, images
+from cifar_pack.runtime.errors import DataError
 
 from .conftest import assert_one_line_error, make_images, write_class_folders
 
@@ -58,7 +58,7 @@ def load_limited(source, memory: int = GiB) -> subprocess.CompletedProcess:
     code = (
         "import json, resource, sys\n"
         f"resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory}))\n"
-        "from cifar_pack import data\nfrom cifar_pack.errors import DataError\n"
+        "from cifar_pack.runtime import data\nfrom cifar_pack.runtime.errors import DataError\n"
         "try:\n    ds = data.load(sys.argv[1], use_cache=False)\n"
         "except DataError as exc:\n    print('error:', exc, file=sys.stderr); sys.exit(1)\n"
         "print(json.dumps({'classes': ds.class_names, 'splits': {k: len(v[1]) for k, v in ds.splits.items()}}))\n"
@@ -191,11 +191,13 @@ def test_class_folder_of_unsupported_files_is_an_error_not_a_lost_class(tmp_path
 
 def test_split_params_take_zero_seriously_and_refuse_nonsense():
     """A recorded split_seed of 0 became 1337 (`or`), so later stages validated on training images (item 6)."""
-    assert data.split_params({"validation_split": 0.2, "split_seed": 0}) == (0.2, 0)
-    assert data.split_params(None) == (0.2, 1337) and data.split_params({}) == (0.2, 1337)
+    from cifar_pack.runtime.records import TrainingRecord
+
+    assert TrainingRecord.from_metadata({"validation_split": 0.2, "split_seed": 0}).split == (0.2, 0)
+    assert TrainingRecord.from_metadata(None).split == (0.2, 1337) == TrainingRecord.from_metadata({}).split
     for bad in ({"split_seed": -5}, {"split_seed": "7"}, {"validation_split": 0}, {"validation_split": 1.5}):
         with pytest.raises(DataError, match="recorded"):
-            data.split_params(bad)
+            TrainingRecord.from_metadata(bad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,9 +406,9 @@ def test_offline_download_keeps_the_real_cause(tmp_path):
 
 def test_model_and_sidecar_stay_a_pair_and_killed_writes_leave_no_litter(tmp_path):
     """A kill between .onnx and sidecar paired a model with another export's sidecar; temp files stayed (item 16)."""
-    from cifar_pack.fileio import sha256_file
-    from cifar_pack.onnx_file import sidecar_path, write_model
-    from cifar_pack.predict import Predictor
+    from cifar_pack.runtime.fileio import sha256_file
+    from cifar_pack.runtime.onnx_file import sidecar_path, write_model
+    from cifar_pack.runtime.predictor import Predictor
 
     path = tmp_path / "model.onnx"
     (tmp_path / ".model.k1ll3d.onnx").write_bytes(b"half a model")  # what a killed atomic write leaves

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_pack import images
-from cifar_pack.errors import InputError
+from cifar_pack.runtime import images
+from cifar_pack.runtime.errors import InputError
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "bmp", "gif", "webp", "tiff"])

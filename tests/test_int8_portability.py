@@ -1,7 +1,7 @@
 """int8 on both CPU kinds, each forced by emulation instead of read from the host.
 
 onnxruntime's AVX2 U8S8 kernel (AMD Zen 3 here) adds pairs of u8*s8 products in a saturating
-int16; VNNI/AMX and the SSE4.1 kernels sum exactly in int32 (see cifar_pack/cpu_emulation.py).
+int16; VNNI/AMX and the SSE4.1 kernels sum exactly in int32 (see cifar_pack/runtime/cpu_emulation.py).
 QEMU user-mode emulation of an EPYC-Milan forces the first, of a Nehalem the second, on any
 x86-64 host. The first test proves the harness sees saturation when it happens; the others
 prove the shipped and the exported int8 models cannot meet it.
@@ -16,10 +16,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cifar_pack.config import DEFAULT_INT8, Int8Settings
-from cifar_pack.cpu_emulation import emulated_probabilities, qemu_unavailable_reason
-from cifar_pack.predict import BUNDLED_MODEL
-from cifar_pack.quantize import avx2_pair_bound, quantize_model
+from cifar_pack.runtime.cpu_emulation import emulated_probabilities, qemu_unavailable_reason
+from cifar_pack.runtime.predictor import BUNDLED_MODEL
+from cifar_pack.training.config import DEFAULT_INT8, Int8Settings
+from cifar_pack.training.quantize import avx2_pair_bound, quantize_model
 
 from .conftest import make_images
 
@@ -92,7 +92,7 @@ def test_bundled_int8_weights_cannot_saturate_the_avx2_kernel():
 
 @needs_qemu
 def test_bundled_int8_gives_identical_probabilities_on_avx2_and_vnni_kernels():
-    from cifar_pack.images import load_image
+    from cifar_pack.runtime.images import load_image
 
     photos = np.stack([load_image(p) for p in sorted(SAMPLES.glob("*.jpg"))])
     x = np.concatenate([photos, make_images(12, (128, 128, 128), seed=9), _bright_images(12)])

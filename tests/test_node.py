@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_pack.images import load_image
-from cifar_pack.predict import Predictor
+from cifar_pack.runtime.images import load_image
+from cifar_pack.runtime.predictor import Predictor
 
 from .conftest import COLOURS, make_images
 

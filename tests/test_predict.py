@@ -11,8 +11,9 @@ import onnx
 import pytest
 from PIL import Image
 
-from cifar_pack.errors import InputError, ModelError, UsageError
-from cifar_pack.predict import Predictor, choose_providers
+from cifar_pack.runtime.errors import InputError, ModelError, UsageError
+from cifar_pack.runtime.predictor import Predictor
+from cifar_pack.runtime.providers import choose_providers
 
 from .conftest import COLOURS, assert_one_line_error, make_images, run_cli
 
@@ -69,7 +70,7 @@ def test_class_names_fall_back_to_sidecar_then_indices(exported, tmp_path, caplo
     (tmp_path / "bare.onnx.json").write_text(json.dumps(sidecar))
     assert Predictor(bare).class_names == ["0", "1", "2"]
     # ... one naming this file's, or none (written by hand or another tool), is.
-    from cifar_pack.fileio import sha256_file
+    from cifar_pack.runtime.fileio import sha256_file
 
     (tmp_path / "bare.onnx.json").write_text(json.dumps(sidecar | {"model_sha256": sha256_file(bare)}))
     assert Predictor(bare).class_names == ["blue", "green", "red"]
@@ -97,7 +98,7 @@ def test_provider_selection():
 
 
 def test_devices_report_what_the_session_runs_on(exported):
-    from cifar_pack.predict import DEVICE_PROVIDERS
+    from cifar_pack.runtime.providers import DEVICE_PROVIDERS
 
     assert Predictor(exported, device="cpu").device == "cpu"  # forced: the same on every machine
     p = Predictor(exported)  # auto: whatever it picked, it says so truthfully

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cifar_pack.config import CIFAR10_CLASSES
-from cifar_pack.predict import BUNDLED_MODEL, Predictor
+from cifar_pack.runtime.config import CIFAR10_CLASSES
+from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
 
 from .conftest import run_cli
 

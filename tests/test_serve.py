@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_pack.images import load_image
-from cifar_pack.predict import BUNDLED_MODEL, Predictor
+from cifar_pack.runtime.images import load_image
+from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
 
 from .conftest import assert_one_line_error, run_cli
 

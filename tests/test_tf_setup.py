@@ -1,4 +1,4 @@
-"""cifar_pack.tf_setup: oneDNN on by default before TensorFlow starts, the user's setting wins,
+"""cifar_pack.training.tf_setup: oneDNN on by default before TensorFlow starts, the user's setting wins,
 TensorFlow's early log lines obey TF_CPP_MIN_LOG_LEVEL. Each case is forced (an environment
 passed in, or a fresh process with the variable set or removed), never read from the host's CPU."""
 
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from cifar_pack.tf_setup import ONEDNN_VARIABLE, configure_environment, filter_early_log
+from cifar_pack.training.tf_setup import ONEDNN_VARIABLE, configure_environment, filter_early_log
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 
@@ -69,7 +69,7 @@ def test_early_log_lines_obey_the_level(level, kept):
 
 
 PROBE = (
-    "import json, cifar_pack.train as t; "
+    "import json, cifar_pack.training.pipeline as t; "
     "print(json.dumps({'runtime': t.tensorflow_runtime(), 'line': t.describe_kernels()}))"
 )
 
@@ -111,14 +111,14 @@ BARE = "bool(__import__('tensorflow.python.util._pywrap_util_port', fromlist=['x
 def test_on_an_emulated_avx2_cpu_tensorflow_alone_runs_eigen_and_cifar_pack_runs_onednn():
     """The reason for the default, on the CPU it is for: QEMU reports AMD Zen 3's CPUID (AVX2, no
     AVX-512) to TensorFlow, which then leaves oneDNN off by itself; cifar-pack's import turns it on."""
-    from cifar_pack.cpu_emulation import emulated_python, qemu_unavailable_reason
+    from cifar_pack.runtime.cpu_emulation import emulated_python, qemu_unavailable_reason
 
     if qemu_unavailable_reason():
         pytest.skip(qemu_unavailable_reason())
     env = {k: v for k, v in os.environ.items() if k != ONEDNN_VARIABLE} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
     probes = {
         "tensorflow alone": ASK.format(module="tensorflow", bare=BARE),
-        "cifar-pack": ASK.format(module="cifar_pack.tf_setup", bare=BARE),
+        "cifar-pack": ASK.format(module="cifar_pack.training.tf_setup", bare=BARE),
     }
     # Both at once: importing TensorFlow under emulation takes about a minute each.
     procs = {

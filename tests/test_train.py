@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from cifar_pack.config import RECIPES, SEED_RECIPE
+from cifar_pack.training.config import RECIPES, SEED_RECIPE
 
 from .conftest import assert_one_line_error, run_cli, write_class_folders
 
 
 def test_seed_cnn_has_the_notebooks_parameter_count():
-    from cifar_pack.model import build_model
+    from cifar_pack.training.model import build_model
 
     model = build_model(10)
     assert model.count_params() == 2_168_362
@@ -61,13 +61,13 @@ def test_seed_recipe_is_the_notebook():
 def test_seed_augmentation_layers_and_not_in_the_model():
     import keras
 
-    from cifar_pack.train import make_augmenter
+    from cifar_pack.training.pipeline import make_augmenter
 
     augment = make_augmenter(SEED_RECIPE)
     names = [type(layer).__name__ for layer in augment.layers]
     assert names == ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
     assert augment.layers[1].factor == (-40 / 360, 40 / 360) or augment.layers[1].factor == pytest.approx(40 / 360)
-    from cifar_pack.model import build_model
+    from cifar_pack.training.model import build_model
 
     assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in build_model().layers)
 
@@ -94,8 +94,8 @@ def test_checkpoint_is_the_best_epoch(trained_run):
     import keras
     import numpy as np
 
-    from cifar_pack import data
-    from cifar_pack.model import float32_copy
+    from cifar_pack.runtime import data
+    from cifar_pack.training.model import float32_copy
 
     manifest = json.loads((trained_run / "manifest.json").read_text())
     ds = data.load(manifest["data"]["path"])
@@ -233,8 +233,9 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cifar_pack.config import RECIPES
-from cifar_pack.train import train, make_strategy
+from cifar_pack.training.config import RECIPES
+from cifar_pack.training.pipeline import make_strategy
+from cifar_pack.training.train import train
 assert make_strategy("mirrored").num_replicas_in_sync == 2
 r = train({str(data_dir)!r}, {str(tmp_path / "out")!r}, RECIPES["default"].with_overrides(
     epochs=1, batch_size=8, strategy="mirrored", precision="float32"))
@@ -274,7 +275,7 @@ def test_resume_without_a_run_is_a_usage_error(tmp_path):
 def test_overrides_change_only_what_the_user_gave_and_survive_the_state_file():
     from dataclasses import asdict
 
-    from cifar_pack.config import TrainConfig
+    from cifar_pack.training.config import TrainConfig
 
     base = RECIPES["default"]
     changed = base.with_overrides(epochs=3, learning_rate=None, seed=0)
@@ -336,7 +337,7 @@ ZEN4 = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]
     ],
 )
 def test_auto_precision_never_picks_an_emulated_bf16(flags, gpu, onednn, expected):
-    from cifar_pack.train import resolve_precision
+    from cifar_pack.training.pipeline import resolve_precision
 
     assert resolve_precision("auto", flags, gpu, onednn) == expected
     for forced in ("float32", "mixed_bfloat16"):
@@ -392,9 +393,10 @@ def test_multi_worker_training_on_two_real_workers(tmp_path):
         "train_state.json",
     ]
     assert json.loads((run / "manifest.json").read_text())["strategy"] == "multi-worker"
-    from cifar_pack.evaluate import evaluate
+    from cifar_pack.runtime.evaluation import evaluate
+    from cifar_pack.training.model import keras_classifier
 
-    report = evaluate(run / "model.keras", str(data_dir), split="train")
+    report = evaluate(keras_classifier(run / "model.keras"), str(data_dir), split="train")
     assert report["samples"] == 36 and 0.0 <= report["accuracy"] <= 1.0
 
 
@@ -409,7 +411,7 @@ def test_multi_worker_training_on_two_real_workers(tmp_path):
     ],
 )
 def test_which_worker_is_chief(tf_config, chief):
-    from cifar_pack.train import is_chief
+    from cifar_pack.training.multi_worker import is_chief
 
     assert is_chief(tf_config) is chief
 
@@ -432,8 +434,8 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
 
 def test_resume_finds_the_checkpoint_its_state_names_whatever_the_kill_left(tmp_path):
     """A kill between checkpoint and state (item 16): the state names its checkpoint by sha256."""
-    from cifar_pack.fileio import sha256_file
-    from cifar_pack.train import _read_state
+    from cifar_pack.runtime.fileio import sha256_file
+    from cifar_pack.training.checkpoints import read_state as _read_state
 
     run = tmp_path / "run"
     run.mkdir()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_pack.predict import Predictor
+from cifar_pack.runtime.predictor import Predictor
 
 from .conftest import run_cli
 from .test_serve import SAMPLES, Server

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ModelError, UsageError
-from ..predict import Predictor, resolve_model
+from ..runtime.config import DEFAULT_DEVICE
+from ..runtime.errors import ModelError, UsageError
+from ..runtime.predictor import Predictor, resolve_model
+from .repository import MODEL_FILE, versions
 
 
 @dataclass
@@ -19,7 +21,10 @@ class ServedModel:
 
 
 def load_models(
-    model: str | Path | None, repository: str | Path | None, device: str = "auto", threads: int | None = None
+    model: str | Path | None,
+    repository: str | Path | None,
+    device: str = DEFAULT_DEVICE,
+    threads: int | None = None,
 ) -> dict[str, ServedModel]:
     """``{name: ServedModel}``: the model's file stem, or each folder name of a repository.
 
@@ -39,12 +44,9 @@ def load_models(
         raise UsageError(f"--model-repository {root}: not a folder")
     served = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        versions = sorted(
-            (v for v in folder.iterdir() if v.name.isdigit() and (v / "model.onnx").is_file()),
-            key=lambda v: int(v.name),
-        )
-        if versions:
-            served[folder.name] = _served(folder.name, versions[-1].name, versions[-1] / "model.onnx", device, threads)
+        found = versions(folder)
+        if found:
+            served[folder.name] = _served(folder.name, found[-1].name, found[-1] / MODEL_FILE, device, threads)
     if not served:
         raise UsageError(f"--model-repository {root}: no <name>/<version>/model.onnx inside")
     return served

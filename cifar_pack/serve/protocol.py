@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from ..runtime.config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
 
 PIXELS = math.prod(INPUT_SHAPE)  # 3072 uint8 values per image
 

@@ -15,7 +15,7 @@ import ort from "onnxruntime-node";
 import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
 
-import { SIZE, resizeBilinear, toRGB } from "../../cifar_pack/web/preprocess.mjs"; // shared with the web page
+import { SIZE, resizeBilinear, toRGB } from "../../cifar_pack/serve/page/preprocess.mjs"; // shared with the web page
 
 export { resizeBilinear, toRGB };
 

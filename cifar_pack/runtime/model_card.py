@@ -4,25 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import split_params
 from .fileio import write_bytes_atomic
+from .records import TrainingRecord
 
 
 def write_model_card(
-    path: Path, report: dict, training: dict | None, probe: dict, quantization: dict | None = None
+    path: Path, report: dict, training: TrainingRecord, probe: dict, quantization: dict | None = None
 ) -> Path:
     """Write the card; every number in it comes from ``report`` (this evaluation), ``training``
-    (the run's record), ``probe`` (``evaluate.out_of_scope_probe``) or ``quantization`` (the
+    (the run's record), ``probe`` (``evaluation.out_of_scope_probe``) or ``quantization`` (the
     int8 gate's report in an int8 model's metadata)."""
-    training = training or {}
-    fraction, seed = split_params(training)
-    per_class = report["per_class"]
-    ranked = sorted(per_class.items(), key=lambda kv: kv[1]["recall"])
-    weakest, strongest = ranked[:3], ranked[-1]
-    gap = strongest[1]["recall"] - ranked[0][1]["recall"]
-    names = report["class_names"]
-    balance = report["class_balance"]
     lines = [
+        *_model_lines(report, quantization),
+        *_use_lines(report, probe),
+        *_data_lines(report, training),
+        *_result_lines(report),
+        *_ethics_lines(report),
+        *_reproduce_lines(report, training, path),
+    ]
+    return write_bytes_atomic(path, "\n".join(lines).encode())
+
+
+def _model_lines(report: dict, quantization: dict | None) -> list[str]:
+    names = report["class_names"]
+    return [
         f"# Model card: {Path(report['model']).name}",
         "",
         "## Model",
@@ -32,8 +37,13 @@ def write_model_card(
         "2.17 M parameters for 10 classes.",
         *_quantization_lines(quantization),
         "",
+    ]
+
+
+def _use_lines(report: dict, probe: dict) -> list[str]:
+    return [
         "## Intended use",
-        f"- Classifying small photographs into exactly these classes: {', '.join(names)}.",
+        f"- Classifying small photographs into exactly these classes: {', '.join(report['class_names'])}.",
         "- Teaching, demos and as a baseline for packaging/deployment pipelines.",
         "",
         "## Out-of-scope use",
@@ -49,14 +59,20 @@ def write_model_card(
         "- Inputs are shrunk to 32x32 pixels: fine detail, small objects and text are lost.",
         "- Any decision about people, safety, security or money.",
         "",
+    ]
+
+
+def _data_lines(report: dict, training: TrainingRecord) -> list[str]:
+    fraction, seed = training.split
+    balance = report["class_balance"]
+    val = f" (validation accuracy {training.val_accuracy:.2%})." if training.val_accuracy else "."
+    return [
         "## Training data",
-        f"- Source: `{training.get('data_source') or training.get('source') or 'unknown'}`, "
-        f"sha256 `{training.get('data_sha256') or training.get('sha256') or 'unknown'}`.",
+        f"- Source: `{training.data_source or 'unknown'}`, sha256 `{training.data_sha256 or 'unknown'}`.",
         "- CIFAR-10 (Krizhevsky, 2009): 32x32 images collected from the web (the 80 Million Tiny Images "
         "collection) and labelled by paid annotators.",
-        f"- Validation: a stratified {fraction:.0%} of the training split "
-        f"(seed {seed}), used to pick the best epoch"
-        + (f" (validation accuracy {training['val_accuracy']:.2%})." if training.get("val_accuracy") else "."),
+        f"- Validation: a stratified {fraction:.0%} of the training split (seed {seed}), used to pick the best "
+        f"epoch{val}",
         "",
         "## Evaluation data",
         f"- `{report['data']}` (sha256 `{report['data_sha256']}`), split `{report['split']}`, "
@@ -65,6 +81,13 @@ def write_model_card(
         f"largest/smallest class ratio {balance['max_to_min_ratio']:.2f} "
         f"({'balanced' if balance['balanced'] else 'IMBALANCED: overall accuracy hides the small classes'}).",
         "",
+    ]
+
+
+def _result_lines(report: dict) -> list[str]:
+    per_class = report["per_class"]
+    weakest = sorted(per_class.items(), key=lambda kv: kv[1]["recall"])[:3]
+    return [
         "## Results",
         f"- Top-1 accuracy: **{report['accuracy']:.2%}** on {report['samples']} images.",
         "",
@@ -76,28 +99,47 @@ def write_model_card(
         "- Most confused pairs (true -> predicted, count): "
         + (", ".join(f"{p['true']} -> {p['predicted']} ({p['count']})" for p in report["most_confused"]) or "none"),
         "",
+    ]
+
+
+def _ethics_lines(report: dict) -> list[str]:
+    ranked = sorted(report["per_class"].items(), key=lambda kv: kv[1]["recall"])
+    (low_name, low), (high_name, high) = ranked[0], ranked[-1]
+    gap = high["recall"] - low["recall"]
+    return [
         "## Ethical considerations",
         "- Provenance and consent: the images were gathered from the web without the consent of the people "
         "who took them or appear in them; the tiny-images collection they came from was withdrawn in 2020 "
         "over offensive labels. CIFAR-10's ten classes are hand-checked, but the provenance caveat stays.",
-        f"- Bias between classes: recall ranges from {ranked[0][1]['recall']:.1%} ({ranked[0][0]}) to "
-        f"{strongest[1]['recall']:.1%} ({strongest[0]}), a gap of {100 * gap:.1f} points. A system built on "
+        f"- Bias between classes: recall ranges from {low['recall']:.1%} ({low_name}) to "
+        f"{high['recall']:.1%} ({high_name}), a gap of {100 * gap:.1f} points. A system built on "
         "this model serves some classes measurably worse than others; check the per-class table, not only "
         "the overall accuracy, against the classes that matter to your use.",
         "- The data reflects where and how the photos were taken (mostly North American/European web images); "
         "expect lower accuracy on objects that look different elsewhere.",
         "",
+    ]
+
+
+def _reproduce_lines(report: dict, training: TrainingRecord, card: Path) -> list[str]:
+    """The commands that recreate this model from its run record, as far as the record tells."""
+    train = f"cifar-pack train --data {training.data_source or 'DATA'} --out run"
+    if training.recipe:
+        train += f" --recipe {training.recipe}"
+    if training.epochs:
+        train += f" --epochs {training.epochs}"
+    int8 = " --int8" if report["format"] == "onnx" and ".int8" in Path(report["model"]).name else ""
+    return [
         "## How to reproduce",
         "```bash",
         'pip install -e ".[dev]"',
-        f"cifar-pack train --data {training.get('data_source') or training.get('source') or 'DATA'} --out artifacts",
-        "cifar-pack export --onnx --model artifacts/model.keras --int8",
+        train,
+        f"cifar-pack export --onnx --model run/model.keras{int8}",
         f"cifar-pack evaluate --model {report['model']} --data {report['data']} --split {report['split']} "
-        "--model-card MODEL_CARD.md",
+        f"--model-card {card}",
         "```",
         "",
     ]
-    return write_bytes_atomic(path, "\n".join(lines).encode())
 
 
 def _quantization_lines(q: dict | None) -> list[str]:

@@ -1,5 +1,6 @@
-"""A Triton model repository from exported ``.onnx`` files: the same folder runs on NVIDIA Triton
-Inference Server, on KServe, and on ``cifar-pack serve --model-repository``. Only writes files.
+"""The Triton model repository layout: written from exported ``.onnx`` files (``export --triton``),
+read by ``cifar-pack serve --model-repository``; the same folder runs on NVIDIA Triton Inference
+Server and on KServe. No TensorFlow, and nothing of the server's ASGI stack.
 
     DIR/<name>/config.pbtxt     backend onnxruntime, batch, tensors, dynamic batching, labels
     DIR/<name>/labels.txt       one class name per line, in output order
@@ -16,9 +17,18 @@ import re
 import shutil
 from pathlib import Path
 
-from .config import INPUT_SHAPE, OUTPUT_NAME
-from .fileio import atomic_path, write_bytes_atomic
-from .onnx_file import sidecar_path
+from ..runtime.config import INPUT_SHAPE, OUTPUT_NAME
+from ..runtime.fileio import atomic_path, write_bytes_atomic
+from ..runtime.onnx_file import sidecar_path
+from .config import DEFAULT_BATCHING
+
+MODEL_FILE = "model.onnx"  # DIR/<name>/<version>/model.onnx, as Triton's onnxruntime backend expects
+
+
+def versions(folder: Path) -> list[Path]:
+    """A model folder's numeric version folders that hold a model, oldest first."""
+    found = (v for v in folder.iterdir() if v.name.isdigit() and (v / MODEL_FILE).is_file())
+    return sorted(found, key=lambda v: int(v.name))
 
 
 def model_name(onnx_path: Path) -> str:
@@ -53,14 +63,17 @@ dynamic_batching {{
 
 
 def write_repository(
-    onnx_paths: list[str | Path], root: str | Path, max_batch_size: int = 64, max_queue_delay_ms: float = 2.0
+    onnx_paths: list[str | Path],
+    root: str | Path,
+    max_batch_size: int = DEFAULT_BATCHING.max_batch_size,
+    max_queue_delay_ms: float = DEFAULT_BATCHING.max_queue_delay_ms,
 ) -> list[Path]:
     """Add each model to the repository at ``root`` (created if missing); return the model folders.
 
     Raises:
         ModelError: a file that is not a cifar-pack classifier (checked by loading it).
     """
-    from .predict import Predictor
+    from ..runtime.predictor import Predictor
 
     root, written = Path(root), []
     for onnx_path in map(Path, onnx_paths):
@@ -68,10 +81,10 @@ def write_repository(
         name = model_name(onnx_path)
         folder = root / name
         (folder / "1").mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / "1" / "model.onnx") as tmp:
+        with atomic_path(folder / "1" / MODEL_FILE) as tmp:
             shutil.copyfile(onnx_path, tmp)
         if sidecar_path(onnx_path).is_file():
-            with atomic_path(sidecar_path(folder / "1" / "model.onnx")) as tmp:
+            with atomic_path(sidecar_path(folder / "1" / MODEL_FILE)) as tmp:
                 shutil.copyfile(sidecar_path(onnx_path), tmp)
         write_bytes_atomic(folder / "labels.txt", ("\n".join(predictor.class_names) + "\n").encode())
         text = config_pbtxt(

@@ -1,5 +1,5 @@
 // The model's preprocessing in JavaScript, shared by the Node.js example (examples/node) and the
-// web page (cifar_pack/web): RGBA over white, then Pillow's BILINEAR resize to 32x32, ported line
+// web page (cifar_pack/serve/page): RGBA over white, then Pillow's BILINEAR resize to 32x32, ported line
 // by line so that the bytes the model sees equal Python's (cifar_pack/images.py). No imports: it
 // runs in Node and in browsers alike.
 

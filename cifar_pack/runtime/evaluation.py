@@ -15,55 +15,49 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
+from .batching import BatchFn, run_batched
+from .config import KERAS_SUFFIXES
 from .errors import DataError, ModelError
 from .fileio import write_json_atomic
 from .metrics import confusion_matrix, summarize, write_confusion_png
+from .records import TrainingRecord
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Classifier:
-    """What evaluation needs from a model, whatever its format."""
+    """What evaluation needs from a model, whatever its format (the Keras adapter lives in
+    ``cifar_pack.training.model.keras_classifier``, so this side never imports TensorFlow)."""
 
     path: Path
     class_names: list[str]
-    predict_proba: object  # (N, 32, 32, 3) uint8 -> (N, C) float32
-    training: dict | None  # the training run's facts, when known (data source, split, accuracy)
+    predict_proba: BatchFn  # (N, 32, 32, 3) uint8 -> (N, C) float32
+    training: TrainingRecord  # the training run's facts (data source, split, accuracy); fields None when unknown
     format: str
     quantization: dict | None = None  # the int8 gate's report, for int8 ONNX models
 
 
-def load_classifier(model: str | os.PathLike | None) -> Classifier:
-    """Open an ONNX model with onnxruntime, or a Keras model with Keras (imported only then)."""
-    from .predict import Predictor, resolve_model
+def onnx_classifier(model: str | os.PathLike | None) -> Classifier:
+    """Open an ONNX model with onnxruntime (``None``: the model ``cifar-pack predict`` uses).
+
+    Raises:
+        ModelError: a Keras file (evaluate it through the training side), or an unusable model.
+    """
+    from .predictor import Predictor, resolve_model
 
     path = resolve_model(model)
-    if path.suffix == ".onnx":
-        predictor = Predictor(path)
-        meta = predictor.metadata
-        quantization = meta.get("quantization") if isinstance(meta.get("quantization"), dict) else None
-        return Classifier(
-            path, predictor.class_names, predictor.predict_proba, meta.get("training"), "onnx", quantization
-        )
-    from .model import check_classifier, float32_copy, keras_probabilities, load_keras_model, read_manifest
-
-    keras_model = load_keras_model(path)
-    num_classes = check_classifier(keras_model, path)
-    keras_model, _ = float32_copy(keras_model)
-    manifest = read_manifest(path) or {}
-    names = manifest.get("class_names") or [str(i) for i in range(num_classes)]
-    if len(names) != num_classes:
-        raise ModelError(f"{path}: manifest lists {len(names)} classes but the model outputs {num_classes}")
-    training = None
-    if manifest:
-        training = {**manifest["data"], "val_accuracy": manifest["metrics"].get("best_val_accuracy")}
-        training.setdefault("data_source", manifest["data"].get("source"))
-    return Classifier(path, list(names), keras_probabilities(keras_model, False), training, "keras")
+    if path.suffix in KERAS_SUFFIXES:
+        raise ModelError(f"{path}: a Keras model; load it with cifar_pack.training.model.keras_classifier")
+    predictor = Predictor(path)
+    meta = predictor.metadata
+    quantization = meta.get("quantization") if isinstance(meta.get("quantization"), dict) else None
+    training = TrainingRecord.from_metadata(meta.get("training"))
+    return Classifier(path, predictor.class_names, predictor.predict_proba, training, "onnx", quantization)
 
 
 def evaluate(
-    model: str | os.PathLike | None,
+    model: Classifier | str | os.PathLike | None,
     data: str,
     split: str | None = None,
     out: str | os.PathLike = "artifacts/eval",
@@ -73,7 +67,8 @@ def evaluate(
     """Evaluate ``model`` on one split of ``data``; write a JSON report and a confusion PNG.
 
     Args:
-        model: ``.onnx``, ``.keras`` or ``.h5``; ``None`` = the model ``cifar-pack predict`` uses.
+        model: a ``Classifier`` (e.g. ``keras_classifier(path)``), or an ``.onnx`` path; ``None`` =
+            the model ``cifar-pack predict`` uses.
         data: any ``data.load`` source. split: ``test`` (default when present), ``val``
             (the training run's stratified split, same fraction and seed) or ``train``.
         out: directory for ``report.json`` and ``confusion.png``.
@@ -87,10 +82,9 @@ def evaluate(
         DataError: missing split, empty set, class names that do not match the model's.
     """
     started = time.perf_counter()
-    clf = load_classifier(model)
+    clf = model if isinstance(model, Classifier) else onnx_classifier(model)
     dataset = data_mod.load(data)
-    fraction, seed = data_mod.split_params(clf.training)
-    split, x, y = data_mod.select(dataset, split, fraction, seed)
+    split, x, y = data_mod.select(dataset, split, *clf.training.split)
     if len(y) == 0:
         raise DataError(f"{data}: the {split} split is empty")
     y_model = map_labels(dataset.class_names, clf.class_names, y, data, clf.path)
@@ -98,17 +92,17 @@ def evaluate(
     if absent:
         kept = len(clf.class_names) - len(absent)
         log.warning("%s: no images of %s; evaluating the other %d classes", data, ", ".join(absent), kept)
-    trained_on = (clf.training or {}).get("data_sha256")
+    trained_on = clf.training.data_sha256
     if split == "val" and trained_on and trained_on != dataset.sha256:
         log.warning(
             "--split val: %s is not the data %s was trained on, so 'val' is a stratified %d%% of it, "
             "not the run's validation images",
             data,
             clf.path.name,
-            round(100 * fraction),
+            round(100 * clf.training.validation_split),
         )
 
-    probs = np.concatenate([clf.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    probs = run_batched(clf.predict_proba, x, batch_size)
     pred = probs.argmax(axis=1)
     matrix = confusion_matrix(y_model, pred, len(clf.class_names))
     summary = summarize(matrix, clf.class_names)

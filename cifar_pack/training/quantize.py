@@ -19,19 +19,20 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import statistics
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from . import data as data_mod
-from .config import CALIBRATE_METHODS, DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, INPUT_NAME, Int8Settings
-from .errors import ExportError, ParityError
-from .onnx_file import write_model
-from .sysinfo import cpu_info, int8_kernel
+from ..runtime import data as data_mod
+from ..runtime.batching import median_seconds, run_batched
+from ..runtime.config import INPUT_NAME
+from ..runtime.errors import ExportError, ModelError, ParityError, UsageError
+from ..runtime.onnx_file import model_proto_metadata, read_metadata, write_model
+from ..runtime.records import TrainingRecord
+from ..runtime.sysinfo import cpu_info, int8_kernel
+from .config import DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, CalibrateMethod, Int8Settings, choices
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,13 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
         quantize_static,
     )
 
-    if settings.calibrate_method not in CALIBRATE_METHODS:
-        raise ExportError(
-            f"--calibrate-method must be one of {', '.join(CALIBRATE_METHODS)}, got {settings.calibrate_method!r}"
+    if settings.calibrate_method not in choices(CalibrateMethod):
+        raise UsageError(
+            f"--calibrate-method must be one of {', '.join(choices(CalibrateMethod))}, "
+            f"got {settings.calibrate_method!r}"
         )
+    methods = {CalibrateMethod.minmax: CalibrationMethod.MinMax, CalibrateMethod.entropy: CalibrationMethod.Entropy}
+    methods[CalibrateMethod.percentile] = CalibrationMethod.Percentile
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 
     # The histogram methods stack per-batch outputs with np.asarray, which fails when the last
@@ -92,11 +96,7 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
                     reduce_range=settings.reduce_range,
                     activation_type=types[settings.activations],
                     weight_type=types[settings.weights],
-                    calibrate_method={
-                        "minmax": CalibrationMethod.MinMax,
-                        "entropy": CalibrationMethod.Entropy,
-                        "percentile": CalibrationMethod.Percentile,
-                    }[settings.calibrate_method],
+                    calibrate_method=methods[CalibrateMethod(settings.calibrate_method)],
                 )
         except Exception as exc:  # onnxruntime.quantization raises assorted types
             raise ExportError(f"int8 quantization of {fp32_path} failed: {exc}") from None
@@ -123,46 +123,42 @@ def avx2_pair_bound(int8_model) -> dict:
     return {"avx2_worst_pair_sum": worst, "int16_max": INT16_MAX, "saturation_free": worst <= INT16_MAX}
 
 
-def quantize_int8(
+def measure_int8(
     fp32_path: Path,
     dataset,
-    manifest: dict | None,
-    metadata: dict,
+    record: TrainingRecord,
     *,
     settings: Int8Settings = DEFAULT_INT8,
     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     eval_samples: int | None = None,
-) -> tuple[Path, dict]:
-    """Write ``<stem>.int8.onnx`` beside ``fp32_path``; return (path, report).
+):
+    """Quantize ``fp32_path`` and measure it against float32; gate nothing, write nothing.
 
-    The gate measures on this machine's int8 kernels; the report names them (``measured_on``)
-    and says whether the weights allow the AVX2 kernel to saturate (``avx2``).
+    Calibration images come from the training part of the recorded split, accuracy from its
+    validation part, so the gate never sees an image calibration saw. Returns (int8
+    ``onnx.ModelProto``, report); ``report["passed"]`` says whether the drop is within
+    ``max_accuracy_drop``. The report names this machine's int8 kernels (``measured_on``) and
+    whether the weights allow the AVX2 kernel to saturate (``avx2``).
 
     Raises:
         ExportError: no real images to calibrate on, or quantization failed.
-        ParityError: top-1 accuracy fell more than ``max_accuracy_drop`` points.
     """
     import onnxruntime as ort
 
     if dataset is None:
         raise ExportError("--int8 needs real images for calibration and its accuracy gate: pass --data")
-    split, seed = data_mod.split_params(manifest and manifest["data"])
     x_all, y_all = dataset.split("train")
-    train_idx, val_idx = data_mod.stratified_split(y_all, split, seed)
-    rng = np.random.default_rng(seed)
+    train_idx, val_idx = data_mod.stratified_split(y_all, *record.split)
+    rng = np.random.default_rng(record.split_seed)
     calib_idx = rng.choice(train_idx, size=min(settings.calibration_samples, len(train_idx)), replace=False)
-    eval_idx = (
-        val_idx
-        if eval_samples is None
-        else np.sort(rng.choice(val_idx, min(eval_samples, len(val_idx)), replace=False))
-    )
-    x_eval, y_eval = x_all[eval_idx], y_all[eval_idx]
+    if eval_samples is not None:
+        val_idx = np.sort(rng.choice(val_idx, min(eval_samples, len(val_idx)), replace=False))
+    x_eval, y_eval = x_all[val_idx], y_all[val_idx]
     int8_model = quantize_model(fp32_path, x_all[calib_idx], settings)
 
     fp32_session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
     int8_session = ort.InferenceSession(int8_model.SerializeToString(), providers=["CPUExecutionProvider"])
-    acc32 = accuracy(fp32_session, x_eval, y_eval)
-    acc8 = accuracy(int8_session, x_eval, y_eval)
+    acc32, acc8 = accuracy(fp32_session, x_eval, y_eval), accuracy(int8_session, x_eval, y_eval)
     drop = 100.0 * (acc32 - acc8)
     machine = cpu_info()
     report = {
@@ -183,13 +179,35 @@ def quantize_int8(
         },
         "avx2": avx2_pair_bound(int8_model),
     }
-    if drop > max_accuracy_drop:
+    return int8_model, report | measure_speedup(fp32_session, int8_session, x_eval)
+
+
+def quantize_int8(
+    fp32_path: Path,
+    dataset,
+    record: TrainingRecord,
+    metadata: dict,
+    *,
+    settings: Int8Settings = DEFAULT_INT8,
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+    eval_samples: int | None = None,
+) -> tuple[Path, dict]:
+    """Write ``<stem>.int8.onnx`` beside ``fp32_path`` if it passes the accuracy gate; (path, report).
+
+    Raises:
+        ExportError: as ``measure_int8``.
+        ParityError: top-1 accuracy fell more than ``max_accuracy_drop`` points (no file written).
+    """
+    int8_model, report = measure_int8(
+        fp32_path, dataset, record, settings=settings, max_accuracy_drop=max_accuracy_drop, eval_samples=eval_samples
+    )
+    acc8, acc32, drop = report["int8_accuracy"], report["float32_accuracy"], report["accuracy_drop_points"]
+    if not report["passed"]:
         raise ParityError(
             f"int8 accuracy gate failed: top-1 {acc8:.4f} vs float32 {acc32:.4f}, a drop of {drop:.2f} points "
             f"> --max-accuracy-drop {max_accuracy_drop}; no int8 file written",
             report,
         )
-    report |= measure_speedup(fp32_session, int8_session, x_eval)
     log.info(
         "int8: accuracy %.4f (float32 %.4f, drop %.2f points, measured on %s), %.2fx throughput at batch 256",
         acc8,
@@ -198,7 +216,6 @@ def quantize_int8(
         report["measured_on"]["int8_kernel"],
         report["speedup_batch256"],
     )
-
     meta = dict(metadata) | {"quantization": report}
     out_path = write_model(fp32_path.with_name(f"{fp32_path.stem}.int8.onnx"), int8_model, meta)
     return out_path, report
@@ -221,33 +238,24 @@ def int8_from_onnx(
         ModelError: not a cifar-pack float32 export. DataError/ExportError/ParityError: as
         ``quantize_int8``.
     """
-    import json
-
     import onnx
-
-    from .errors import ModelError
 
     fp32_path = Path(fp32_path)
     try:
         model = onnx.load(str(fp32_path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise ModelError(f"{fp32_path}: not a loadable ONNX model ({type(exc).__name__})") from None
-    metadata = {}
-    for prop in model.metadata_props:
-        try:
-            metadata[prop.key] = json.loads(prop.value)
-        except ValueError:
-            metadata[prop.key] = prop.value
+    metadata = read_metadata(model_proto_metadata(model), fp32_path)
     if "quantization" in metadata or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         raise ModelError(f"{fp32_path}: already quantized; quantize the float32 model it came from")
-    training = metadata.get("training") if isinstance(metadata.get("training"), dict) else {}
-    source = data or training.get("data_source")
+    record = TrainingRecord.from_metadata(metadata.get("training"))
+    source = data or record.data_source
     if not source:
         raise ModelError(f"{fp32_path}: its metadata names no training data; pass --data")
     return quantize_int8(
         fp32_path,
         data_mod.load(source),
-        {"data": training},
+        record,
         metadata,
         settings=settings,
         max_accuracy_drop=max_accuracy_drop,
@@ -256,23 +264,17 @@ def int8_from_onnx(
 
 
 def accuracy(session, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:
-    probs = np.concatenate([session.run(None, {INPUT_NAME: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+    probs = run_batched(lambda b: session.run(None, {INPUT_NAME: b})[0], x, batch)
     return float(np.mean(probs.argmax(1) == y))
 
 
 def measure_speedup(fp32_session, int8_session, images: np.ndarray, repeats: int = 5) -> dict:
-    """Median images/s at batch 256 and median ms at batch 1, float32 vs int8, interleaved."""
+    """Median images/s at batch 256 and median ms at batch 1, float32 vs int8."""
     big = np.resize(images, (256, *images.shape[1:]))
     one = images[:1]
 
     def timed(session, batch, n):
-        session.run(None, {INPUT_NAME: batch})  # warm-up
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            session.run(None, {INPUT_NAME: batch})
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
+        return median_seconds(lambda: session.run(None, {INPUT_NAME: batch}), n)
 
     t32, t8 = timed(fp32_session, big, repeats), timed(int8_session, big, repeats)
     l32, l8 = timed(fp32_session, one, 20 * repeats), timed(int8_session, one, 20 * repeats)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import data as data_mod
+from ..runtime import data as data_mod
+from ..runtime.fileio import atomic_path
 from .config import TrainConfig
-from .fileio import atomic_path
 
 SCALE = 4  # each 32x32 cell is drawn at 128x128 so the augmentation is visible
 GAP = 4
@@ -17,8 +17,8 @@ GAP = 4
 
 def write_preview(source: str, output: Path, config: TrainConfig, rows: int, variants: int, seed: int) -> Path:
     """Rows of [original, ``variants`` augmented copies] from random training images -> PNG."""
+    from .pipeline import make_augmenter
     from .tf_setup import tf
-    from .train import make_augmenter
 
     x, _ = data_mod.load(source).split("train")
     rng = np.random.default_rng(seed)

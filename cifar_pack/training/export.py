@@ -19,31 +19,29 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from . import data as data_mod
+from .. import __version__
+from ..runtime import data as data_mod
+from ..runtime.config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from ..runtime.errors import DataError, ExportError
+from ..runtime.fileio import package_versions, sha256_file
+from ..runtime.onnx_file import write_model
+from ..runtime.records import TrainingRecord, read_record
 from .config import (
     DEFAULT_ATOL,
     DEFAULT_INT8,
     DEFAULT_MAX_ACCURACY_DROP,
     DEFAULT_OPSET,
     DEFAULT_PARITY_SAMPLES,
-    INPUT_NAME,
-    INPUT_SHAPE,
-    OUTPUT_NAME,
     Int8Settings,
 )
-from .errors import DataError, ExportError
-from .fileio import package_versions, sha256_file
 from .model import (
     check_classifier,
     ends_in_softmax,
     float32_copy,
     keras_probabilities,
     load_keras_model,
-    read_manifest,
     serving_function,
 )
-from .onnx_file import write_model
 from .parity import ParityReport, check_parity
 
 log = logging.getLogger(__name__)
@@ -110,12 +108,12 @@ def export_onnx(
     output = Path(output) if output else model_path.with_suffix(".onnx")
     model = load_keras_model(model_path)
     num_classes = check_classifier(model, model_path)
-    manifest = read_manifest(model_path)
+    record = read_record(model_path)
     model, was_mixed = float32_copy(model)
     softmax_added = not ends_in_softmax(model)
 
-    parity_images, inputs_desc, dataset = parity_inputs(data, manifest, parity_samples)
-    class_names = resolve_class_names(num_classes, manifest, dataset, model_path)
+    parity_images, inputs_desc, dataset = parity_inputs(data, record, parity_samples)
+    class_names = resolve_class_names(num_classes, record, dataset, model_path)
 
     onnx_model = convert(model, opset, softmax_added)
     keras_fn = keras_probabilities(model, softmax_added)
@@ -128,7 +126,7 @@ def export_onnx(
         100 * report.top1_agreement,
     )
 
-    metadata = build_metadata(model_path, class_names, manifest, report, opset, softmax_added, was_mixed)
+    metadata = build_metadata(model_path, class_names, record, report, opset, softmax_added, was_mixed)
     write_model(output, onnx_model, metadata)
 
     int8_path, int8_report = None, None
@@ -138,17 +136,13 @@ def export_onnx(
         int8_path, int8_report = quantize_int8(
             output,
             dataset,
-            manifest,
+            record or TrainingRecord(),
             metadata,
             settings=int8_settings,
             max_accuracy_drop=max_accuracy_drop,
             eval_samples=eval_samples,
         )
     return ExportResult(output, report, int8_path, int8_report, time.perf_counter() - started)
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading and checking the Keras model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,22 +170,16 @@ def convert(model, opset: int, softmax_added: bool):
     return onnx_model
 
 
-def build_metadata(model_path, class_names, manifest, parity, opset, softmax_added, was_mixed) -> dict:
+def build_metadata(
+    model_path: Path,
+    class_names: list[str],
+    record: TrainingRecord | None,
+    parity: ParityReport,
+    opset: int,
+    softmax_added: bool,
+    was_mixed: bool,
+) -> dict:
     """Everything an embedding app needs besides the graph, as plain JSON-able values."""
-    training = None
-    if manifest:
-        training = {
-            "data_source": manifest["data"]["source"],
-            "data_sha256": manifest["data"].get("sha256"),
-            "validation_split": manifest["data"].get("validation_split"),
-            "split_seed": manifest["data"].get("split_seed"),
-            "epochs": len(manifest.get("history", [])) or manifest["config"]["epochs"],
-            "recipe": manifest["config"].get("recipe"),
-            "precision": manifest.get("precision"),
-            "best_epoch": manifest["metrics"].get("best_epoch"),
-            "val_accuracy": manifest["metrics"].get("best_val_accuracy"),
-            "test_accuracy": manifest["metrics"].get("test_accuracy"),
-        }
     versions = package_versions("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx")
     versions["cifar-pack"] = __version__
     versions["opset"] = opset
@@ -218,7 +206,7 @@ def build_metadata(model_path, class_names, manifest, parity, opset, softmax_add
         "source_sha256": sha256_file(model_path),
         "source_file": model_path.name,
         "exported_in_float32_from_mixed_precision": was_mixed,
-        "training": training,
+        "training": record.to_metadata() if record else None,
         "parity": parity.to_json(),
         "versions": versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -229,23 +217,22 @@ def build_metadata(model_path, class_names, manifest, parity, opset, softmax_add
 # Where parity images and class names come from
 
 
-def parity_inputs(data: str | None, manifest: dict | None, samples: int):
+def parity_inputs(data: str | None, record: TrainingRecord | None, samples: int):
     """(images (N, 32, 32, 3) uint8, description, Dataset or None).
 
     ``--data``: up to ``samples`` images drawn from all of its splits. Else the validation
-    images of the training run in the manifest. Else random pixels, said in capitals.
+    images of the training run in the record. Else random pixels, said in capitals.
     """
     rng = np.random.default_rng(0)
-    dataset = None
     if data is not None:
         dataset = data_mod.load(data)
         pool = np.concatenate([x for x, _ in dataset.splits.values()])
         pick = rng.choice(len(pool), size=min(samples, len(pool)), replace=False)
         return pool[np.sort(pick)], f"real images from {data}", dataset
-    if manifest:
+    if record and record.data_location:
         try:
-            dataset = data_mod.load(manifest["data"].get("path") or manifest["data"]["source"])
-            _, x_val, _ = data_mod.select(dataset, "val", *data_mod.split_params(manifest["data"]))
+            dataset = data_mod.load(record.data_location)
+            _, x_val, _ = data_mod.select(dataset, "val", *record.split)
             pick = rng.choice(len(x_val), size=min(samples, len(x_val)), replace=False)
             return x_val[np.sort(pick)], "validation images of the training run", dataset
         except DataError as exc:
@@ -255,8 +242,8 @@ def parity_inputs(data: str | None, manifest: dict | None, samples: int):
     return images, "RANDOM INPUTS (no real images were available)", None
 
 
-def resolve_class_names(num_classes: int, manifest, dataset, model_path: Path) -> list[str]:
-    for names in (manifest and manifest.get("class_names"), dataset and dataset.class_names):
+def resolve_class_names(num_classes: int, record: TrainingRecord | None, dataset, model_path: Path) -> list[str]:
+    for names in (record and record.class_names, dataset and dataset.class_names):
         if names and len(names) == num_classes:
             return list(names)
     log.warning("%s: no class names found (no manifest, no matching --data); using indices", model_path)

@@ -14,6 +14,7 @@ The rules, which embedders must copy to get the same answers (docs/embedding.md)
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -24,17 +25,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .config import IMAGE_SIZE
+from .config import DEFAULT_MAX_PIXELS, IMAGE_SIZE, MAX_PIXELS_VARIABLE
 from .errors import InputError
 
 BACKGROUND = (255, 255, 255)
 RESAMPLE = Image.Resampling.BILINEAR
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
-# The model sees 32x32 pixels, so no input needs to be decoded at 100 megapixels (Pillow's own
-# bomb limit is 89.5 MP with a warning, 179 MP refused). Above MAX_PIXELS an image is refused
-# from its header, before any pixel is decoded. Raise it with --max-pixels or CIFAR_PACK_MAX_PIXELS.
-DEFAULT_MAX_PIXELS = 50_000_000
 MAX_FILE_BYTES = 64 * 2**20  # one image file
 # JPEGs above this are decoded at 1/2, 1/4 or 1/8 scale by libjpeg (Pillow's draft mode) to at
 # least DRAFT_MIN_SIDE pixels a side: 64x less memory and time at 1/8. Photos up to 24 MP (phones,
@@ -43,20 +40,33 @@ DRAFT_ABOVE_PIXELS = 24_000_000
 DRAFT_MIN_SIDE = 1024
 
 
-def max_pixels() -> int:
-    """The pixel cap in force: ``CIFAR_PACK_MAX_PIXELS`` if set (an integer), else 50 MP."""
-    value = os.environ.get("CIFAR_PACK_MAX_PIXELS")
-    try:
-        return int(value) if value else DEFAULT_MAX_PIXELS
-    except ValueError:
-        raise InputError(f"CIFAR_PACK_MAX_PIXELS={value!r}: not an integer") from None
+def resolve_max_pixels(value: int | None = None) -> int:
+    """The pixel cap: ``value`` if given, else ``CIFAR_PACK_MAX_PIXELS`` if set, else 50 MP.
+
+    Read once by whoever decodes many images (``Predictor``, the server), not per image.
+
+    Raises:
+        UsageError: a cap below 1, or a ``CIFAR_PACK_MAX_PIXELS`` that is not an integer.
+    """
+    from .errors import UsageError
+
+    if value is None:
+        text = os.environ.get(MAX_PIXELS_VARIABLE)
+        try:
+            value = int(text) if text else DEFAULT_MAX_PIXELS
+        except ValueError:
+            raise UsageError(f"{MAX_PIXELS_VARIABLE}={text!r}: not an integer") from None
+    if value < 1:
+        raise UsageError(f"--max-pixels must be at least 1, got {value}")
+    return value
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode an image file, turning every failure into one ``InputError``.
 
     Only regular files (or links to one) up to 64 MB are read: a FIFO would block, a link to
-    /dev/zero never ends. Images over ``max_pixels()`` are refused from their header.
+    /dev/zero never ends. Images over ``max_pixels`` (``resolve_max_pixels``) are refused from
+    their header.
     """
     path = Path(path)
     try:
@@ -74,12 +84,12 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     if st.st_size > MAX_FILE_BYTES:
         raise InputError(f"{path}: {st.st_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for one image")
     with open(path, "rb") as fh:
-        return decode(fh, str(path))
+        return decode(fh, str(path), max_pixels)
 
 
-def decode(fp, name: str) -> Image.Image:
+def decode(fp, name: str, max_pixels: int | None = None) -> Image.Image:
     """Decode an open binary file (or BytesIO) named ``name``; ``InputError`` on any failure."""
-    limit = max_pixels()
+    limit = resolve_max_pixels(max_pixels)
     try:
         with warnings.catch_warnings():
             # Our own cap is lower than Pillow's warning threshold: its warning would only be noise.
@@ -135,9 +145,14 @@ def to_model_input(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file -> (32, 32, 3) uint8 RGB. Raises ``InputError`` naming the file."""
-    return to_model_input(open_image(path))
+    return to_model_input(open_image(path, max_pixels))
+
+
+def decode_bytes(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """Encoded image bytes (an upload, an archive member) -> (32, 32, 3) uint8 RGB; ``InputError``."""
+    return to_model_input(decode(io.BytesIO(data), name, max_pixels))
 
 
 def array_to_model_input(array: np.ndarray, name: str = "array") -> np.ndarray:

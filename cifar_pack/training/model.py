@@ -3,12 +3,13 @@ serving saved Keras classifiers: export, evaluate and benchmark share these. Imp
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from .config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
-from .errors import ModelError
+from ..runtime.config import INPUT_NAME, INPUT_SHAPE, KERAS_SUFFIXES, OUTPUT_NAME
+from ..runtime.errors import ModelError
+from ..runtime.evaluation import Classifier
+from ..runtime.records import TrainingRecord, read_record
 from .tf_setup import keras
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def load_keras_model(path: Path):
     """Load a ``.keras`` or ``.h5`` model for inference; one-line ``ModelError`` on any failure."""
     if not path.exists():
         raise ModelError(f"{path}: no such file")
-    if path.suffix not in (".keras", ".h5", ".hdf5"):
+    if path.suffix not in KERAS_SUFFIXES:
         raise ModelError(f"{path}: expected a Keras model file (.keras or .h5), got '{path.suffix or 'no suffix'}'")
     try:
         return keras.models.load_model(path, compile=False)
@@ -139,17 +140,17 @@ def keras_probabilities(model, softmax_added: bool):
     return lambda images: serve(images)[OUTPUT_NAME].numpy()
 
 
-def read_manifest(model_path: Path) -> dict | None:
-    """The training run's manifest beside the model (``cifar-pack train`` writes it), if any."""
-    path = model_path.parent / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-        history = model_path.parent / "history.json"
-        if history.exists():
-            manifest["history"] = json.loads(history.read_text())
-        return manifest if manifest.get("model") == model_path.name else None
-    except (ValueError, KeyError):
-        log.warning("ignoring unreadable %s", path)
-        return None
+def keras_classifier(path: Path) -> Classifier:
+    """A Keras model as evaluation's ``Classifier``: float32 probabilities, names from its run's manifest.
+
+    Raises:
+        ModelError: not a loadable classifier, or a manifest whose class count differs from the model's.
+    """
+    model = load_keras_model(path)
+    num_classes = check_classifier(model, path)
+    model, _ = float32_copy(model)
+    record = read_record(path) or TrainingRecord()
+    names = list(record.class_names or [str(i) for i in range(num_classes)])
+    if len(names) != num_classes:
+        raise ModelError(f"{path}: manifest lists {len(names)} classes but the model outputs {num_classes}")
+    return Classifier(path, names, keras_probabilities(model, False), record, "keras")

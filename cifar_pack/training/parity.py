@@ -12,8 +12,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .config import DEFAULT_ATOL, INPUT_NAME, OUTPUT_NAME
-from .errors import ParityError
+from ..runtime.batching import run_batched
+from ..runtime.config import INPUT_NAME, OUTPUT_NAME
+from ..runtime.errors import ParityError
+from .config import DEFAULT_ATOL
 
 BATCH_SIZES = (256, 7)  # a large batch and an odd small one: both must agree with Keras
 
@@ -67,12 +69,10 @@ def check_parity(
         failures.append(f"graph names are {in_names} -> {out_names}, expected ['{INPUT_NAME}'] -> ['{OUTPUT_NAME}']")
         raise ParityError("parity failed: " + "; ".join(failures))
 
-    expected = np.concatenate([keras_fn(images[i : i + 256]) for i in range(0, len(images), 256)])
+    expected = run_batched(keras_fn, images, BATCH_SIZES[0])
     max_diff, sum_diff, agree = 0.0, 0.0, 1.0
     for batch in BATCH_SIZES:
-        got = np.concatenate(
-            [session.run(None, {INPUT_NAME: images[i : i + batch]})[0] for i in range(0, len(images), batch)]
-        )
+        got = run_batched(lambda x: session.run(None, {INPUT_NAME: x})[0], images, batch)
         if got.shape != expected.shape:
             failures.append(f"batch {batch}: output shape {got.shape}, Keras gives {expected.shape}")
             continue

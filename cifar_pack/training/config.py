@@ -1,6 +1,7 @@
-"""Frozen settings shared by every stage: the image contract, class names, training recipes.
+"""The training side's settings and defaults, one home: recipes, export and int8 defaults, choices.
 
-Nothing here imports TensorFlow, so the runtime (predict) can read the contract cheaply.
+Nothing here imports TensorFlow, so the command line reads its defaults and choices cheaply.
+The image contract and the split defaults are the runtime's (``cifar_pack.runtime.config``).
 """
 
 from __future__ import annotations
@@ -8,34 +9,38 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
-from .errors import UsageError
-
-# The image contract of every model cifar-pack builds or exports: (32, 32, 3) uint8 RGB, NHWC.
-IMAGE_SIZE = 32
-CHANNELS = 3
-INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
-
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
-
-# The Toronto release's label order (batches.meta), which is also alphabetical.
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+from ..runtime.config import DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT
+from ..runtime.errors import UsageError
 
 
-# Stratified validation split shared by train, export, evaluate and benchmark.
-DEFAULT_VALIDATION_SPLIT = 0.2
-DEFAULT_SEED = 1337
+# The choices of the command line, as Enums: typer lists them in --help and refuses others as a
+# usage error naming the option. Values are the strings the library takes.
+class Recipe(str, Enum):
+    default = "default"
+    seed = "seed"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    mixed_bfloat16 = "mixed_bfloat16"
+
+
+class Strategy(str, Enum):
+    default = "default"
+    mirrored = "mirrored"
+    multi_worker = "multi-worker"
+
+
+class CalibrateMethod(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+def choices(enum: type[Enum]) -> list[str]:
+    """The values of a choice Enum, in order: what the library accepts and what errors list."""
+    return [member.value for member in enum]
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,8 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     validation_split: float = DEFAULT_VALIDATION_SPLIT
     seed: int = DEFAULT_SEED
-    precision: str = "auto"  # auto | float32 | mixed_bfloat16
-    strategy: str = "default"  # default | mirrored | multi-worker
+    precision: str = "auto"  # a Precision value
+    strategy: str = "default"  # a Strategy value
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,46 +120,13 @@ DEFAULT_RECIPE = TrainConfig(
     augment=Augment(horizontal_flip=True),
 )
 
-RECIPES = {"default": DEFAULT_RECIPE, "seed": SEED_RECIPE}
-
-CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
+RECIPES = {Recipe.default.value: DEFAULT_RECIPE, Recipe.seed.value: SEED_RECIPE}
 
 # Export's defaults, shared by the library and the command line.
 DEFAULT_OPSET = 17
 DEFAULT_PARITY_SAMPLES = 1000  # validation images compared, Keras vs onnxruntime
 DEFAULT_ATOL = 1e-5  # largest |Keras - onnxruntime| probability difference allowed
 DEFAULT_MAX_ACCURACY_DROP = 1.0  # int8 gate, top-1 points on the validation split
-
-
-# The choices of the command line, as Enums: typer lists them in --help and refuses others as a
-# usage error naming the option. Values are the strings the library takes.
-class Recipe(str, Enum):
-    default = "default"
-    seed = "seed"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    float32 = "float32"
-    mixed_bfloat16 = "mixed_bfloat16"
-
-
-class Strategy(str, Enum):
-    default = "default"
-    mirrored = "mirrored"
-    multi_worker = "multi-worker"
-
-
-class CalibrateMethod(str, Enum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-class Split(str, Enum):
-    train = "train"
-    val = "val"
-    test = "test"
 
 
 @dataclass(frozen=True)
@@ -172,7 +144,7 @@ class Int8Settings:
     weights: str = "int8"
     per_channel: bool = True
     reduce_range: bool = True
-    calibrate_method: str = "percentile"
+    calibrate_method: str = "percentile"  # a CalibrateMethod value
     calibration_samples: int = 400
 
     def describe(self) -> str:
@@ -192,9 +164,11 @@ def validate_config(config: TrainConfig) -> None:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
     if not 0.0 < config.validation_split < 1.0:
         raise UsageError(f"--validation-split must be between 0 and 1 (exclusive), got {config.validation_split}")
-    if config.precision not in ("auto", "float32", "mixed_bfloat16"):
-        raise UsageError(f"--precision must be auto, float32 or mixed_bfloat16, got {config.precision!r}")
-    if config.strategy not in ("default", "mirrored", "multi-worker"):
-        raise UsageError(f"--strategy must be default, mirrored or multi-worker, got {config.strategy!r}")
+    for option, enum, value in (
+        ("--precision", Precision, config.precision),
+        ("--strategy", Strategy, config.strategy),
+    ):
+        if value not in choices(enum):
+            raise UsageError(f"{option} must be one of {', '.join(choices(enum))}, got {value!r}")
     if config.learning_rate <= 0:
         raise UsageError(f"--lr must be positive, got {config.learning_rate}")

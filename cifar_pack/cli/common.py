@@ -1,0 +1,89 @@
+"""What every command shares: the wrapper that turns user errors into one line and an exit code,
+safe printing, and the options several commands take (each defined once)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..runtime.data import source_help
+from ..runtime.errors import CifarPackError, MissingExtraError
+
+state = {"debug": False}  # set by the app's callback (--debug) before any command runs
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (logs go to stderr).")]
+DATA_HELP = source_help()
+DataOpt = Annotated[str, typer.Option("--data", help=DATA_HELP)]
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", help="ONNX model (default: artifacts/model.onnx, else the bundled model).")
+]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads.")]
+
+
+def _setup_logging() -> None:
+    # Keep TensorFlow's C++ start-up chatter out of the user's terminal unless debugging.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if state["debug"] else "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("cifar_pack")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if state["debug"] else logging.INFO)
+    root.propagate = False
+
+
+def command(fn):
+    """Wrap a command: logging set-up, one-line errors, exit codes (1 error, 2 usage, 130 Ctrl-C).
+
+    Tracebacks are kept for bugs (anything that is not a CifarPackError) and for --debug.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _setup_logging()
+        try:
+            return fn(*args, **kwargs)
+        except (CifarPackError, ImportError) as exc:
+            if isinstance(exc, ImportError):
+                # A runtime-only install (`pip install .`) lacks TensorFlow & co.: say which extra.
+                exc = MissingExtraError.from_import(exc, fn.__name__.replace("_", "-"))
+                if exc is None:
+                    raise
+            if state["debug"]:
+                raise
+            typer.echo(f"error: {printable(exc)}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if state["debug"]:
+                raise
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def printable(value) -> str:
+    """``value`` as text safe for a terminal: control characters (ESC, BEL, CR, ...) escaped.
+
+    Class names come from model metadata and file names from the user's disk: printed raw, an
+    ``ESC[2J`` in either would clear the screen. JSON output stays exact (json escapes them).
+    """
+    return "".join(c if c.isprintable() or c == "\t" else c.encode("unicode_escape").decode() for c in str(value))
+
+
+def emit(result: dict | list, as_json: bool, text: str | None = None) -> None:
+    """Print the result: JSON on stdout with --json, else ``text`` (or key: value lines)."""
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    elif text is not None:
+        typer.echo(text)
+    else:
+        for key, value in dict(result).items():
+            typer.echo(f"{printable(key)}: {printable(value)}")

@@ -1,0 +1,108 @@
+"""``cifar-pack evaluate`` (accuracy, per-class metrics, confusion matrix) and ``cifar-pack benchmark``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..runtime.config import KERAS_SUFFIXES, Split
+from ..runtime.data import check_source
+from ..runtime.errors import UsageError
+from .app import app
+from .common import DataOpt, JsonOpt, command, emit
+
+
+@app.command()
+@command
+def evaluate(
+    data: DataOpt = "cifar10",
+    model: Annotated[
+        Path | None, typer.Option("--model", help=".onnx (onnxruntime only) or .keras/.h5; default as predict.")
+    ] = None,
+    split: Annotated[
+        Split | None,
+        typer.Option(
+            "--split", help="val is the training run's validation split; default: test when present, else train."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for report.json and confusion.png.")] = Path(
+        "artifacts/eval"
+    ),
+    model_card: Annotated[
+        Path | None, typer.Option("--model-card", help="Also write a Markdown model card here.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Accuracy, per-class precision/recall, confusion matrix (PNG) and class balance on a labelled set."""
+    from ..runtime.evaluation import evaluate as run_evaluation
+
+    check_source(data)
+    classifier = None
+    if model is not None and model.suffix in KERAS_SUFFIXES:
+        from ..training.model import keras_classifier  # TensorFlow only for a Keras model
+
+        classifier = keras_classifier(model)
+    report = run_evaluation(classifier or model, data, split.value if split else None, out, model_card)
+    if as_json:
+        emit(report, True)
+        return
+    typer.echo(
+        f"{report['model']} on {report['data']} [{report['split']}]: accuracy {report['accuracy']:.4f} "
+        f"({report['samples']} images)"
+    )
+    for name, m in report["per_class"].items():
+        typer.echo(f"  {name:<14} precision {m['precision']:.3f}  recall {m['recall']:.3f}  support {m['support']}")
+    typer.echo(f"confusion matrix: {report['confusion_png']}")
+    if report.get("model_card"):
+        typer.echo(f"model card: {report['model_card']}")
+
+
+@app.command()
+@command
+def benchmark(
+    model: Annotated[
+        Path, typer.Option("--model", help="Keras model; its .onnx and .int8.onnx are exported if missing.")
+    ] = Path("artifacts/model.keras"),
+    data: Annotated[
+        str | None, typer.Option("--data", help="Labelled images (default: the training run's validation split).")
+    ] = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Images for the accuracy column.")] = 10_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare Keras, ONNX float32 and ONNX int8: size, accuracy, latency, throughput."""
+    if not model.exists():
+        raise UsageError(f"--model {model}: no such file (train one with `cifar-pack train` first)")
+    from ..training.benchmark import run_benchmark
+
+    if data is not None:
+        check_source(data)
+    result = run_benchmark(model, data, samples)
+    _print_table(result, as_json)
+    if as_json:
+        emit(result, True)
+
+
+def _print_table(result: dict, as_json: bool) -> None:
+    """The rows as a table, on stderr when stdout carries the JSON."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result['machine']['model']}, {result['machine']['cores']} cores, "
+        f"{' '.join(result['machine']['flags'])}"
+    )
+    for column in ("format", "size MB", "top-1", "p50 ms (batch 1)", "images/s (batch 256)", "speedup vs Keras"):
+        table.add_column(column, justify="left" if column == "format" else "right")
+    for r in result["rows"]:
+        table.add_row(
+            r["format"],
+            f"{r['size_mb']:.2f}",
+            f"{r['accuracy']:.4f}",
+            f"{r['latency_ms_p50']:.3f}",
+            f"{r['throughput_batch256']:.0f}",
+            f"{r['speedup_vs_keras']:.2f}x",
+        )
+    Console(stderr=as_json).print(table)
+    Console(stderr=as_json).print(f"method: {result['method']}")

@@ -1,0 +1,66 @@
+"""``cifar-pack serve``: the Open Inference Protocol over HTTP, with dynamic batching and limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..runtime.config import DEFAULT_DEVICE
+from ..serve.config import DEFAULT_BATCHING, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, Batching, Limits
+from .app import app
+from .common import ModelOpt, ThreadsOpt, command
+
+
+@app.command()
+@command
+def serve(
+    model: ModelOpt = None,
+    model_repository: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-repository",
+            help="Serve every model of a Triton-style repository (DIR/<name>/<version>/model.onnx).",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (other than loopback needs an API key).")
+    ] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = DEFAULT_PORT,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, ... as for predict.")] = DEFAULT_DEVICE,
+    threads: ThreadsOpt = None,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", min=1, help="Most images per onnxruntime call.")
+    ] = DEFAULT_BATCHING.max_batch_size,
+    max_queue_delay_ms: Annotated[
+        float, typer.Option("--max-queue-delay-ms", min=0.0, help="How long a request waits for others to batch with.")
+    ] = DEFAULT_BATCHING.max_queue_delay_ms,
+    max_queue_images: Annotated[
+        int, typer.Option("--max-queue-images", min=1, help="Images waiting before new requests get 503.")
+    ] = DEFAULT_BATCHING.max_queue_images,
+    max_images: Annotated[
+        int, typer.Option("--max-images", min=1, help="Most images in one request.")
+    ] = DEFAULT_LIMITS.max_images,
+    max_request_mb: Annotated[
+        float, typer.Option("--max-request-mb", min=0.001, help="Largest request body, MB.")
+    ] = DEFAULT_LIMITS.max_request_bytes / 2**20,
+    body_timeout_s: Annotated[
+        float, typer.Option("--body-timeout-s", min=0.1, help="Seconds a client may take to send a body (then 408).")
+    ] = DEFAULT_LIMITS.body_timeout_s,
+    allow_unauthenticated: Annotated[
+        bool, typer.Option("--allow-unauthenticated", help="Allow a non-loopback --host without CIFAR_PACK_API_KEY.")
+    ] = False,
+) -> None:
+    """Serve the model over HTTP: the Open Inference Protocol (KServe v2 / Triton), /predict, /metrics."""
+    from ..serve.core import InferenceService
+    from ..serve.models import load_models
+    from ..serve.server import api_key_from_env, run_server
+
+    service = InferenceService(
+        load_models(model, model_repository, device=device, threads=threads),
+        batching=Batching(max_batch_size, max_queue_delay_ms, max_queue_images),
+        limits=Limits(int(max_request_mb * 2**20), max_images, body_timeout_s),
+        api_key=api_key_from_env(),
+    )
+    run_server(service, host=host, port=port, allow_unauthenticated=allow_unauthenticated)

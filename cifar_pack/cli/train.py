@@ -1,0 +1,122 @@
+"""``cifar-pack train`` and ``cifar-pack preview-augment``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..runtime.data import check_source
+from ..runtime.errors import Interrupted, UsageError
+from ..training.config import RECIPES, Precision, Recipe, Strategy, TrainConfig, validate_config
+from .app import app
+from .common import DATA_HELP, DataOpt, JsonOpt, command, emit
+
+
+def _recipe(name: Recipe) -> TrainConfig:
+    return RECIPES[name.value]
+
+
+@app.command()
+@command
+def train(
+    data: Annotated[str | None, typer.Option("--data", help=DATA_HELP, show_default="cifar10")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and reports.")] = Path("artifacts"),
+    recipe: Annotated[
+        Recipe, typer.Option("--recipe", help="default (AdamW one-cycle, tuned on validation) or seed (the notebook).")
+    ] = Recipe.default,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe's value if omitted: 20).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size (recipe: 128).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (recipe's if omitted).")] = None,
+    validation_split: Annotated[
+        float | None,
+        typer.Option("--validation-split", help="Stratified validation fraction in (0, 1).", show_default="0.2"),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, help="Seed for the split, shuffling and augmentation.", show_default="1337"),
+    ] = None,
+    precision: Annotated[
+        Precision | None,
+        typer.Option(
+            "--precision",
+            help="auto: bf16 on a GPU or where the CPU has BF16/AMX and TensorFlow runs oneDNN.",
+            show_default="auto",
+        ),
+    ] = None,
+    strategy: Annotated[
+        Strategy | None,
+        typer.Option("--strategy", help="mirrored (several GPUs) or multi-worker (TF_CONFIG).", show_default="default"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last completed epoch.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the seed CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
+    if resume:
+        # A resumed run is the stored run: options that would change it are refused, by name.
+        given = {"--data": data, "--recipe": recipe if recipe != Recipe.default else None, "--epochs": epochs}
+        given |= {"--batch-size": batch_size, "--lr": lr, "--validation-split": validation_split, "--seed": seed}
+        _refuse_with_resume(out, given | {"--precision": precision, "--strategy": strategy})
+    data = data or "cifar10"
+    config = _recipe(recipe).with_overrides(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        validation_split=validation_split,
+        seed=seed,
+        precision=precision.value if precision else None,
+        strategy=strategy.value if strategy else None,
+    )
+    validate_config(config)  # before importing TensorFlow: bad options answer instantly
+    if not resume:
+        check_source(data)
+    try:
+        from ..training.train import train as run_training
+
+        result = run_training(data, out, config, resume=resume).to_json()
+    except KeyboardInterrupt:  # before fit() started (imports, data loading): train's own handler not reached
+        raise Interrupted(f"interrupted before the first epoch finished: nothing was saved in {out}") from None
+    text = (
+        f"best val_accuracy {result['best_val_accuracy']:.4f} (epoch {result['best_epoch']}/{result['epochs']}), "
+        f"test_accuracy {result['test_accuracy'] if result['test_accuracy'] is not None else 'n/a'}, "
+        f"{result['seconds']:.0f}s, {result['images_per_second']:.0f} images/s\nmodel: {result['model']}"
+    )
+    emit(result, as_json, text)
+
+
+@app.command("preview-augment")
+@command
+def preview_augment(
+    data: DataOpt = "cifar10",
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write.")] = Path(
+        "artifacts/augment-preview.png"
+    ),
+    recipe: Annotated[Recipe, typer.Option("--recipe", help="Whose augmentation to show.")] = Recipe.default,
+    images: Annotated[int, typer.Option("--images", min=1, max=64, help="Source images (rows).")] = 8,
+    variants: Annotated[
+        int, typer.Option("--variants", min=1, max=16, help="Augmented copies per image (columns after the original).")
+    ] = 6,
+    seed: Annotated[int, typer.Option("--seed", help="Which images and which augmentations.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write one PNG grid: each row an original image followed by augmented copies."""
+    config = _recipe(recipe)
+    from ..training.augment_preview import write_preview
+
+    check_source(data)
+    path = write_preview(data, output, config, images, variants, seed)
+    emit(
+        {"preview": str(path), "recipe": recipe.value, "images": images, "variants": variants}, as_json, f"wrote {path}"
+    )
+
+
+def _refuse_with_resume(out: Path, given: dict) -> None:
+    for option, value in given.items():
+        if value is not None:
+            raise UsageError(
+                f"--resume continues the run in {out} with its stored settings; {option} cannot change it "
+                "(start a new run with another --out instead)"
+            )

@@ -1,0 +1,61 @@
+"""The image contract every cifar-pack model keeps, and the runtime side's defaults: one home.
+
+Nothing here imports anything heavy, so the command line reads its defaults cheaply.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+# The image contract of every model cifar-pack builds or exports: (32, 32, 3) uint8 RGB, NHWC.
+IMAGE_SIZE = 32
+CHANNELS = 3
+INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+
+# The Toronto release's label order (batches.meta), which is also alphabetical.
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+# Stratified validation split shared by train, export, evaluate and benchmark.
+DEFAULT_VALIDATION_SPLIT = 0.2
+DEFAULT_SEED = 1337
+
+# Which model `predict`, `evaluate`, `info` and `serve` use when none is named.
+DEFAULT_MODEL = Path("artifacts/model.onnx")
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "cifar10.onnx"
+
+DEFAULT_BATCH_SIZE = 256  # images per onnxruntime call in predict
+DEFAULT_DEVICE = "auto"
+
+# The model sees 32x32 pixels, so no input needs to be decoded at 100 megapixels (Pillow's own
+# bomb limit is 89.5 MP with a warning, 179 MP refused). Above this an image is refused from its
+# header, before any pixel is decoded. Raise it with --max-pixels or CIFAR_PACK_MAX_PIXELS.
+DEFAULT_MAX_PIXELS = 50_000_000
+MAX_PIXELS_VARIABLE = "CIFAR_PACK_MAX_PIXELS"
+
+
+class Split(str, Enum):
+    """A labelled set's named parts (``val``: the training run's stratified validation split)."""
+
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+# Keras model files: export, evaluate and benchmark read them (the [train] extra); predict and
+# serve refuse them with the export command to run.
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")

@@ -1,0 +1,39 @@
+"""The serving side's defaults, one home: the command line, the service core, the HTTP transport
+and the Triton repository writer all read them from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_HOST = "127.0.0.1"  # loopback: anything else needs an API key (or --allow-unauthenticated)
+DEFAULT_PORT = 8000  # Triton's and KServe's HTTP port
+API_KEY_VARIABLE = "CIFAR_PACK_API_KEY"
+ORT_WEB_VARIABLE = "CIFAR_PACK_ORT_WEB"  # where onnxruntime-web's dist/ is, for the page's browser mode
+GRACEFUL_SHUTDOWN_S = 30  # in-flight requests get this long after SIGTERM
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Dynamic batching, as Triton's ``dynamic_batching`` block says it.
+
+    ``max_batch_size``: most images per onnxruntime call; ``max_queue_delay_ms``: how long the
+    first request of a batch waits for company; ``max_queue_images``: images waiting before new
+    requests are refused (503).
+    """
+
+    max_batch_size: int = 64
+    max_queue_delay_ms: float = 2.0
+    max_queue_images: int = 4096
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request bounds: body bytes (413), images per request (413), seconds to receive a body (408)."""
+
+    max_request_bytes: int = 32 * 2**20
+    max_images: int = 1024
+    body_timeout_s: float = 30.0
+
+
+DEFAULT_BATCHING = Batching()
+DEFAULT_LIMITS = Limits()

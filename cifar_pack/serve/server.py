@@ -1,0 +1,101 @@
+"""Running the server: the listening socket, uvicorn, SIGTERM's graceful drain, the API-key rule."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+
+from ..runtime.errors import UsageError
+from .config import API_KEY_VARIABLE, DEFAULT_HOST, DEFAULT_PORT, GRACEFUL_SHUTDOWN_S
+from .core import InferenceService
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def api_key_from_env() -> str | None:
+    return os.environ.get(API_KEY_VARIABLE) or None
+
+
+def run_server(
+    service: InferenceService,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    allow_unauthenticated: bool = False,
+) -> None:
+    """Serve ``service`` over HTTP until SIGTERM or Ctrl-C; then finish in-flight requests and return.
+
+    Raises:
+        UsageError: a non-loopback ``host`` without an API key (unless ``allow_unauthenticated``),
+            or a port that cannot be bound.
+    """
+    import uvicorn
+
+    from .http import create_app
+
+    if not is_loopback(host) and not service.api_key and not allow_unauthenticated:
+        raise UsageError(
+            f"--host {host} is reachable from other machines: set {API_KEY_VARIABLE}, "
+            "or pass --allow-unauthenticated to serve without a key"
+        )
+    app = create_app(service)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # connections queue from now on, before uvicorn's loop accepts them
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+    # No access log (metrics count requests), no proxy-header rewriting (put a TLS proxy in front
+    # and it forwards to loopback; docs/serving.md), no Server/Date headers: less work per request.
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+    )
+    server = _server(config)
+    bound = sock.getsockname()[1]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+    log.info("serving %s at %s (Ctrl-C or SIGTERM to stop)", ", ".join(service.models), url)
+    for name, m in service.models.items():
+        log.info("  %s: %s on %s, %d classes", name, m.path, m.predictor.device, m.predictor.num_classes)
+    server.run(sockets=[sock])
+    log.info("stopped")
+
+
+def _server(config):
+    """uvicorn's Server without its signal re-raise.
+
+    Workaround for uvicorn >= 0.29, which re-raises SIGTERM/SIGINT after its graceful shutdown
+    (so the process exits 143/130 instead of 0): the same handlers (stop accepting, finish
+    in-flight requests), without the re-raise.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            signals = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)

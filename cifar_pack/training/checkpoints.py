@@ -1,0 +1,155 @@
+"""Checkpointing and exact resume: after every epoch the last checkpoint, the run state that names
+it by sha256, then the best model; and reading them back for ``--resume``.
+
+    model.keras          best epoch by val_accuracy (what export reads)
+    last.keras           last completed epoch, with optimizer state (what --resume reads)
+    train_state.json     config, data source, epochs done, history so far (what --resume reads)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime.errors import UsageError
+from ..runtime.fileio import atomic_path, sha256_file, write_json_atomic
+from .tf_setup import keras
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "train_state.json"
+LAST_FILE = "last.keras"  # the newest epoch, with optimizer state, for --resume
+PREV_FILE = "last.prev.keras"  # the epoch before, kept only while a new checkpoint is being recorded
+BEST_FILE = "model.keras"
+
+
+class RunTracker(keras.callbacks.Callback):
+    """After every epoch: history entry, best checkpoint, last checkpoint, state file (in that order).
+
+    The state file is written last, so a kill at any moment leaves a state that points at a
+    complete ``last.keras`` of the epoch it names (or of a later epoch, which resume then repeats).
+    """
+
+    def __init__(self, out: Path, run_state: dict):
+        super().__init__()
+        self.out, self.state = out, run_state
+        history = run_state["history"]
+        self.best = max((h["val_accuracy"] for h in history), default=-1.0)
+        self.epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        seconds = time.perf_counter() - self.epoch_started
+        entry = {"epoch": epoch + 1, "seconds": round(seconds, 3)}
+        entry |= {k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        entry["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        improved = entry["val_accuracy"] > self.best
+        # Resumable state first, the best model after: a kill at any point leaves a state that
+        # names a complete checkpoint by its sha256 (this epoch's, or the previous one kept as
+        # last.prev.keras until the state has moved on), and resume rebuilds a best model that
+        # the kill cut short (``read_state``).
+        last, prev = self.out / LAST_FILE, self.out / PREV_FILE
+        if last.exists():
+            os.replace(last, prev)
+        save_model(self.model, last)
+        self.state["history"].append(entry)
+        self.state["epochs_done"] = epoch + 1
+        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + seconds
+        self.state["last_sha256"] = sha256_file(last)
+        self.state["rng"] = rng_states(self.model)
+        if improved:
+            self.best = entry["val_accuracy"]
+            self.state["best_epoch"] = epoch + 1
+        write_json_atomic(self.out / STATE_FILE, self.state)
+        if improved:
+            save_model(self.model, self.out / BEST_FILE, include_optimizer=False)
+        prev.unlink(missing_ok=True)
+        log.info(
+            "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.1fs%s",
+            epoch + 1,
+            self.state["config"]["epochs"],
+            entry["loss"],
+            entry["accuracy"],
+            entry["val_loss"],
+            entry["val_accuracy"],
+            seconds,
+            "  (best, saved)" if improved else "",
+        )
+
+
+def save_model(model: keras.Model, path: Path, include_optimizer: bool = True) -> None:
+    """``model.save`` through a temporary file, so a kill never leaves half a checkpoint."""
+    with atomic_path(path) as tmp:
+        if include_optimizer:
+            model.save(tmp)
+        else:
+            # An uncompiled copy: no optimizer state, so the deployable file is a third the size
+            # (the .keras format takes no include_optimizer flag).
+            # (clone_model would copy the compiled optimizer along; from_config does not.)
+            clone = type(model).from_config(model.get_config())
+            clone.set_weights(model.get_weights())
+            clone.save(tmp)
+
+
+def rng_states(model: keras.Model) -> dict[str, list[int]]:
+    """The dropout layers' random-generator states, ``{layer name: [seed, counter]}``.
+
+    A ``.keras`` file does not keep them (Keras 3.15: a loaded Dropout starts a new random
+    stream), so the run state does, and a resumed run draws the same dropout masks.
+    """
+    states = {}
+    for layer in model.layers:
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            states[layer.name] = [int(v) for v in keras.ops.convert_to_numpy(generator.state)]
+    return states
+
+
+def restore_rng_states(model: keras.Model, states: dict[str, list[int]]) -> None:
+    for layer in model.layers:
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None and layer.name in states:
+            generator.state.assign(np.asarray(states[layer.name], dtype=generator.state.dtype))
+
+
+def read_state(out: Path) -> tuple[dict, Path | None]:
+    """The interrupted run's state and the checkpoint it names (None before the first epoch).
+
+    Raises:
+        UsageError: no run, a corrupt state, or no checkpoint matching it; each in one line.
+    """
+    path = out / STATE_FILE
+    if not path.exists():
+        raise UsageError(f"--resume: no interrupted run in {out} ({STATE_FILE} is missing)")
+    try:
+        state = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--resume: {path} is not valid JSON ({exc})") from None
+    missing = [k for k in ("config", "data", "epochs_done", "history") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UsageError(f"--resume: {path} is not a cifar-pack run state (missing {', '.join(missing)})")
+    if state["epochs_done"] == 0:
+        return state, None
+    for candidate in (out / LAST_FILE, out / PREV_FILE):
+        if candidate.exists() and state.get("last_sha256") in (None, sha256_file(candidate)):
+            return state, candidate
+    raise UsageError(
+        f"--resume: no checkpoint in {out} matches {STATE_FILE} (epoch {state['epochs_done']}): "
+        f"{LAST_FILE} is missing, truncated or from another run"
+    )
+
+
+def load_checkpoint(path: Path) -> keras.Model:
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for a bad file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UsageError(f"--resume: {path} is unreadable ({first})") from None

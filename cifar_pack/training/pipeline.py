@@ -1,0 +1,177 @@
+"""The pieces of a training run that benchmarks and ``preview-augment`` reuse: precision, strategy,
+optimizer and schedule, augmentation layers, the tf.data pipeline, the curves picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime.errors import UsageError
+from ..runtime.fileio import atomic_path
+from ..runtime.sysinfo import cpu_info
+from .config import TrainConfig
+from .tf_setup import ONEDNN_SETTING, keras, onednn_enabled, tf
+
+
+def resolve_precision(
+    precision: str, cpu_flags: list[str] | None = None, has_gpu: bool | None = None, onednn: bool | None = None
+) -> str:
+    """``auto`` -> ``mixed_bfloat16`` on a GPU, or on a CPU with AVX-512 BF16 / AMX when TensorFlow
+    runs oneDNN; else ``float32``.
+
+    Never an emulated bf16: only oneDNN computes bf16 with the CPU's BF16 instructions; TensorFlow's
+    Eigen kernels emulate it (AVX2-only CPUs such as AMD Zen 3: 0.14x the float32 speed; a BF16 CPU
+    with ``TF_ENABLE_ONEDNN_OPTS=0``: 32 images/s against 1,671). ``cpu_flags``, ``has_gpu`` and
+    ``onednn`` default to this machine's and this TensorFlow's; tests pass them to force each path.
+    """
+    if precision != "auto":
+        return precision
+    if has_gpu is None:
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if cpu_flags is None:
+        cpu_flags = cpu_info()["flags"]
+    if onednn is None:
+        onednn = onednn_enabled() is not False
+    if has_gpu or (onednn and ("avx512_bf16" in cpu_flags or "amx_bf16" in cpu_flags)):
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def tensorflow_runtime() -> dict:
+    """What TensorFlow computed with: oneDNN on or off and why, and its thread pools (0 = one per core)."""
+    return {
+        "onednn": onednn_enabled(),
+        "onednn_setting": ONEDNN_SETTING,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
+def describe_kernels() -> str:
+    """One line for the log: "oneDNN kernels on (cifar-pack default; TF_ENABLE_ONEDNN_OPTS=0 turns them off)"."""
+    on, setting = onednn_enabled(), ONEDNN_SETTING
+    if on is None:
+        return "TensorFlow's kernel library unknown"
+    state = "oneDNN kernels on" if on else "Eigen kernels (oneDNN off)"
+    if setting["source"] == "environment":
+        return f"{state} ({setting['variable']}={setting['value']} from the environment)"
+    if setting["source"] == "cifar-pack default":
+        return f"{state} (cifar-pack default; {setting['variable']}=0 turns them off)"
+    return f"{state} (TensorFlow's choice)"
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``default`` (one device), ``mirrored`` (all GPUs, else all logical CPUs), ``multi-worker`` (TF_CONFIG)."""
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    if config.schedule == "onecycle":
+        warmup = int(config.warmup_epochs * steps_per_epoch)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 10 if warmup else config.learning_rate,
+            decay_steps=max(config.epochs * steps_per_epoch - warmup, 1),
+            alpha=0.0,
+            warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    elif config.schedule != "constant":
+        raise UsageError(f"unknown schedule {config.schedule!r}: use constant or onecycle")
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=lr)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, nesterov=True)
+    raise UsageError(f"unknown optimizer {config.optimizer!r}: use adamw, adam, rmsprop or sgd")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch (0-based) alone: its data order and augmentation depend on nothing else,
+    so a resumed run re-creates epoch k exactly instead of replaying epoch 1's randomness."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31 - 8))
+
+
+def make_augmenter(config: TrainConfig, seed: int | None = None) -> keras.Sequential:
+    """The recipe's augmentation as preprocessing layers, float32 even under a bf16 policy.
+
+    ImageDataGenerator(rotation_range=40) draws degrees uniformly in [-40, 40]; RandomRotation
+    takes a fraction of a full turn, so 40 / 360. Shifts and zoom are fractions of the size.
+    ``seed`` defaults to the recipe's.
+    """
+    a, layers = config.augment, keras.layers
+    seed = config.seed if seed is None else seed
+    kwargs = {"fill_mode": a.fill_mode, "dtype": "float32"}
+    stack = []
+    if a.horizontal_flip:
+        stack.append(layers.RandomFlip("horizontal", seed=seed, dtype="float32"))
+    if a.rotation_degrees:
+        stack.append(layers.RandomRotation(a.rotation_degrees / 360.0, seed=seed + 1, **kwargs))
+    if a.width_shift or a.height_shift:
+        stack.append(layers.RandomTranslation(a.height_shift, a.width_shift, seed=seed + 2, **kwargs))
+    if a.zoom:
+        stack.append(layers.RandomZoom(a.zoom, a.zoom, seed=seed + 3, **kwargs))
+    return keras.Sequential(stack, name="augment")
+
+
+def make_pipeline(
+    x: np.ndarray, y: np.ndarray, num_classes: int, config: TrainConfig, training: bool, epoch: int | None = None
+) -> tf.data.Dataset:
+    """(N, 32, 32, 3) uint8 + (N,) labels -> batches of (float32 0..255 images, one-hot labels).
+
+    Augmentation runs on whole batches inside tf.data (vectorised, in parallel with the step);
+    it is never part of the saved model. With ``epoch``, the data order and augmentation are
+    those of that epoch alone (``epoch_seed``); without, one reshuffling pipeline for all epochs.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    seed = config.seed if epoch is None else epoch_seed(config.seed, epoch)
+    if training:
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=epoch is None)
+    ds = ds.batch(config.batch_size if training else max(config.batch_size, 512))
+    augment = make_augmenter(config, seed) if training else None
+
+    def prepare(images, labels):
+        images = tf.cast(images, tf.float32)
+        if augment is not None and augment.layers:
+            images = augment(images, training=True)
+        return images, tf.one_hot(labels, num_classes)
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def plot_curves(history: list[dict], path: Path) -> Path:
+    """Loss and accuracy per epoch, train and validation, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
+        ax.plot(epochs, [h[key] for h in history], label="train")
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], label="validation")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return path

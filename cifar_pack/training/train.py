@@ -1,0 +1,316 @@
+"""Training stage: tf.data pipeline with augmentation layers -> model.fit -> best checkpoint.
+
+Files a run writes into ``out`` (all atomically; checkpoints.py has the resume files):
+
+    model.keras          best epoch by val_accuracy (what export reads)
+    last.keras, train_state.json   the newest epoch and the state naming it (what --resume reads)
+    history.json         per-epoch loss/accuracy/val_loss/val_accuracy/lr/seconds
+    curves.png           loss and accuracy curves, train and validation
+    manifest.json        config, data source and sha256, class names, versions, metrics, seconds
+
+One run reads top to bottom: ``train`` (options, data, precision, worker role) -> ``_fit``
+(``_build_or_restore`` the model, ``_run_epochs``, ``_write_run_record``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime import data as data_mod
+from ..runtime.errors import Interrupted, UsageError
+from ..runtime.fileio import package_versions, remove_stale_temps, write_json_atomic
+from ..runtime.records import HISTORY_FILE, MANIFEST_FILE
+from .checkpoints import (
+    BEST_FILE,
+    LAST_FILE,
+    PREV_FILE,
+    STATE_FILE,
+    RunTracker,
+    load_checkpoint,
+    read_state,
+    restore_rng_states,
+    save_model,
+)
+from .config import TrainConfig, validate_config
+from .model import build_model
+from .multi_worker import is_chief, multi_worker_step_logs, work_around_keras_multi_worker
+from .pipeline import (
+    describe_kernels,
+    make_optimizer,
+    make_pipeline,
+    make_strategy,
+    plot_curves,
+    resolve_precision,
+    tensorflow_runtime,
+)
+from .tf_setup import keras
+
+log = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(Interrupted):
+    """Ctrl-C during fit; the message says where the best checkpoint is and how to resume."""
+
+
+@dataclass
+class TrainResult:
+    model: Path
+    epochs: int
+    best_val_accuracy: float
+    best_epoch: int
+    test_accuracy: float | None
+    seconds: float
+    images_per_second: float
+    history: Path
+    curves: Path
+    manifest: Path
+
+    def to_json(self) -> dict:
+        return {
+            "model": str(self.model),
+            "epochs": self.epochs,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_epoch": self.best_epoch,
+            "test_accuracy": self.test_accuracy,
+            "seconds": round(self.seconds, 2),
+            "images_per_second": round(self.images_per_second, 1),
+            "history": str(self.history),
+            "curves": str(self.curves),
+            "manifest": str(self.manifest),
+        }
+
+
+@dataclass
+class _Run:
+    """What one run works with: where it writes, its settings, its data, and what it resumes."""
+
+    out: Path
+    source: str
+    config: TrainConfig
+    dataset: data_mod.Dataset
+    precision: str
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_val, y_val
+    state: dict | None = None  # the interrupted run's state (--resume)
+    checkpoint: Path | None = None  # the checkpoint that state names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.dataset.class_names)
+
+    @property
+    def data_path(self) -> str:
+        # Absolute, so that --resume, export and evaluate find the data from any working directory.
+        return self.source if self.source == "cifar10" else str(Path(self.source).resolve())
+
+
+def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train the seed CNN on ``source`` and keep the best epoch as ``out/model.keras``.
+
+    Args:
+        source: any ``data.load`` source ("cifar10", an archive, a directory).
+        out: run directory; created if missing.
+        config: recipe and options (``config.RECIPES`` holds "default" and "seed").
+        resume: continue the interrupted run in ``out`` from its last completed epoch; the stored
+            config and data source are used, so the finished run equals an uninterrupted one.
+
+    Returns:
+        TrainResult with the paths written and the headline metrics.
+
+    Raises:
+        DataError, UsageError: bad source or option. TrainingInterrupted: Ctrl-C (checkpoints kept).
+
+    Example:
+        >>> train("../shared/data/cifar10-train-jpeg.tar.gz", "artifacts", RECIPES["default"])
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
+    state, checkpoint = read_state(out) if resume else (None, None)
+    if state is not None:
+        source, config = _resumed_settings(out, state)
+    validate_config(config)
+    out.mkdir(parents=True, exist_ok=True)
+    chief = config.strategy != "multi-worker" or is_chief(os.environ.get("TF_CONFIG"))
+    if chief:  # a killed earlier process's half-written files (ours by name); workers share --out
+        remove_stale_temps(out, [LAST_FILE, PREV_FILE, BEST_FILE, STATE_FILE, HISTORY_FILE, MANIFEST_FILE])
+    run = _Run(out, source, config, *_load_data(source, config, state), state=state, checkpoint=checkpoint)
+    keras.utils.set_random_seed(config.seed)
+    log.info("compute: %s; %s", run.precision, describe_kernels())
+    previous_policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(run.precision)
+    # TF's multi-worker guide: every worker saves (saving can run collectives), but only the
+    # chief into the real run folder; the others write into a scratch copy deleted at the end.
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="cifar-pack-worker-"))
+    if scratch is not None:
+        shutil.copytree(out, scratch, dirs_exist_ok=True)  # a resumed worker reads last.keras too
+    try:
+        result = _fit(replace(run, out=scratch or out))
+    finally:
+        # The policy is process-global: leave it as we found it for the caller's next model.
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if scratch is None:
+        return result
+    log.info("worker done; the chief writes the run to %s", out)
+    return replace(result, **{k: out / getattr(result, k).name for k in ("model", "history", "curves", "manifest")})
+
+
+def _resumed_settings(out: Path, state: dict) -> tuple[str, TrainConfig]:
+    """(data source, config) of the interrupted run: a resumed run is the stored run."""
+    try:
+        config = TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--resume: {out / STATE_FILE} holds an unusable config ({exc})") from None
+    log.info("resuming %s after epoch %d/%d", out, state["epochs_done"], config.epochs)
+    # The absolute path, so that `--resume` works from any working directory.
+    return state["data"].get("path") or state["data"]["source"], config
+
+
+def _load_data(source: str, config: TrainConfig, state: dict | None):
+    """(dataset, precision, (x_train, y_train, x_val, y_val)): the run's stratified split."""
+    dataset = data_mod.load(source)
+    if state is not None and state["data"].get("sha256") not in (None, dataset.sha256):
+        raise UsageError(f"--resume: the data at {source} changed since the run started (content key differs)")
+    x_all, y_all = dataset.split("train")
+    train_idx, val_idx = data_mod.stratified_split(y_all, config.validation_split, config.seed)
+    arrays = (x_all[train_idx], y_all[train_idx], x_all[val_idx], y_all[val_idx])
+    log.info("data: %d train, %d validation images, %d classes", len(train_idx), len(val_idx), len(dataset.class_names))
+    return dataset, resolve_precision(config.precision), arrays
+
+
+def _fit(run: _Run) -> TrainResult:
+    strategy = make_strategy(run.config.strategy)
+    model = _build_or_restore(run, strategy)
+    state = {
+        "config": run.config.to_dict(),
+        "data": run.dataset.describe() | {"path": run.data_path},
+        "precision": run.precision,
+        "epochs_done": run.state["epochs_done"] if run.state else 0,
+        "history": run.state["history"] if run.state else [],
+        "train_seconds": run.state.get("train_seconds", 0.0) if run.state else 0.0,
+        "complete": False,
+    }
+    _run_epochs(run, model, strategy, state)
+    state["complete"] = True
+    write_json_atomic(run.out / STATE_FILE, state)
+    return _write_run_record(run, state["history"])
+
+
+def _build_or_restore(run: _Run, strategy):
+    """The compiled seed CNN, or the interrupted run's checkpoint with its dropout RNG states."""
+    with strategy.scope():
+        if run.checkpoint is not None:
+            model = load_checkpoint(run.checkpoint)
+            restore_rng_states(model, run.state.get("rng") or {})
+            if run.state.get("best_epoch") == run.state["epochs_done"]:
+                # The kill may have come between the state and the best model: rebuild it.
+                save_model(model, run.out / BEST_FILE, include_optimizer=False)
+            return model
+        steps_per_epoch = int(np.ceil(len(run.arrays[1]) / run.config.batch_size))
+        model = build_model(run.num_classes)
+        model.compile(
+            optimizer=make_optimizer(run.config, steps_per_epoch),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=run.config.label_smoothing),
+            metrics=["accuracy"],
+        )
+        return model
+
+
+def _run_epochs(run: _Run, model, strategy, state: dict) -> None:
+    """Fit from the state's next epoch to the last; the tracker records each one as it ends."""
+    config, (x_train, y_train, x_val, y_val) = run.config, run.arrays
+    val_ds = make_pipeline(x_val, y_val, run.num_classes, config, training=False)
+    tracker = RunTracker(run.out, state)
+    multi_worker = config.strategy == "multi-worker"
+    if multi_worker:
+        work_around_keras_multi_worker(model)
+    try:
+        with strategy.scope(), multi_worker_step_logs(multi_worker):
+            # One fit() per epoch, each on that epoch's own pipeline: a resumed run then sees
+            # exactly the data order and augmentation an uninterrupted one would (the compiled
+            # train step is reused across calls, so this costs one tf.data trace per epoch).
+            for epoch in range(state["epochs_done"], config.epochs):
+                model.fit(
+                    make_pipeline(x_train, y_train, run.num_classes, config, training=True, epoch=epoch),
+                    validation_data=val_ds,
+                    epochs=epoch + 1,
+                    initial_epoch=epoch,
+                    callbacks=[tracker],
+                    shuffle=False,  # tf.data already shuffles
+                    verbose=0,
+                )
+    except KeyboardInterrupt:
+        done = state["epochs_done"]
+        if done == 0:
+            raise TrainingInterrupted(
+                f"interrupted before the first epoch finished: nothing was saved in {run.out}"
+            ) from None
+        raise TrainingInterrupted(
+            f"interrupted after epoch {done}/{config.epochs}; best checkpoint kept at {run.out / BEST_FILE}; "
+            f"resume with: cifar-pack train --out {run.out} --resume"
+        ) from None
+
+
+def _test_accuracy(run: _Run) -> float | None:
+    """The best epoch's accuracy on the data's test split, when it has one."""
+    if not run.dataset.has_test:
+        return None
+    x_test, y_test = run.dataset.split("test")
+    probs = keras.models.load_model(run.out / BEST_FILE).predict(x_test, batch_size=512, verbose=0)
+    accuracy = float(np.mean(np.argmax(probs, axis=1) == y_test))
+    log.info("test accuracy of the best epoch: %.4f", accuracy)
+    return accuracy
+
+
+def _write_run_record(run: _Run, history: list[dict]) -> TrainResult:
+    """history.json, curves.png and manifest.json; the result the command line prints."""
+    best = max(history, key=lambda h: h["val_accuracy"])
+    test_accuracy = _test_accuracy(run)
+    write_json_atomic(run.out / HISTORY_FILE, history)
+    curves = plot_curves(history, run.out / "curves.png")
+    seconds = sum(h["seconds"] for h in history)
+    # One definition of training speed, here and in the summary line: training images seen in
+    # the recorded epochs over those epochs' seconds (fit and validation, as the tracker times them).
+    images_per_second = len(run.arrays[1]) * len(history) / seconds if seconds else 0.0
+    manifest = {
+        "model": BEST_FILE,
+        "config": run.config.to_dict(),
+        "precision": run.precision,
+        "strategy": run.config.strategy,
+        "data": run.dataset.describe()
+        | {"path": run.data_path, "validation_split": run.config.validation_split, "split_seed": run.config.seed},
+        "class_names": run.dataset.class_names,
+        "versions": package_versions(),
+        "tensorflow": tensorflow_runtime(),
+        "metrics": {
+            "best_epoch": best["epoch"],
+            "best_val_accuracy": best["val_accuracy"],
+            "final_val_accuracy": history[-1]["val_accuracy"],
+            "test_accuracy": test_accuracy,
+        },
+        "seconds": round(seconds, 2),
+        "images_per_second": round(images_per_second, 1) if seconds else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(run.out / MANIFEST_FILE, manifest)
+    return TrainResult(
+        model=run.out / BEST_FILE,
+        epochs=len(history),
+        best_val_accuracy=best["val_accuracy"],
+        best_epoch=best["epoch"],
+        test_accuracy=test_accuracy,
+        seconds=seconds,
+        images_per_second=images_per_second,
+        history=run.out / HISTORY_FILE,
+        curves=curves,
+        manifest=run.out / MANIFEST_FILE,
+    )
