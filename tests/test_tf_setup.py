@@ -111,7 +111,7 @@ BARE = "bool(__import__('tensorflow.python.util._pywrap_util_port', fromlist=['x
 def test_on_an_emulated_avx2_cpu_tensorflow_alone_runs_eigen_and_cifar_pack_runs_onednn():
     """The reason for the default, on the CPU it is for: QEMU reports AMD Zen 3's CPUID (AVX2, no
     AVX-512) to TensorFlow, which then leaves oneDNN off by itself; cifar-pack's import turns it on."""
-    from cifar_pack.runtime.cpu_emulation import emulated_python, qemu_unavailable_reason
+    from cifar_pack.runtime.cpu_emulation import emulated_environment, emulated_python, qemu_unavailable_reason
 
     if qemu_unavailable_reason():
         pytest.skip(qemu_unavailable_reason())
@@ -123,7 +123,11 @@ def test_on_an_emulated_avx2_cpu_tensorflow_alone_runs_eigen_and_cifar_pack_runs
     # Both at once: importing TensorFlow under emulation takes about a minute each.
     procs = {
         name: subprocess.Popen(
-            emulated_python("avx2") + ["-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            emulated_python("avx2") + ["-c", code],
+            env=emulated_environment("avx2", env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for name, code in probes.items()
     }

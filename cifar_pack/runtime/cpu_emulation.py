@@ -16,6 +16,7 @@ Nothing here imports TensorFlow; onnxruntime runs only inside the emulated child
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -34,6 +35,11 @@ EMULATED_CPUS = {
     "avx2": "EPYC-Milan",  # AMD Zen 3, the project's AVX2-only machine: VPMADDUBSW, int16 pairs
     "exact-int32": "Nehalem",  # SSE4.2, no AVX: int32 accumulation, as AVX-512 VNNI and AMX
 }
+# Some hosts force numpy's OpenBLAS kernels with OPENBLAS_CORETYPE (older OpenBLAS builds
+# misdetect their CPU). Under emulation that forced type is the host's, not the emulated CPU's:
+# "Haswell" kernels die with SIGILL on an emulated Nehalem. Where the host forces one, the
+# emulated process is given the emulated CPU's own type instead.
+OPENBLAS_CORETYPES = {"avx2": "ZEN", "exact-int32": "NEHALEM"}
 
 _CHILD = """
 import sys, numpy as np, onnxruntime as ort
@@ -53,6 +59,14 @@ def qemu_unavailable_reason() -> str | None:
     if shutil.which("qemu-x86_64") is None:
         return "qemu-x86_64 is not installed (Debian: apt-get install qemu-user)"
     return None
+
+
+def emulated_environment(kernels: str, environ: dict | None = None) -> dict:
+    """``environ`` (default ``os.environ``) for a process under the CPU of ``kernels``."""
+    env = dict(os.environ if environ is None else environ)
+    if "OPENBLAS_CORETYPE" in env:
+        env["OPENBLAS_CORETYPE"] = OPENBLAS_CORETYPES[kernels]
+    return env
 
 
 def emulated_python(kernels: str) -> list[str]:
@@ -87,7 +101,8 @@ def emulated_probabilities(
         np.save(tmp / "x.npy", np.ascontiguousarray(images, dtype=np.uint8))
         cmd = emulated_python(kernels) + ["-c", _CHILD]
         cmd += [str(model), str(tmp / "x.npy"), str(tmp / "p.npy"), str(threads), INPUT_NAME]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        env = emulated_environment(kernels)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode != 0:
             errors = [line for line in proc.stderr.splitlines() if "TCG doesn't support" not in line]
             raise RuntimeError(f"emulated {kernels} run failed: {' | '.join(errors[-3:])}")

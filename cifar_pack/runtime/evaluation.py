@@ -88,19 +88,7 @@ def evaluate(
     if len(y) == 0:
         raise DataError(f"{data}: the {split} split is empty")
     y_model = map_labels(dataset.class_names, clf.class_names, y, data, clf.path)
-    absent = [name for name in clf.class_names if name not in dataset.class_names]
-    if absent:
-        kept = len(clf.class_names) - len(absent)
-        log.warning("%s: no images of %s; evaluating the other %d classes", data, ", ".join(absent), kept)
-    trained_on = clf.training.data_sha256
-    if split == "val" and trained_on and trained_on != dataset.sha256:
-        log.warning(
-            "--split val: %s is not the data %s was trained on, so 'val' is a stratified %d%% of it, "
-            "not the run's validation images",
-            data,
-            clf.path.name,
-            round(100 * clf.training.validation_split),
-        )
+    absent = _warn_about_mismatches(clf, dataset, data, split)
 
     probs = run_batched(clf.predict_proba, x, batch_size)
     pred = probs.argmax(axis=1)
@@ -134,6 +122,24 @@ def evaluate(
         probe = out_of_scope_probe(clf)
         report["model_card"] = str(write_model_card(Path(model_card), report, clf.training, probe, clf.quantization))
     return report
+
+
+def _warn_about_mismatches(clf: Classifier, dataset: data_mod.Dataset, data: str, split: str) -> list[str]:
+    """The model's classes the data has no images of (said, then returned); a 'val' that is not the run's."""
+    absent = [name for name in clf.class_names if name not in dataset.class_names]
+    if absent:
+        kept = len(clf.class_names) - len(absent)
+        log.warning("%s: no images of %s; evaluating the other %d classes", data, ", ".join(absent), kept)
+    trained_on = clf.training.data_sha256
+    if split == "val" and trained_on and trained_on != dataset.sha256:
+        log.warning(
+            "--split val: %s is not the data %s was trained on, so 'val' is a stratified %d%% of it, "
+            "not the run's validation images",
+            data,
+            clf.path.name,
+            round(100 * clf.training.validation_split),
+        )
+    return absent
 
 
 def out_of_scope_probe(clf: Classifier, n: int = 500, seed: int = 0) -> dict:

@@ -49,16 +49,7 @@ def parse_infer(body: bytes, header_length: str | None, num_classes: int, max_im
         ProtocolError: malformed JSON, wrong tensor name/shape/datatype/byte count (400), too many
             images (413).
     """
-    if header_length is not None:
-        try:
-            split = int(header_length)
-        except ValueError:
-            raise ProtocolError(f"Inference-Header-Content-Length {header_length[:40]!r} is not an integer") from None
-        if not 0 < split <= len(body):
-            raise ProtocolError(f"Inference-Header-Content-Length {split} does not fit the {len(body)}-byte body")
-        header, binary = body[:split], body[split:]
-    else:
-        header, binary = body, b""
+    header, binary = _split_body(body, header_length)
     try:
         request = json.loads(header)
     except (ValueError, RecursionError) as exc:
@@ -107,6 +98,19 @@ def parse_infer(body: bytes, header_length: str | None, num_classes: int, max_im
     return InferRequest(
         str(request["id"])[:256] if "id" in request else None, images, _output_spec(request, num_classes)
     )
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """(JSON header, binary tensor data) by the binary extension's Inference-Header-Content-Length."""
+    if header_length is None:
+        return body, b""
+    try:
+        split = int(header_length)
+    except ValueError:
+        raise ProtocolError(f"Inference-Header-Content-Length {header_length[:40]!r} is not an integer") from None
+    if not 0 < split <= len(body):
+        raise ProtocolError(f"Inference-Header-Content-Length {split} does not fit the {len(body)}-byte body")
+    return body[:split], body[split:]
 
 
 def _output_spec(request: dict, num_classes: int) -> OutputSpec:

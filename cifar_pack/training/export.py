@@ -118,13 +118,8 @@ def export_onnx(
     onnx_model = convert(model, opset, softmax_added)
     keras_fn = keras_probabilities(model, softmax_added)
     report = check_parity(keras_fn, onnx_model.SerializeToString(), parity_images, atol, inputs_desc)
-    log.debug(  # the CLI prints the same line; library users get it from the report
-        "parity passed on %d %s: max abs diff %.2g, top-1 agreement %.0f%%",
-        report.samples,
-        inputs_desc,
-        report.max_abs_diff,
-        100 * report.top1_agreement,
-    )
+    # The CLI prints the same line; library users get it from the report.
+    log.debug("parity passed on %d %s: max abs diff %.2g", report.samples, inputs_desc, report.max_abs_diff)
 
     metadata = build_metadata(model_path, class_names, record, report, opset, softmax_added, was_mixed)
     write_model(output, onnx_model, metadata)
@@ -133,15 +128,8 @@ def export_onnx(
     if int8:
         from .quantize import quantize_int8
 
-        int8_path, int8_report = quantize_int8(
-            output,
-            dataset,
-            record or TrainingRecord(),
-            metadata,
-            settings=int8_settings,
-            max_accuracy_drop=max_accuracy_drop,
-            eval_samples=eval_samples,
-        )
+        gate = {"settings": int8_settings, "max_accuracy_drop": max_accuracy_drop, "eval_samples": eval_samples}
+        int8_path, int8_report = quantize_int8(output, dataset, record or TrainingRecord(), metadata, **gate)
     return ExportResult(output, report, int8_path, int8_report, time.perf_counter() - started)
 
 
