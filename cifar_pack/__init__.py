@@ -3,11 +3,17 @@
 Only the runtime is imported here: ``from cifar_pack import Predictor`` never loads TensorFlow.
 """
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 __all__ = ["Predictor", "__version__"]
 
 
-def __getattr__(name):
+if TYPE_CHECKING:  # what the lazy attribute below returns, for type checkers and editors
+    from .runtime.predictor import Predictor
+
+
+def __getattr__(name: str) -> object:
     # Lazy, so that `import cifar_pack` (and the CLI's start-up) costs nothing until needed.
     if name == "Predictor":
         from .runtime.predictor import Predictor

@@ -184,8 +184,37 @@ def test_benchmark_json_shape(trained_run, tiny_data, tmp_path):
     assert result["rows"][0]["speedup_vs_keras"] == 1.0
     assert result["rows"][2]["size_mb"] < result["rows"][1]["size_mb"]
     assert result["machine"]["model"] and isinstance(result["machine"]["flags"], list)
-    assert (tmp_path / "model.onnx").exists() and (tmp_path / "model.int8.onnx").exists()
     assert "format" in proc.stderr  # the table goes to stderr with --json
+    # What it built to measure was temporary: nothing new beside the model, and the rows say so.
+    assert not (tmp_path / "model.onnx").exists() and not (tmp_path / "model.int8.onnx").exists()
+    assert [r["kept"] for r in result["rows"]] == [True, False, False]
+    gate = result["rows"][2]["gate"]
+    assert result["rows"][0]["gate"] is None and result["rows"][1]["gate"] is None
+    assert gate["max_accuracy_drop"] == 1.0 and gate["passed"] == (gate["accuracy_drop_points"] <= 1.0)
+
+
+@pytest.mark.slow
+def test_benchmark_shows_a_failing_int8_row_and_exits_zero(tiny_data, tmp_path):
+    """A weak int8 file is the most useful row: shown, marked, never written where export would refuse it."""
+    from .test_export import _fragile_model
+
+    model = _fragile_model(tmp_path / "fragile.keras")  # its int8 copy loses accuracy at any bound
+    args = ("benchmark", "--model", model, "--data", tiny_data, "--samples", "30", "--max-accuracy-drop", "0")
+    proc = run_cli(*args, "--keep", "--json", env={"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert [r["format"] for r in rows] == ["keras", "onnx-fp32", "onnx-int8"]
+    gate = rows[2]["gate"]
+    assert gate == {
+        "accuracy_drop_points": pytest.approx(100 * (rows[1]["accuracy"] - rows[2]["accuracy"])),
+        "max_accuracy_drop": 0.0,
+        "passed": False,
+    }
+    assert gate["accuracy_drop_points"] > 0
+    assert "FAIL" in proc.stderr and "would not write this file" in proc.stderr
+    # --keep keeps the float32 file it built, but not the int8 file that fails the gate.
+    assert (tmp_path / "fragile.onnx").exists() and not (tmp_path / "fragile.int8.onnx").exists()
+    assert [r["kept"] for r in rows] == [True, True, False]
 
 
 def test_model_card_of_an_int8_model_says_where_its_gate_measured(tmp_path):

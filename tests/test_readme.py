@@ -38,6 +38,7 @@ def test_readme_shows_setup_main_job_and_tests():
     assert 'pip install --quiet --disable-pip-version-check -e ".[dev]"' in ci
     assert "cifar-pack predict artifacts/samples/" in ci and "pytest" in ci and "ruff check ." in ci
     assert "lint-imports" in commands and "lint-imports" in ci
+    assert "mypy" in commands and "\nmypy\n" in ci
 
 
 @pytest.mark.slow

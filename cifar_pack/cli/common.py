@@ -8,8 +8,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -39,27 +40,31 @@ def _setup_logging() -> None:
     root.propagate = False
 
 
-def command(fn):
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def command(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap a command: logging set-up, one-line errors, exit codes (1 error, 2 usage, 130 Ctrl-C).
 
     Tracebacks are kept for bugs (anything that is not a CifarPackError) and for --debug.
     """
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         _setup_logging()
         try:
             return fn(*args, **kwargs)
-        except (CifarPackError, ImportError) as exc:
-            if isinstance(exc, ImportError):
-                # A runtime-only install (`pip install .`) lacks TensorFlow & co.: say which extra.
-                exc = MissingExtraError.from_import(exc, fn.__name__.replace("_", "-"))
-                if exc is None:
-                    raise
+        except ImportError as exc:
+            # A runtime-only install (`pip install .`) lacks TensorFlow & co.: say which extra.
+            missing = MissingExtraError.from_import(exc, fn.__name__.replace("_", "-"))
+            if missing is None or state["debug"]:
+                raise
+            _fail(missing)
+        except CifarPackError as exc:
             if state["debug"]:
                 raise
-            typer.echo(f"error: {printable(exc)}", err=True)
-            raise typer.Exit(exc.exit_code) from None
+            _fail(exc)
         except KeyboardInterrupt:
             if state["debug"]:
                 raise
@@ -69,7 +74,12 @@ def command(fn):
     return wrapper
 
 
-def printable(value) -> str:
+def _fail(exc: CifarPackError) -> NoReturn:
+    typer.echo(f"error: {printable(exc)}", err=True)
+    raise typer.Exit(exc.exit_code) from None
+
+
+def printable(value: object) -> str:
     """``value`` as text safe for a terminal: control characters (ESC, BEL, CR, ...) escaped.
 
     Class names come from model metadata and file names from the user's disk: printed raw, an

@@ -10,6 +10,7 @@ import typer
 from ..runtime.config import KERAS_SUFFIXES, Split
 from ..runtime.data import check_source
 from ..runtime.errors import UsageError
+from ..training.config import DEFAULT_MAX_ACCURACY_DROP
 from .app import app
 from .common import DataOpt, JsonOpt, command, emit
 
@@ -63,25 +64,40 @@ def evaluate(
 @command
 def benchmark(
     model: Annotated[
-        Path, typer.Option("--model", help="Keras model; its .onnx and .int8.onnx are exported if missing.")
+        Path, typer.Option("--model", help="Keras model; its .onnx and .int8.onnx are built for the run if missing.")
     ] = Path("artifacts/model.keras"),
     data: Annotated[
         str | None, typer.Option("--data", help="Labelled images (default: the training run's validation split).")
     ] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Images for the accuracy column.")] = 10_000,
+    max_accuracy_drop: Annotated[
+        float,
+        typer.Option("--max-accuracy-drop", min=0.0, help="The int8 gate export applies, shown in the int8 row."),
+    ] = DEFAULT_MAX_ACCURACY_DROP,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="Keep built .onnx files beside the model (int8 only if it passes the gate)."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compare Keras, ONNX float32 and ONNX int8: size, accuracy, latency, throughput."""
+    """Compare Keras, ONNX float32 and ONNX int8: size, accuracy, latency, throughput, the int8 gate."""
     if not model.exists():
         raise UsageError(f"--model {model}: no such file (train one with `cifar-pack train` first)")
     from ..training.benchmark import run_benchmark
 
     if data is not None:
         check_source(data)
-    result = run_benchmark(model, data, samples)
+    result = run_benchmark(model, data, samples, max_accuracy_drop=max_accuracy_drop, keep=keep)
     _print_table(result, as_json)
     if as_json:
         emit(result, True)
+
+
+def _gate_cell(gate: dict | None) -> str:
+    if gate is None:
+        return "-"
+    drop, bound = gate["accuracy_drop_points"], gate["max_accuracy_drop"]
+    return f"pass ({drop:.2f} <= {bound:g})" if gate["passed"] else f"FAIL ({drop:.2f} > {bound:g})"
 
 
 def _print_table(result: dict, as_json: bool) -> None:
@@ -93,7 +109,8 @@ def _print_table(result: dict, as_json: bool) -> None:
         title=f"{result['machine']['model']}, {result['machine']['cores']} cores, "
         f"{' '.join(result['machine']['flags'])}"
     )
-    for column in ("format", "size MB", "top-1", "p50 ms (batch 1)", "images/s (batch 256)", "speedup vs Keras"):
+    columns = ("format", "size MB", "top-1", "p50 ms (batch 1)", "images/s (batch 256)", "speedup vs Keras")
+    for column in (*columns, "int8 gate (drop, points)"):
         table.add_column(column, justify="left" if column == "format" else "right")
     for r in result["rows"]:
         table.add_row(
@@ -103,6 +120,11 @@ def _print_table(result: dict, as_json: bool) -> None:
             f"{r['latency_ms_p50']:.3f}",
             f"{r['throughput_batch256']:.0f}",
             f"{r['speedup_vs_keras']:.2f}x",
+            _gate_cell(r["gate"]),
         )
-    Console(stderr=as_json).print(table)
-    Console(stderr=as_json).print(f"method: {result['method']}")
+    console = Console(stderr=as_json)
+    console.print(table)
+    console.print(f"method: {result['method']}")
+    failed = [r for r in result["rows"] if r["gate"] and not r["gate"]["passed"]]
+    for r in failed:
+        console.print(f"{r['format']} fails the accuracy gate: `cifar-pack export --int8` would not write this file")

@@ -18,6 +18,7 @@ from ..training.config import (
     DEFAULT_OPSET,
     DEFAULT_PARITY_SAMPLES,
     CalibrateMethod,
+    Int8Settings,
 )
 from .app import app
 from .common import JsonOpt, command, emit, printable
@@ -105,7 +106,13 @@ def export(
 
 
 def _export_from_onnx(
-    model: Path, data: str | None, int8: bool, settings, max_accuracy_drop: float, triton: Path | None, as_json: bool
+    model: Path,
+    data: str | None,
+    int8: bool,
+    settings: Int8Settings,
+    max_accuracy_drop: float,
+    triton: Path | None,
+    as_json: bool,
 ) -> None:
     """An exported float32 .onnx: quantize it (no TensorFlow) and/or add it to a Triton repository."""
     if not int8 and triton is None:
@@ -132,7 +139,7 @@ def _write_triton(result: dict, root: Path) -> str:
     return f"wrote Triton repository {root}: {', '.join(f.name for f in folders)}"
 
 
-def _int8_line(path, r: dict) -> str:
+def _int8_line(path: str | Path, r: dict) -> str:
     return (
         f"wrote {path} (accuracy {r['int8_accuracy']:.4f} vs {r['float32_accuracy']:.4f}, "
         f"drop {r['accuracy_drop_points']:.2f} points, measured on {r['measured_on']['int8_kernel']}; "

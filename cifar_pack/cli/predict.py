@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +13,9 @@ from ..runtime.config import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_PIX
 from ..runtime.providers import DEVICE_PROVIDERS
 from .app import app
 from .common import JsonOpt, ModelOpt, ThreadsOpt, command, emit, printable
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 DEVICE_HELP = f"{DEFAULT_DEVICE}, {', '.join(DEVICE_PROVIDERS)} (strict unless {DEFAULT_DEVICE})."
 
@@ -72,19 +76,20 @@ class _progress:
     """A rich progress bar on stderr for long runs; a no-op for short ones."""
 
     def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.bar = total, enabled and sys.stderr.isatty(), None
+        self.total, self.enabled = total, enabled and sys.stderr.isatty()
+        self.bar: Progress | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
         from rich.console import Console
         from rich.progress import Progress
 
-        self.bar = Progress(console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task("predicting", total=self.total)
-        return lambda n: self.bar.advance(task, n)
+        bar = self.bar = Progress(console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task("predicting", total=self.total)
+        return lambda n: bar.advance(task, n)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         if self.bar:
             self.bar.stop()

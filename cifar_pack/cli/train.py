@@ -57,7 +57,8 @@ def train(
     """Train the seed CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
     if resume:
         # A resumed run is the stored run: options that would change it are refused, by name.
-        given = {"--data": data, "--recipe": recipe if recipe != Recipe.default else None, "--epochs": epochs}
+        given: dict[str, object] = {"--data": data, "--recipe": recipe if recipe != Recipe.default else None}
+        given["--epochs"] = epochs
         given |= {"--batch-size": batch_size, "--lr": lr, "--validation-split": validation_split, "--seed": seed}
         _refuse_with_resume(out, given | {"--precision": precision, "--strategy": strategy})
     data = data or "cifar10"
@@ -113,7 +114,7 @@ def preview_augment(
     )
 
 
-def _refuse_with_resume(out: Path, given: dict) -> None:
+def _refuse_with_resume(out: Path, given: dict[str, object]) -> None:
     for option, value in given.items():
         if value is not None:
             raise UsageError(

@@ -93,8 +93,8 @@ def emulated_probabilities(
     reason = qemu_unavailable_reason()
     if reason:
         raise RuntimeError(reason)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
         if isinstance(model, bytes):
             (tmp / "model.onnx").write_bytes(model)
             model = tmp / "model.onnx"

@@ -29,7 +29,7 @@ class ParityError(ExportError):
     ``report`` holds the measured figures, for ``--json`` output and tests.
     """
 
-    def __init__(self, message: str, report=None):
+    def __init__(self, message: str, report: object = None):
         super().__init__(message)
         self.report = report
 

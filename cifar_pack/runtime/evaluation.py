@@ -168,7 +168,9 @@ def out_of_scope_probe(clf: Classifier, n: int = 500, seed: int = 0) -> dict:
     return probe
 
 
-def map_labels(data_names: list[str], model_names: list[str], y: np.ndarray, data, model_path) -> np.ndarray:
+def map_labels(
+    data_names: list[str], model_names: list[str], y: np.ndarray, data: str | os.PathLike, model_path: str | os.PathLike
+) -> np.ndarray:
     """Dataset label indices -> the model's indices, matched by class name.
 
     The data may hold a subset of the model's classes (the others simply have no support);

@@ -20,9 +20,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
-    tmp = Path(tmp)
+    tmp = Path(name)
     try:
         yield tmp
         # mkstemp creates 0600; give the file the permissions a plain open() would have.
@@ -56,11 +56,11 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+def write_json_atomic(path: str | os.PathLike, obj: object) -> Path:
     return write_bytes_atomic(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
 
 
-def _json_default(obj):
+def _json_default(obj: object) -> object:
     # numpy scalars and arrays, Paths: the only non-JSON types our reports carry.
     if hasattr(obj, "tolist"):
         return obj.tolist()
@@ -77,7 +77,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def package_versions(*names: str) -> dict[str, str | None]:
+def package_versions(*names: str) -> dict[str, str]:
     """Installed versions by distribution name, without importing the packages."""
     from importlib import metadata  # 14 ms: only the stages that record versions pay for it
 

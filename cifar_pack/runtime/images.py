@@ -21,6 +21,7 @@ import stat
 import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -87,7 +88,7 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
         return decode(fh, str(path), max_pixels)
 
 
-def decode(fp, name: str, max_pixels: int | None = None) -> Image.Image:
+def decode(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
     """Decode an open binary file (or BytesIO) named ``name``; ``InputError`` on any failure."""
     limit = resolve_max_pixels(max_pixels)
     try:

@@ -16,6 +16,10 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the [train] extra's onnx: only its writers and readers of ModelProto use it
+    from onnx import ModelProto
 
 from .. import __version__
 from .fileio import remove_stale_temps, sha256_file, write_bytes_atomic, write_json_atomic
@@ -29,7 +33,7 @@ def sidecar_path(onnx_path: str | Path) -> Path:
     return Path(f"{onnx_path}.json")
 
 
-def set_metadata(onnx_model, metadata: dict) -> None:
+def set_metadata(onnx_model: ModelProto, metadata: dict) -> None:
     """Replace ``onnx_model``'s ``metadata_props`` with ``metadata`` (each value JSON-encoded)."""
     del onnx_model.metadata_props[:]
     for key, value in metadata.items():
@@ -40,7 +44,7 @@ def set_metadata(onnx_model, metadata: dict) -> None:
     onnx_model.doc_string = "uint8 [N,32,32,3] RGB images -> float32 [N,C] probabilities; see metadata"
 
 
-def write_model(path: str | Path, onnx_model, metadata: dict) -> Path:
+def write_model(path: str | Path, onnx_model: ModelProto, metadata: dict) -> Path:
     """Write ``onnx_model`` with ``metadata`` to ``path``, then its sidecar; both atomically.
 
     The model first: a kill between the two leaves the new model with an old (or no) sidecar,
@@ -85,7 +89,7 @@ def read_metadata(raw: Mapping[str, str], path: str | Path) -> dict:
     return meta
 
 
-def model_proto_metadata(onnx_model) -> dict[str, str]:
+def model_proto_metadata(onnx_model: ModelProto) -> dict[str, str]:
     """The raw ``{key: text}`` map of an ``onnx.ModelProto``, for ``read_metadata``."""
     return {prop.key: prop.value for prop in onnx_model.metadata_props}
 
@@ -105,7 +109,7 @@ def _sidecar(path: Path) -> dict:
     return side
 
 
-def _json_or_text(value: str, path, key: str):
+def _json_or_text(value: str, path: str | Path, key: str) -> object:
     try:
         return json.loads(value)
     except ValueError:

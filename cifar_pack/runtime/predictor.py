@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -23,7 +24,15 @@ from .errors import CifarPackError, InputError, ModelError
 from .onnx_file import read_metadata
 from .providers import device_name, open_session
 
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+    from PIL import Image
+
 log = logging.getLogger(__name__)
+
+# What ``Predictor.predict`` takes: a path, a PIL image or an HWC array; or many of them (a list,
+# or an NHWC array).
+ImageInput = Union[str, os.PathLike, "Image.Image", np.ndarray]
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
@@ -103,7 +112,9 @@ class Predictor:
             )
         return probs
 
-    def predict(self, inputs, top_k: int = 1, batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict]:
+    def predict(
+        self, inputs: ImageInput | Iterable[ImageInput], top_k: int = 1, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[dict]:
         """Classify paths, PIL images or numpy arrays (one HWC image, a list, or an NHWC batch).
 
         Returns one dict per image: ``{"label", "index", "probability", "top_k": [{"label", "index",
@@ -163,7 +174,7 @@ class Predictor:
         except MemoryError:
             return f"{path}: out of memory while decoding"
 
-    def _to_array(self, item, position: int) -> np.ndarray:
+    def _to_array(self, item: object, position: int) -> np.ndarray:
         from PIL import Image
 
         if isinstance(item, (str, os.PathLike)):
@@ -175,7 +186,7 @@ class Predictor:
         raise InputError(f"input {position}: expected a path, PIL image or numpy array, got {type(item).__name__}")
 
 
-def _as_items(inputs) -> list:
+def _as_items(inputs: ImageInput | Iterable[ImageInput]) -> list[object]:
     if isinstance(inputs, np.ndarray):
         return list(inputs) if inputs.ndim == 4 else [inputs]
     if isinstance(inputs, (str, os.PathLike)) or not isinstance(inputs, Iterable):
@@ -183,7 +194,7 @@ def _as_items(inputs) -> list:
     return list(inputs)
 
 
-def _check_contract(session, path: Path) -> tuple[str, int]:
+def _check_contract(session: InferenceSession, path: Path) -> tuple[str, int]:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) < 1:
         raise ModelError(f"{path}: expected one input, found {len(inputs)}")
@@ -203,7 +214,7 @@ def describe_model(model: str | os.PathLike | None = None) -> dict:
     predictor = Predictor(model, device="cpu")
     session = predictor.session
 
-    def io(values):
+    def io(values: list) -> list[dict]:
         return [
             {"name": v.name, "type": v.type, "shape": [d if isinstance(d, int) else str(d) for d in v.shape]}
             for v in values

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # onnxruntime ships no type information; the name documents what is returned
+    from onnxruntime import InferenceSession
 
 from .errors import BrokenInstallError, ModelError, UsageError
 
@@ -25,7 +30,7 @@ DEVICE_PROVIDERS = {
 CPU = "CPUExecutionProvider"
 
 
-def import_onnxruntime():
+def import_onnxruntime() -> ModuleType:
     """``import onnxruntime``, or one line on how to repair a half-removed install.
 
     onnxruntime and onnxruntime-gpu install into the same ``onnxruntime/`` folder; uninstalling
@@ -75,7 +80,7 @@ def device_name(provider: str) -> str:
     return next((name for name, p in DEVICE_PROVIDERS.items() if p == provider), provider)
 
 
-def open_session(path: Path, device: str, threads: int | None):
+def open_session(path: Path, device: str, threads: int | None) -> InferenceSession:
     """An ``InferenceSession`` for ``path`` on ``device``: ``ModelError`` if the file does not load.
 
     Raises:
@@ -110,12 +115,13 @@ def open_session(path: Path, device: str, threads: int | None):
     return session
 
 
-def _provider_failure(provider: str, ort) -> str:
+def _provider_failure(provider: str, ort: ModuleType) -> str:
     """Why an installed execution provider did not start, in a few words (no onnxruntime log)."""
     import ctypes
 
     name = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}.get(provider)
-    library = Path(ort.__file__).parent / "capi" / f"libonnxruntime_providers_{name}.so" if name else None
+    capi = Path(ort.__file__).parent / "capi" if ort.__file__ else None
+    library = capi / f"libonnxruntime_providers_{name}.so" if capi and name else None
     if library is not None and library.exists():
         try:
             ctypes.CDLL(str(library))

@@ -17,6 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+# One request waiting: its images (n, 32, 32, 3) uint8 and the future its probabilities go to.
+Item = tuple[np.ndarray, "asyncio.Future[np.ndarray]"]
+
 
 class QueueFull(Exception):
     """More images are waiting than ``max_queue_images``."""
@@ -45,18 +48,19 @@ class DynamicBatcher:
         self.delay = max_queue_delay_ms / 1000.0
         self.max_queue_images, self.on_batch = max_queue_images, on_batch
         self.waiting = 0  # images queued and not yet in a model call (the queue-depth gauge)
-        self._queue: asyncio.Queue | None = None
-        self._task: asyncio.Task | None = None
+        # Since Python 3.10 a Queue binds to the running loop at first use, so it can be made here;
+        # the task that drains it is started by the first request, inside the server's loop.
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cifar-pack-infer")  # one model call at a time
 
     async def infer(self, images: np.ndarray) -> np.ndarray:
         """(N, 32, 32, 3) uint8 -> (N, C) float32, batched with whatever else is waiting."""
         if self._task is None:
-            self._queue = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._run())
         if self.waiting + len(images) > self.max_queue_images:
             raise QueueFull(f"{self.waiting} images are waiting (limit {self.max_queue_images})")
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self.waiting += len(images)
         await self._queue.put((images, future))
         return await future
@@ -66,7 +70,7 @@ class DynamicBatcher:
             self._task.cancel()
         self._pool.shutdown(wait=True)
 
-    def _drain(self, batch: list, size: int):
+    def _drain(self, batch: list[Item], size: int) -> tuple[int, Item | None]:
         """Add what is already waiting to ``batch`` (no task per item, as asyncio.wait_for would make).
 
         Returns (images in the batch, an item that did not fit and starts the next batch, or None).

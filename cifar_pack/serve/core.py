@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Callable
 
 import numpy as np
 
@@ -23,6 +24,11 @@ from .models import ServedModel
 from .protocol import ProtocolError
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
+
+
+def _waiting(batcher: DynamicBatcher) -> Callable[[], float]:
+    """The queue-depth gauge's reading for one batcher."""
+    return lambda: batcher.waiting
 
 
 class InferenceService:
@@ -59,7 +65,7 @@ class InferenceService:
             for name, m in models.items()
         }
         for name, batcher in self.batchers.items():
-            self.metrics.watch_queue(name, lambda b=batcher: b.waiting)
+            self.metrics.watch_queue(name, _waiting(batcher))
         self.default = next(iter(models.values()))
 
     def authorized(self, credentials: bytes) -> bool:

@@ -19,13 +19,17 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import ORT_WEB_VARIABLE
 from .core import InferenceService
@@ -69,14 +73,16 @@ def create_app(service: InferenceService) -> Starlette:
     api = HttpApi(service)
     routes = api.routes()
 
-    async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
-        return error(exc.status, str(exc), {"Retry-After": "1"} if exc.status == 503 else None)
+    async def protocol_error(request: Request, exc: Exception) -> Response:
+        status = exc.status if isinstance(exc, ProtocolError) else 500  # registered for ProtocolError only
+        return error(status, str(exc), {"Retry-After": "1"} if status == 503 else None)
 
-    async def not_found(request: Request, exc) -> JSONResponse:
-        return error(exc.status_code, f"no route {request.method} {request.url.path[:100]}")
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return error(status, f"no route {request.method} {request.url.path[:100]}")
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await service.close()
 
@@ -164,7 +170,7 @@ class HttpApi:
                 415,
             )
 
-        async def replay():
+        async def replay() -> Message:
             return {"type": "http.request", "body": body, "more_body": False}
 
         most = self.service.limits.max_images
@@ -172,7 +178,7 @@ class HttpApi:
             form = await Request(request.scope, replay).form(max_files=most, max_fields=most)
         except Exception as exc:  # python-multipart / Starlette raise several types for bad multipart
             raise ProtocolError(f"malformed multipart body ({str(exc)[:120]})") from None
-        files = [v for k, v in form.multi_items() if k == "file" and hasattr(v, "read")]
+        files = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
         if not files:
             raise ProtocolError("no 'file' fields in the multipart body")
         return [(f.filename or "upload", await f.read()) for f in files]
@@ -247,10 +253,10 @@ class Guard:
     template, never the raw path, so label values stay bounded.
     """
 
-    def __init__(self, app, service: InferenceService, routes: list[Route]):
+    def __init__(self, app: ASGIApp, service: InferenceService, routes: list[Route]):
         self.app, self.service, self.routes = app, service, routes
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started, status = time.perf_counter(), [500]
@@ -263,7 +269,7 @@ class Guard:
             self.service.metrics.count_request(route, 401)
             return await response(scope, receive, send)
 
-        async def send_and_count(message):
+        async def send_and_count(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)

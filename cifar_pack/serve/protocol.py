@@ -73,7 +73,7 @@ def parse_infer(body: bytes, header_length: str | None, num_classes: int, max_im
     count = shape[0]
     if count > max_images:
         raise ProtocolError(f"{count} images in one request; the limit is {max_images}", status=413)
-    params = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
+    params = _parameters(tensor)
     expected = count * PIXELS
     if "binary_data_size" in params:
         size = params["binary_data_size"]
@@ -113,9 +113,14 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:split], body[split:]
 
 
+def _parameters(entry: dict) -> dict:
+    """An entry's ``parameters`` object; {} when absent or not an object."""
+    params = entry.get("parameters")
+    return params if isinstance(params, dict) else {}
+
+
 def _output_spec(request: dict, num_classes: int) -> OutputSpec:
-    req_params = request.get("parameters") if isinstance(request.get("parameters"), dict) else {}
-    binary = bool(req_params.get("binary_data_output", False))
+    binary = bool(_parameters(request).get("binary_data_output", False))
     outputs = request.get("outputs")
     if outputs is None:
         return OutputSpec(binary, 0)
@@ -123,7 +128,7 @@ def _output_spec(request: dict, num_classes: int) -> OutputSpec:
         raise ProtocolError(f"'outputs' must list the one output, '{OUTPUT_NAME}'")
     if outputs[0].get("name") != OUTPUT_NAME:
         raise ProtocolError(f"unknown output {str(outputs[0].get('name'))[:40]!r}; this model has '{OUTPUT_NAME}'")
-    params = outputs[0].get("parameters") if isinstance(outputs[0].get("parameters"), dict) else {}
+    params = _parameters(outputs[0])
     binary = bool(params.get("binary_data", binary))
     k = params.get("classification", 0)
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= num_classes:
@@ -136,6 +141,8 @@ def encode_infer(
 ) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers for ``probs`` (N, C) float32."""
     spec = request.output
+    output: dict[str, object]
+    data: list | None
     if spec.classification:
         order = np.argsort(-probs, axis=1, kind="stable")[:, : spec.classification]
         # Triton's classification format: "value:index:label", the value with 6 decimals.
@@ -147,7 +154,7 @@ def encode_infer(
         output = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape)}
         raw = np.ascontiguousarray(probs, dtype="<f4").tobytes()
         data = None
-    response = {"model_name": model_name, "model_version": version, "outputs": [output]}
+    response: dict[str, object] = {"model_name": model_name, "model_version": version, "outputs": [output]}
     if request.id is not None:
         response["id"] = request.id
     if spec.binary:

@@ -8,10 +8,15 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..runtime.errors import UsageError
 from .config import API_KEY_VARIABLE, DEFAULT_HOST, DEFAULT_PORT, GRACEFUL_SHUTDOWN_S
 from .core import InferenceService
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +83,7 @@ def run_server(
     log.info("stopped")
 
 
-def _server(config):
+def _server(config: uvicorn.Config) -> uvicorn.Server:
     """uvicorn's Server without its signal re-raise.
 
     Workaround for uvicorn >= 0.29, which re-raises SIGTERM/SIGINT after its graceful shutdown
@@ -89,7 +94,7 @@ def _server(config):
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
-        def capture_signals(self):
+        def capture_signals(self) -> Iterator[None]:
             signals = (signal.SIGINT, signal.SIGTERM)
             previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
             try:

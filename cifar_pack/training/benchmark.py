@@ -1,5 +1,10 @@
 """``cifar-pack benchmark``: Keras vs ONNX float32 vs ONNX int8 on one machine, in one run.
 
+A benchmark measures, it does not gate: every row it can measure is shown, and the int8 row says
+whether it passes the accuracy gate ``export`` would apply (``--max-accuracy-drop``), measured on
+the benchmark's own images. Files it has to build go to a temporary folder unless ``keep``; even
+then an int8 file that fails the gate is not left where ``export`` would have refused to write it.
+
 Method: every format classifies the same labelled images (accuracy); latency is timed at batch 1
 and throughput at batch 256 after warm-up runs, formats interleaved round by round so that
 machine noise hits them alike (each format's turn starts with an untimed call); medians are
@@ -10,9 +15,12 @@ would flatter ONNX.
 
 from __future__ import annotations
 
+import functools
 import logging
 import statistics
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,8 +30,13 @@ from ..runtime.config import INPUT_NAME
 from ..runtime.errors import UsageError
 from ..runtime.evaluation import map_labels
 from ..runtime.fileio import package_versions
+from ..runtime.onnx_file import model_proto_metadata, read_metadata, write_model
 from ..runtime.records import TrainingRecord, read_record
 from ..runtime.sysinfo import cpu_info
+from .config import DEFAULT_MAX_ACCURACY_DROP
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 log = logging.getLogger(__name__)
 
@@ -36,44 +49,104 @@ def run_benchmark(
     samples: int = 10_000,
     rounds: int = 5,
     latency_runs: int = 100,
+    *,
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+    keep: bool = False,
 ) -> dict:
-    """Export what is missing (``<stem>.onnx``, ``<stem>.int8.onnx``), then measure all three.
+    """Measure the Keras model, its ``<stem>.onnx`` and its ``<stem>.int8.onnx``, building what is missing.
 
-    Returns ``{"machine", "versions", "method", "samples", "rows": [{"format", "path", "size_mb",
-    "accuracy", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_batch256",
-    "speedup_vs_keras"}]}``.
+    Args:
+        model: the ``.keras`` model; ONNX files beside it are used as they are.
+        data: labelled images (default: the training run's data; its test split, else validation).
+        max_accuracy_drop: the int8 gate shown in the int8 row (top-1 points; export's default).
+        keep: write built files beside the model, as ``export`` would (the int8 file only if it
+            passes the gate); otherwise they live in a temporary folder for the run only.
+
+    Returns ``{"machine", "versions", "method", "samples", "split", "rows": [{"format", "path", "kept",
+    "size_mb", "accuracy", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_batch256",
+    "speedup_vs_keras", "gate"}]}``; ``gate`` is None except on the int8 row.
+
+    Raises:
+        CifarPackError: a measurement that could not be made (no data, an export whose parity fails).
     """
-    from .export import export_onnx
+    from . import tf_setup  # noqa: F401  (the [train] extra: missing, say so before reading any data)
 
     model = Path(model)
-    fp32, int8 = model.with_suffix(".onnx"), model.with_name(f"{model.stem}.int8.onnx")
-    if not fp32.exists() or not int8.exists():
-        log.info("exporting %s and %s first", fp32.name, int8.name)
-        export_onnx(model, fp32, data=data, int8=True)
     record = read_record(model) or TrainingRecord()
-    split, x, y = _labelled_images(model, data, record, samples)
-    runners = _runners(model, fp32, int8)
-    batch_times, single_times = _time_interleaved(runners, x, rounds, latency_runs)
-    rows = [
-        _row(name, path, run_batched(fn, x, BATCH), y, batch_times[name], single_times[name])
-        for name, (path, fn) in runners.items()
-    ]
-    keras_tp = rows[0]["throughput_batch256"]
+    split, x, y, dataset = _labelled_images(model, data, record, samples)
+    with tempfile.TemporaryDirectory(prefix="cifar-pack-benchmark-") as tmp:
+        files = _onnx_files(model, data, dataset, record, Path(tmp), max_accuracy_drop, keep)
+        runners = _runners(model, files["onnx-fp32"][0], files["onnx-int8"][0])
+        batch_times, single_times = _time_interleaved(runners, x, rounds, latency_runs)
+        rows = [
+            _row(name, path, run_batched(fn, x, BATCH), y, batch_times[name], single_times[name])
+            | {"kept": files[name][1] if name in files else True}
+            for name, (path, fn) in runners.items()
+        ]
+    keras_tp, fp32_accuracy = rows[0]["throughput_batch256"], rows[1]["accuracy"]
     for row in rows:
         row["speedup_vs_keras"] = row["throughput_batch256"] / keras_tp
+        row["gate"] = None
+    drop = 100.0 * (fp32_accuracy - rows[2]["accuracy"])
+    rows[2]["gate"] = {
+        "accuracy_drop_points": drop,
+        "max_accuracy_drop": max_accuracy_drop,
+        "passed": drop <= max_accuracy_drop,
+    }
     return {
         "machine": cpu_info(),
         "versions": package_versions(),
         "method": f"{len(y)} {split} images for accuracy; batch-256 throughput median of {rounds} rounds x 3, "
-        f"batch-1 latency over {latency_runs} runs, after warm-up; formats interleaved",
+        f"batch-1 latency over {latency_runs} runs, after warm-up; formats interleaved; int8 gate: top-1 drop "
+        f"against onnx-fp32 on the same images <= {max_accuracy_drop:g} points (export's rule)",
         "samples": int(len(y)),
         "split": split,
         "rows": rows,
     }
 
 
-def _labelled_images(model: Path, data: str | None, record: TrainingRecord, samples: int):
-    """(split, x, y in the model's class order): the test split if any, else the run's validation split."""
+def _onnx_files(
+    model: Path,
+    data: str | None,
+    dataset: data_mod.Dataset,
+    record: TrainingRecord,
+    tmp: Path,
+    max_accuracy_drop: float,
+    keep: bool,
+) -> dict[str, tuple[Path, bool]]:
+    """``{"onnx-fp32": (path, kept), "onnx-int8": (path, kept)}``: the files beside the model, else built.
+
+    A built int8 file is measured, not gated (``quantize.measure_int8``); it is written beside the
+    model only with ``keep`` and a passing gate, so no file appears that ``export`` would refuse.
+    """
+    from .export import export_onnx
+    from .quantize import measure_int8
+
+    fp32, int8 = model.with_suffix(".onnx"), model.with_name(f"{model.stem}.int8.onnx")
+    files = {"onnx-fp32": (fp32, True), "onnx-int8": (int8, True)}
+    if not fp32.exists():
+        log.info("exporting %s to measure it%s", fp32.name, "" if keep else " (temporary)")
+        target = fp32 if keep else tmp / fp32.name
+        files["onnx-fp32"] = (export_onnx(model, target, data=data).onnx, keep)
+    if not int8.exists():
+        import onnx
+
+        log.info("quantizing %s to measure it%s", fp32.name, "" if keep else " (temporary)")
+        fp32_path = files["onnx-fp32"][0]
+        int8_model, report = measure_int8(fp32_path, dataset, record, max_accuracy_drop=max_accuracy_drop)
+        metadata = read_metadata(model_proto_metadata(onnx.load(str(fp32_path))), fp32_path)
+        kept = keep and report["passed"]
+        if keep and not kept:
+            log.warning("int8 fails the accuracy gate: not written beside %s (export would refuse it)", model.name)
+        path = write_model(int8 if kept else tmp / int8.name, int8_model, metadata | {"quantization": report})
+        files["onnx-int8"] = (path, kept)
+    return files
+
+
+def _labelled_images(
+    model: Path, data: str | None, record: TrainingRecord, samples: int
+) -> tuple[str, np.ndarray, np.ndarray, data_mod.Dataset]:
+    """(split, x, y in the model's class order, dataset): its test split if any, else the run's validation split."""
     source = data or record.data_location
     if source is None:
         raise UsageError("--data is required: the model has no training manifest to take its validation split from")
@@ -83,7 +156,7 @@ def _labelled_images(model: Path, data: str | None, record: TrainingRecord, samp
         pick = np.sort(np.random.default_rng(0).choice(len(y), size=samples, replace=False))
         x, y = x[pick], y[pick]
     class_names = list(record.class_names or dataset.class_names)
-    return split, x, map_labels(dataset.class_names, class_names, y, source, model)
+    return split, x, map_labels(dataset.class_names, class_names, y, source, model), dataset
 
 
 def _runners(model: Path, fp32: Path, int8: Path) -> dict[str, tuple[Path, BatchFn]]:
@@ -97,11 +170,17 @@ def _runners(model: Path, fp32: Path, int8: Path) -> dict[str, tuple[Path, Batch
     runners: dict[str, tuple[Path, BatchFn]] = {"keras": (model, lambda b: keras_fn(tf.constant(b)))}
     for name, path in (("onnx-fp32", fp32), ("onnx-int8", int8)):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        runners[name] = (path, lambda b, s=session: s.run(None, {INPUT_NAME: b})[0])
+        runners[name] = (path, _session_fn(session))
     return runners
 
 
-def _time_interleaved(runners: dict, x: np.ndarray, rounds: int, latency_runs: int):
+def _session_fn(session: InferenceSession) -> BatchFn:
+    return lambda batch: session.run(None, {INPUT_NAME: batch})[0]
+
+
+def _time_interleaved(
+    runners: dict[str, tuple[Path, BatchFn]], x: np.ndarray, rounds: int, latency_runs: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Seconds per batch-256 call and per batch-1 call of each format, formats taking turns each round."""
     big = np.ascontiguousarray(np.resize(x, (BATCH, *x.shape[1:])))
     one = np.ascontiguousarray(x[:1])
@@ -111,8 +190,8 @@ def _time_interleaved(runners: dict, x: np.ndarray, rounds: int, latency_runs: i
         fn(big), fn(one)
     for _ in range(rounds):
         for name, (_, fn) in runners.items():
-            batch_times[name] += call_seconds(lambda fn=fn: fn(big), 3)
-            single_times[name] += call_seconds(lambda fn=fn: fn(one), latency_runs // rounds)
+            batch_times[name] += call_seconds(functools.partial(fn, big), 3)
+            single_times[name] += call_seconds(functools.partial(fn, one), latency_runs // rounds)
     return batch_times, single_times
 
 

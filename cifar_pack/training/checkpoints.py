@@ -42,10 +42,10 @@ class RunTracker(keras.callbacks.Callback):
         self.best = max((h["val_accuracy"] for h in history), default=-1.0)
         self.epoch_started = 0.0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch_started = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         seconds = time.perf_counter() - self.epoch_started
         entry = {"epoch": epoch + 1, "seconds": round(seconds, 3)}

@@ -6,7 +6,7 @@ The image contract and the split defaults are the runtime's (``cifar_pack.runtim
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 
 from ..runtime.config import DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT
@@ -86,9 +86,13 @@ class TrainConfig:
         data["augment"] = Augment(**data.get("augment", {}))
         return cls(**data)
 
-    def with_overrides(self, **overrides) -> TrainConfig:
+    def with_overrides(self, **overrides: str | int | float | None) -> TrainConfig:
         """Copy with the options the user gave explicitly (``None`` means "keep the recipe's")."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(given) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"TrainConfig has no option {', '.join(unknown)}")
+        return TrainConfig.from_dict(self.to_dict() | given)
 
 
 # The notebook exactly: RMSprop 1e-3, batch 128, 20 epochs, ImageDataGenerator's augmentation.

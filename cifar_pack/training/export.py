@@ -16,6 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +44,11 @@ from .model import (
     serving_function,
 )
 from .parity import ParityReport, check_parity
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
+
+    from .tf_setup import keras
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +134,15 @@ def export_onnx(
     if int8:
         from .quantize import quantize_int8
 
-        gate = {"settings": int8_settings, "max_accuracy_drop": max_accuracy_drop, "eval_samples": eval_samples}
-        int8_path, int8_report = quantize_int8(output, dataset, record or TrainingRecord(), metadata, **gate)
+        int8_path, int8_report = quantize_int8(
+            output,
+            dataset,
+            record or TrainingRecord(),
+            metadata,
+            settings=int8_settings,
+            max_accuracy_drop=max_accuracy_drop,
+            eval_samples=eval_samples,
+        )
     return ExportResult(output, report, int8_path, int8_report, time.perf_counter() - started)
 
 
@@ -137,7 +150,7 @@ def export_onnx(
 # Conversion and metadata
 
 
-def convert(model, opset: int, softmax_added: bool):
+def convert(model: keras.Model, opset: int, softmax_added: bool) -> ModelProto:
     """tf2onnx ``from_function`` on a uint8 serving function; returns a checked ``onnx.ModelProto``."""
     import onnx
     import tf2onnx
@@ -168,9 +181,8 @@ def build_metadata(
     was_mixed: bool,
 ) -> dict:
     """Everything an embedding app needs besides the graph, as plain JSON-able values."""
-    versions = package_versions("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx")
-    versions["cifar-pack"] = __version__
-    versions["opset"] = opset
+    versions: dict[str, str | int] = {**package_versions("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx")}
+    versions |= {"cifar-pack": __version__, "opset": opset}
     return {
         "class_names": list(class_names),
         "input": {
@@ -205,7 +217,9 @@ def build_metadata(
 # Where parity images and class names come from
 
 
-def parity_inputs(data: str | None, record: TrainingRecord | None, samples: int):
+def parity_inputs(
+    data: str | None, record: TrainingRecord | None, samples: int
+) -> tuple[np.ndarray, str, data_mod.Dataset | None]:
     """(images (N, 32, 32, 3) uint8, description, Dataset or None).
 
     ``--data``: up to ``samples`` images drawn from all of its splits. Else the validation
@@ -230,7 +244,9 @@ def parity_inputs(data: str | None, record: TrainingRecord | None, samples: int)
     return images, "RANDOM INPUTS (no real images were available)", None
 
 
-def resolve_class_names(num_classes: int, record: TrainingRecord | None, dataset, model_path: Path) -> list[str]:
+def resolve_class_names(
+    num_classes: int, record: TrainingRecord | None, dataset: data_mod.Dataset | None, model_path: Path
+) -> list[str]:
     for names in (record and record.class_names, dataset and dataset.class_names):
         if names and len(names) == num_classes:
             return list(names)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..runtime.batching import BatchFn
 from ..runtime.config import INPUT_NAME, INPUT_SHAPE, KERAS_SUFFIXES, OUTPUT_NAME
 from ..runtime.errors import ModelError
 from ..runtime.evaluation import Classifier
 from ..runtime.records import TrainingRecord, read_record
-from .tf_setup import keras
+from .tf_setup import keras, tf
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def build_model(num_classes: int = 10, input_shape: tuple[int, int, int] = INPUT
 # Loading and checking saved Keras models (export, evaluate and benchmark share these)
 
 
-def load_keras_model(path: Path):
+def load_keras_model(path: Path) -> keras.Model:
     """Load a ``.keras`` or ``.h5`` model for inference; one-line ``ModelError`` on any failure."""
     if not path.exists():
         raise ModelError(f"{path}: no such file")
@@ -71,7 +72,7 @@ def load_keras_model(path: Path):
         raise ModelError(f"{path}: not a loadable Keras model ({first[:200]})") from None
 
 
-def check_classifier(model, path: Path) -> int:
+def check_classifier(model: keras.Model, path: Path) -> int:
     """Input must be (None, 32, 32, 3); output (None, C) with C >= 2. Returns C."""
     inputs, outputs = model.inputs, model.outputs
     if len(inputs) != 1 or len(outputs) != 1:
@@ -84,7 +85,7 @@ def check_classifier(model, path: Path) -> int:
     return int(out_shape[0])
 
 
-def float32_copy(model):
+def float32_copy(model: keras.Model) -> tuple[keras.Model, bool]:
     """A model trained under ``mixed_bfloat16`` is rebuilt in float32 with the same weights.
 
     Returns (model, was_mixed). Weights are float32 variables under a mixed policy already, so
@@ -94,7 +95,7 @@ def float32_copy(model):
     if not mixed:
         return model, False
 
-    def as_float32(layer):
+    def as_float32(layer: keras.layers.Layer) -> keras.layers.Layer:
         config = layer.get_config()
         config["dtype"] = "float32"
         return layer.__class__.from_config(config)
@@ -104,7 +105,7 @@ def float32_copy(model):
     return clone, True
 
 
-def ends_in_softmax(model) -> bool:
+def ends_in_softmax(model: keras.Model) -> bool:
     """True when the last layer is a softmax (an Activation/Softmax layer or activation='softmax')."""
     last = model.layers[-1]
     config = last.get_config()
@@ -116,25 +117,23 @@ def ends_in_softmax(model) -> bool:
     )
 
 
-def serving_function(model, softmax_added: bool):
+def serving_function(model: keras.Model, softmax_added: bool) -> tf.types.experimental.PolymorphicFunction:
     """The uint8 serving ``tf.function``: (N, 32, 32, 3) uint8 -> {"probabilities": (N, C) float32}.
 
     Export converts exactly this function with tf2onnx, and the parity gate runs exactly this
     function against onnxruntime, so parity checks what was converted.
     """
-    from .tf_setup import tf
-
     spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8, name=INPUT_NAME)
 
     @tf.function(input_signature=[spec])
-    def serve(images):
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         out = model(tf.cast(images, tf.float32), training=False)
         return {OUTPUT_NAME: tf.nn.softmax(out) if softmax_added else out}
 
     return serve
 
 
-def keras_probabilities(model, softmax_added: bool):
+def keras_probabilities(model: keras.Model, softmax_added: bool) -> BatchFn:
     """(N, 32, 32, 3) uint8 -> (N, C) float32 numpy, through ``serving_function``."""
     serve = serving_function(model, softmax_added)
     return lambda images: serve(images)[OUTPUT_NAME].numpy()

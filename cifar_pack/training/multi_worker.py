@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 
 from ..runtime.errors import UsageError
 from .tf_setup import keras, tf
@@ -23,7 +24,7 @@ def work_around_keras_multi_worker(model: keras.Model) -> None:
 
 
 @contextlib.contextmanager
-def multi_worker_step_logs(active: bool):
+def multi_worker_step_logs(active: bool) -> Iterator[None]:
     """Workaround for keras-team/keras#20585, part 2: step logs across workers.
 
     Keras 3 reduces every train/test step's logs with ``strategy.reduce("MEAN", v, axis=0)``,
@@ -36,8 +37,8 @@ def multi_worker_step_logs(active: bool):
         return
     tf_trainer = keras.src.backend.tensorflow.trainer  # loaded with keras.Model on this backend
 
-    def first_local(values, strategy, reduction):
-        def one(v):
+    def first_local(values: object, strategy: tf.distribute.Strategy, reduction: str) -> object:
+        def one(v: object) -> object:
             return strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
 
         return keras.tree.map_structure(one, values)

@@ -140,7 +140,7 @@ def make_pipeline(
     ds = ds.batch(config.batch_size if training else max(config.batch_size, 512))
     augment = make_augmenter(config, seed) if training else None
 
-    def prepare(images, labels):
+    def prepare(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         images = tf.cast(images, tf.float32)
         if augment is not None and augment.layers:
             images = augment(images, training=True)

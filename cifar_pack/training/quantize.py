@@ -22,17 +22,23 @@ import logging
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..runtime import data as data_mod
 from ..runtime.batching import median_seconds, run_batched
 from ..runtime.config import INPUT_NAME
+from ..runtime.data import Dataset
 from ..runtime.errors import ExportError, ModelError, ParityError, UsageError
 from ..runtime.onnx_file import model_proto_metadata, read_metadata, write_model
 from ..runtime.records import TrainingRecord
 from ..runtime.sysinfo import cpu_info, int8_kernel
 from .config import DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, CalibrateMethod, Int8Settings, choices
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
+    from onnxruntime import InferenceSession
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +48,7 @@ INT16_MAX = 32767
 UINT8_MAX = 255
 
 
-def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Settings = DEFAULT_INT8):
+def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Settings = DEFAULT_INT8) -> ModelProto:
     """Static QDQ quantization of ``fp32_path``; returns the int8 ``onnx.ModelProto``.
 
     ``calibration``: uint8 (N, 32, 32, 3) images the quantizer runs to find activation ranges.
@@ -74,10 +80,10 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
     step = 32 if settings.calibrate_method == "minmax" else 1
 
     class Reader(CalibrationDataReader):
-        def __init__(self):
+        def __init__(self) -> None:
             self.batches = iter([{INPUT_NAME: calibration[i : i + step]} for i in range(0, len(calibration), step)])
 
-        def get_next(self):
+        def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +109,7 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
         return onnx.load(str(q))
 
 
-def avx2_pair_bound(int8_model) -> dict:
+def avx2_pair_bound(int8_model: ModelProto) -> dict:
     """Worst case of the AVX2 U8S8 kernel's int16 pair sums, from the weights alone.
 
     Every int8 weight tensor feeding a DequantizeLinear is checked: two adjacent products are at
@@ -125,13 +131,13 @@ def avx2_pair_bound(int8_model) -> dict:
 
 def measure_int8(
     fp32_path: Path,
-    dataset,
+    dataset: Dataset | None,
     record: TrainingRecord,
     *,
     settings: Int8Settings = DEFAULT_INT8,
     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     eval_samples: int | None = None,
-):
+) -> tuple[ModelProto, dict]:
     """Quantize ``fp32_path`` and measure it against float32; gate nothing, write nothing.
 
     Calibration images come from the training part of the recorded split, accuracy from its
@@ -184,7 +190,7 @@ def measure_int8(
 
 def quantize_int8(
     fp32_path: Path,
-    dataset,
+    dataset: Dataset | None,
     record: TrainingRecord,
     metadata: dict,
     *,
@@ -263,17 +269,19 @@ def int8_from_onnx(
     )
 
 
-def accuracy(session, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:
+def accuracy(session: InferenceSession, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:
     probs = run_batched(lambda b: session.run(None, {INPUT_NAME: b})[0], x, batch)
     return float(np.mean(probs.argmax(1) == y))
 
 
-def measure_speedup(fp32_session, int8_session, images: np.ndarray, repeats: int = 5) -> dict:
+def measure_speedup(
+    fp32_session: InferenceSession, int8_session: InferenceSession, images: np.ndarray, repeats: int = 5
+) -> dict:
     """Median images/s at batch 256 and median ms at batch 1, float32 vs int8."""
     big = np.resize(images, (256, *images.shape[1:]))
     one = images[:1]
 
-    def timed(session, batch, n):
+    def timed(session: InferenceSession, batch: np.ndarray, n: int) -> float:
         return median_seconds(lambda: session.run(None, {INPUT_NAME: batch}), n)
 
     t32, t8 = timed(fp32_session, big, repeats), timed(int8_session, big, repeats)

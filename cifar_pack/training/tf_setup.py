@@ -27,6 +27,7 @@ import platform
 import re
 import sys
 import tempfile
+from collections.abc import MutableMapping
 
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 
@@ -36,7 +37,7 @@ _EARLY_LOG_BANNER = b"WARNING: All log messages before absl::InitializeLog() is 
 _SEVERITY = {b"I": 0, b"W": 1, b"E": 2}
 
 
-def configure_environment(environ: dict | None = None, machine: str | None = None) -> dict:
+def configure_environment(environ: MutableMapping[str, str] | None = None, machine: str | None = None) -> dict:
     """Put cifar-pack's defaults for TensorFlow into ``environ`` (``os.environ`` by default).
 
     Returns ``{"variable", "value", "source"}``: the oneDNN setting TensorFlow will start with and
@@ -44,13 +45,13 @@ def configure_environment(environ: dict | None = None, machine: str | None = Non
     TensorFlow's own rule for this CPU ("tensorflow default", off x86-64, where oneDNN here means
     something else: Arm's ACL kernels, left to TensorFlow).
     """
-    environ = os.environ if environ is None else environ
+    env: MutableMapping[str, str] = os.environ if environ is None else environ
     machine = platform.machine() if machine is None else machine
-    if ONEDNN_VARIABLE in environ:
-        return {"variable": ONEDNN_VARIABLE, "value": environ[ONEDNN_VARIABLE], "source": "environment"}
+    if ONEDNN_VARIABLE in env:
+        return {"variable": ONEDNN_VARIABLE, "value": env[ONEDNN_VARIABLE], "source": "environment"}
     if machine.lower() not in ("x86_64", "amd64"):
         return {"variable": ONEDNN_VARIABLE, "value": None, "source": "tensorflow default"}
-    environ[ONEDNN_VARIABLE] = "1"
+    env[ONEDNN_VARIABLE] = "1"
     return {"variable": ONEDNN_VARIABLE, "value": "1", "source": "cifar-pack default"}
 
 
@@ -78,22 +79,22 @@ def onednn_enabled() -> bool | None:
         return None
 
 
-def _import_tensorflow():
+def _import_tensorflow() -> None:
     """``import tensorflow`` with the early log lines filtered (see the module's docstring)."""
     try:
         min_level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
     except ValueError:
         min_level = 0
     if min_level <= 0 or "tensorflow" in sys.modules:
-        import tensorflow
+        import tensorflow  # noqa: F401
 
-        return tensorflow
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow
+            import tensorflow  # noqa: F401
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -102,7 +103,6 @@ def _import_tensorflow():
             if rest:
                 sys.stderr.buffer.write(rest) if hasattr(sys.stderr, "buffer") else sys.stderr.write(rest.decode())
                 sys.stderr.flush()
-    return tensorflow
 
 
 def _starting_setting() -> dict:
@@ -112,8 +112,9 @@ def _starting_setting() -> dict:
 
 
 ONEDNN_SETTING = _starting_setting()
-tf = _import_tensorflow()
+_import_tensorflow()
 
-import keras  # noqa: E402  (after TensorFlow: Keras' TensorFlow backend is the one configured above)
+import keras  # noqa: E402  (TensorFlow is in sys.modules by now: Keras takes the backend configured above)
+import tensorflow as tf  # noqa: E402  (imported quietly just above; this binds the name)
 
 __all__ = ["ONEDNN_SETTING", "configure_environment", "filter_early_log", "keras", "onednn_enabled", "tf"]

@@ -51,7 +51,7 @@ from .pipeline import (
     resolve_precision,
     tensorflow_runtime,
 )
-from .tf_setup import keras
+from .tf_setup import keras, tf
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,9 @@ def _resumed_settings(out: Path, state: dict) -> tuple[str, TrainConfig]:
     return state["data"].get("path") or state["data"]["source"], config
 
 
-def _load_data(source: str, config: TrainConfig, state: dict | None):
+def _load_data(
+    source: str, config: TrainConfig, state: dict | None
+) -> tuple[data_mod.Dataset, str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """(dataset, precision, (x_train, y_train, x_val, y_val)): the run's stratified split."""
     dataset = data_mod.load(source)
     if state is not None and state["data"].get("sha256") not in (None, dataset.sha256):
@@ -205,10 +207,10 @@ def _fit(run: _Run) -> TrainResult:
     return _write_run_record(run, state["history"])
 
 
-def _build_or_restore(run: _Run, strategy):
+def _build_or_restore(run: _Run, strategy: tf.distribute.Strategy) -> keras.Model:
     """The compiled seed CNN, or the interrupted run's checkpoint with its dropout RNG states."""
     with strategy.scope():
-        if run.checkpoint is not None:
+        if run.checkpoint is not None and run.state is not None:  # read_state gives both or neither
             model = load_checkpoint(run.checkpoint)
             restore_rng_states(model, run.state.get("rng") or {})
             if run.state.get("best_epoch") == run.state["epochs_done"]:
@@ -225,7 +227,7 @@ def _build_or_restore(run: _Run, strategy):
         return model
 
 
-def _run_epochs(run: _Run, model, strategy, state: dict) -> None:
+def _run_epochs(run: _Run, model: keras.Model, strategy: tf.distribute.Strategy, state: dict) -> None:
     """Fit from the state's next epoch to the last; the tracker records each one as it ends."""
     config, (x_train, y_train, x_val, y_val) = run.config, run.arrays
     val_ds = make_pipeline(x_val, y_val, run.num_classes, config, training=False)

@@ -150,7 +150,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 def select(
     dataset: Dataset, split: str | None, validation_split: float = DEFAULT_VALIDATION_SPLIT, seed: int = DEFAULT_SEED
-):
+) -> tuple[str, np.ndarray, np.ndarray]:
     """Images for one named split: ``test``, ``train`` (the whole train split) or ``val``.
 
     ``val`` is the stratified validation part of ``train`` exactly as ``cifar-pack train`` makes it

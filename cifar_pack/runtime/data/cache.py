@@ -61,6 +61,6 @@ def write_cache(path: Path, layout: str, class_names: list[str], splits: dict) -
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
     try:
         with atomic_path(path) as tmp:
-            np.savez(tmp, **arrays)
+            np.savez(tmp, allow_pickle=False, **arrays)  # arrays of numbers and strings only
     except OSError as exc:
         log.warning("could not write cache %s (%s)", path, exc)

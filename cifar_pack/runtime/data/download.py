@@ -41,7 +41,7 @@ def download_cifar10() -> Path:
 
 def _cause(exc: BaseException) -> str:
     """The innermost reason of a chained exception, in one short line ("URLError: ... Connection refused")."""
-    while exc.__cause__ or exc.__context__:
-        exc = exc.__cause__ or exc.__context__
+    while (inner := exc.__cause__ or exc.__context__) is not None:
+        exc = inner
     text = " ".join(str(exc).split())[:200]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

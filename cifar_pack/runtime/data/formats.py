@@ -59,7 +59,7 @@ class _ReleaseUnpickler(pickle.Unpickler):
         ("_codecs", "encode"),
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> object:
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refused global '{module}.{name}'")
         return super().find_class(module, name)
@@ -101,7 +101,7 @@ def _python_batch(name: str, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x), y
 
 
-def _names(values) -> list[str]:
+def _names(values: list[str | bytes]) -> list[str]:
     return [c.decode() if isinstance(c, bytes) else c for c in values]
 
 
@@ -176,8 +176,8 @@ def _group_class_folders(listing: Listing) -> dict[str, dict[str, list[tuple[str
                 f"files only; supported: {' '.join(IMAGE_SUFFIXES)})"
             )
     for d in listing.empty_dirs:
-        parts = PurePosixPath(d).parts
-        if parts and parts[-1] not in SPLITS and not parts[-1].startswith("."):
+        components = PurePosixPath(d).parts
+        if components and components[-1] not in SPLITS and not components[-1].startswith("."):
             raise DataError(f"{listing.origin}: class folder '{d}' is empty")
     if not grouped:
         raise DataError(f"{listing.origin}: no images found (expected train/<class>/*, test/<class>/* or <class>/*)")

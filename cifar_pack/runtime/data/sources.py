@@ -114,7 +114,10 @@ def _read_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, n
     limit = size_limit(name)
     if member.size > limit:
         raise DataError(f"{archive}: member '{name}' is {member.size:,} bytes, over the {limit:,}-byte limit")
-    data = tar.extractfile(member).read()
+    handle = tar.extractfile(member)  # None only for members that are not regular files
+    if handle is None:
+        raise DataError(f"{archive}: member '{name}' is not a regular file")
+    data = handle.read()
     return lambda: data
 
 
