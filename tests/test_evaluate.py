@@ -232,3 +232,21 @@ def test_model_card_of_an_int8_model_says_where_its_gate_measured(tmp_path):
     assert proc.returncode == 0, proc.stderr
     line = next(line for line in card.read_text().splitlines() if line.startswith("- int8:"))
     assert "7-bit" in line and "accumulation" in line and "cannot saturate onnxruntime's AVX2 kernel" in line
+
+
+@pytest.mark.slow
+def test_benchmark_of_an_exported_onnx_model_has_no_keras_row(exported, tiny_data, tmp_path):
+    """An .onnx model (the bundled one, say) is measured against its own int8 file, without TensorFlow."""
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(exported, model)
+    shutil.copy(f"{exported}.json", f"{model}.json")
+    proc = run_cli("benchmark", "--model", model, "--data", tiny_data, "--samples", "30", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["baseline"] == "onnx-fp32" and [r["format"] for r in result["rows"]] == ["onnx-fp32", "onnx-int8"]
+    assert result["rows"][0]["speedup"] == 1.0 and "speedup_vs_keras" not in result["rows"][0]
+    assert result["rows"][1]["gate"]["max_accuracy_drop"] == 1.0 and not (tmp_path / "m.int8.onnx").exists()
+    proc = run_cli("benchmark", "--model", tmp_path / "x.int8.onnx")
+    assert proc.returncode == 2 and "no such file" in proc.stderr

@@ -109,11 +109,12 @@ def test_runtime_install_predicts_without_tensorflow(runtime_venv, tmp_path):
     assert report["samples"] == 20 and report["accuracy"] >= 0.8
 
 
-def test_installed_package_is_typed_and_ships_its_page(runtime_venv):
+def test_installed_package_is_typed_and_ships_its_page(runtime_venv, tmp_path):
     """py.typed (PEP 561) and the page's files are in the installed package, not only in the checkout."""
     probe = "import cifar_pack, pathlib; print(pathlib.Path(cifar_pack.__file__).parent)"
     python = runtime_venv / "bin" / "python"
-    root = Path(subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip())
+    proc = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path)
+    root = Path(proc.stdout.strip())
     assert ROOT not in root.parents, root  # the installed copy, not this checkout
     assert (root / "py.typed").is_file()
     assert {p.name for p in (root / "serve" / "page").iterdir()} >= {"index.html", "app.mjs", "preprocess.mjs"}

@@ -64,7 +64,11 @@ def evaluate(
 @command
 def benchmark(
     model: Annotated[
-        Path, typer.Option("--model", help="Keras model; its .onnx and .int8.onnx are built for the run if missing.")
+        Path,
+        typer.Option(
+            "--model",
+            help="Keras model (its .onnx and .int8.onnx are built for the run if missing), or a float32 .onnx.",
+        ),
     ] = Path("artifacts/model.keras"),
     data: Annotated[
         str | None, typer.Option("--data", help="Labelled images (default: the training run's validation split).")
@@ -97,7 +101,7 @@ def _gate_cell(gate: dict | None) -> str:
     if gate is None:
         return "-"
     drop, bound = gate["accuracy_drop_points"], gate["max_accuracy_drop"]
-    return f"pass ({drop:.2f} <= {bound:g})" if gate["passed"] else f"FAIL ({drop:.2f} > {bound:g})"
+    return f"pass {drop:.2f}" if gate["passed"] else f"FAIL {drop:.2f} > {bound:g}"
 
 
 def _print_table(result: dict, as_json: bool) -> None:
@@ -109,8 +113,9 @@ def _print_table(result: dict, as_json: bool) -> None:
         title=f"{result['machine']['model']}, {result['machine']['cores']} cores, "
         f"{' '.join(result['machine']['flags'])}"
     )
-    columns = ("format", "size MB", "top-1", "p50 ms (batch 1)", "images/s (batch 256)", "speedup vs Keras")
-    for column in (*columns, "int8 gate (drop, points)"):
+    baseline = "Keras" if result["baseline"] == "keras" else result["baseline"]
+    columns = ("format", "MB", "top-1", "ms, batch 1", "img/s, batch 256", f"vs {baseline}", "int8 gate: drop")
+    for column in columns:
         table.add_column(column, justify="left" if column == "format" else "right")
     for r in result["rows"]:
         table.add_row(
@@ -119,7 +124,7 @@ def _print_table(result: dict, as_json: bool) -> None:
             f"{r['accuracy']:.4f}",
             f"{r['latency_ms_p50']:.3f}",
             f"{r['throughput_batch256']:.0f}",
-            f"{r['speedup_vs_keras']:.2f}x",
+            f"{r['speedup']:.2f}x",
             _gate_cell(r["gate"]),
         )
     console = Console(stderr=as_json)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..runtime import data as data_mod
 from ..runtime.batching import BatchFn, call_seconds, run_batched
-from ..runtime.config import INPUT_NAME
+from ..runtime.config import INPUT_NAME, KERAS_SUFFIXES
 from ..runtime.errors import UsageError
 from ..runtime.evaluation import map_labels
 from ..runtime.fileio import package_versions
@@ -56,7 +56,8 @@ def run_benchmark(
     """Measure the Keras model, its ``<stem>.onnx`` and its ``<stem>.int8.onnx``, building what is missing.
 
     Args:
-        model: the ``.keras`` model; ONNX files beside it are used as they are.
+        model: the ``.keras`` model (ONNX files beside it are used as they are); or an exported
+            float32 ``.onnx`` (no Keras row, no TensorFlow; its ``<stem>.int8.onnx`` as above).
         data: labelled images (default: the training run's data; its test split, else validation).
         max_accuracy_drop: the int8 gate shown in the int8 row (top-1 points; export's default).
         keep: write built files beside the model, as ``export`` would (the int8 file only if it
@@ -64,35 +65,31 @@ def run_benchmark(
 
     Returns ``{"machine", "versions", "method", "samples", "split", "rows": [{"format", "path", "kept",
     "size_mb", "accuracy", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_batch256",
-    "speedup_vs_keras", "gate"}]}``; ``gate`` is None except on the int8 row.
+    "speedup", "gate"}], "baseline"}``: ``speedup`` is against the first row, ``baseline`` (Keras, or
+    ONNX float32 for an ``.onnx`` model; Keras rows also carry it as ``speedup_vs_keras``); ``gate``
+    is None except on the int8 row.
 
     Raises:
         CifarPackError: a measurement that could not be made (no data, an export whose parity fails).
     """
-    from . import tf_setup  # noqa: F401  (the [train] extra: missing, say so before reading any data)
-
     model = Path(model)
-    record = read_record(model) or TrainingRecord()
+    keras_model = model.suffix in KERAS_SUFFIXES
+    if keras_model:
+        from . import tf_setup  # noqa: F401  (the [train] extra: missing, say so before reading any data)
+    elif model.name.endswith(".int8.onnx"):
+        raise UsageError(f"--model {model}: an int8 file; give the float32 .onnx (its int8 file is found beside it)")
+    record = _record(model, keras_model)
     split, x, y, dataset = _labelled_images(model, data, record, samples)
     with tempfile.TemporaryDirectory(prefix="cifar-pack-benchmark-") as tmp:
         files = _onnx_files(model, data, dataset, record, Path(tmp), max_accuracy_drop, keep)
-        runners = _runners(model, files["onnx-fp32"][0], files["onnx-int8"][0])
+        runners = _runners(model if keras_model else None, files["onnx-fp32"][0], files["onnx-int8"][0])
         batch_times, single_times = _time_interleaved(runners, x, rounds, latency_runs)
         rows = [
             _row(name, path, run_batched(fn, x, BATCH), y, batch_times[name], single_times[name])
             | {"kept": files[name][1] if name in files else True}
             for name, (path, fn) in runners.items()
         ]
-    keras_tp, fp32_accuracy = rows[0]["throughput_batch256"], rows[1]["accuracy"]
-    for row in rows:
-        row["speedup_vs_keras"] = row["throughput_batch256"] / keras_tp
-        row["gate"] = None
-    drop = 100.0 * (fp32_accuracy - rows[2]["accuracy"])
-    rows[2]["gate"] = {
-        "accuracy_drop_points": drop,
-        "max_accuracy_drop": max_accuracy_drop,
-        "passed": drop <= max_accuracy_drop,
-    }
+    _add_speedup_and_gate(rows, max_accuracy_drop)
     return {
         "machine": cpu_info(),
         "versions": package_versions(),
@@ -101,7 +98,34 @@ def run_benchmark(
         f"against onnx-fp32 on the same images <= {max_accuracy_drop:g} points (export's rule)",
         "samples": int(len(y)),
         "split": split,
+        "baseline": rows[0]["format"],
         "rows": rows,
+    }
+
+
+def _record(model: Path, keras_model: bool) -> TrainingRecord:
+    """The run record: the manifest beside a Keras model, or an exported model's ``training`` metadata."""
+    if keras_model:
+        return read_record(model) or TrainingRecord()
+    from ..runtime.predictor import Predictor
+
+    return TrainingRecord.from_metadata(Predictor(model, device="cpu").metadata.get("training"))
+
+
+def _add_speedup_and_gate(rows: list[dict], max_accuracy_drop: float) -> None:
+    """Speed against the first row; on the int8 row, export's accuracy gate against the float32 row."""
+    baseline = rows[0]["throughput_batch256"]
+    by_format = {row["format"]: row for row in rows}
+    for row in rows:
+        row["speedup"] = row["throughput_batch256"] / baseline
+        if "keras" in by_format:
+            row["speedup_vs_keras"] = row["speedup"]
+        row["gate"] = None
+    drop = 100.0 * (by_format["onnx-fp32"]["accuracy"] - by_format["onnx-int8"]["accuracy"])
+    by_format["onnx-int8"]["gate"] = {
+        "accuracy_drop_points": drop,
+        "max_accuracy_drop": max_accuracy_drop,
+        "passed": drop <= max_accuracy_drop,
     }
 
 
@@ -119,12 +143,13 @@ def _onnx_files(
     A built int8 file is measured, not gated (``quantize.measure_int8``); it is written beside the
     model only with ``keep`` and a passing gate, so no file appears that ``export`` would refuse.
     """
-    from .export import export_onnx
     from .quantize import measure_int8
 
-    fp32, int8 = model.with_suffix(".onnx"), model.with_name(f"{model.stem}.int8.onnx")
+    fp32, int8 = model.with_suffix(".onnx"), model.with_name(f"{model.stem}.int8.onnx")  # fp32 may be `model`
     files = {"onnx-fp32": (fp32, True), "onnx-int8": (int8, True)}
     if not fp32.exists():
+        from .export import export_onnx  # TensorFlow: only for a Keras model
+
         log.info("exporting %s to measure it%s", fp32.name, "" if keep else " (temporary)")
         target = fp32 if keep else tmp / fp32.name
         files["onnx-fp32"] = (export_onnx(model, target, data=data).onnx, keep)
@@ -159,15 +184,17 @@ def _labelled_images(
     return split, x, map_labels(dataset.class_names, class_names, y, source, model), dataset
 
 
-def _runners(model: Path, fp32: Path, int8: Path) -> dict[str, tuple[Path, BatchFn]]:
+def _runners(keras_path: Path | None, fp32: Path, int8: Path) -> dict[str, tuple[Path, BatchFn]]:
+    """Each format's batch function, in row order: Keras (when given), ONNX float32, ONNX int8."""
     import onnxruntime as ort
 
-    from .model import float32_copy, keras_probabilities, load_keras_model
-    from .tf_setup import tf
+    runners: dict[str, tuple[Path, BatchFn]] = {}
+    if keras_path is not None:
+        from .model import float32_copy, keras_probabilities, load_keras_model
+        from .tf_setup import tf
 
-    keras_model, _ = float32_copy(load_keras_model(model))
-    keras_fn = keras_probabilities(keras_model, False)
-    runners: dict[str, tuple[Path, BatchFn]] = {"keras": (model, lambda b: keras_fn(tf.constant(b)))}
+        keras_fn = keras_probabilities(float32_copy(load_keras_model(keras_path))[0], False)
+        runners["keras"] = (keras_path, lambda b: keras_fn(tf.constant(b)))
     for name, path in (("onnx-fp32", fp32), ("onnx-int8", int8)):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         runners[name] = (path, _session_fn(session))
