@@ -1,13 +1,15 @@
 """The web page in a real Chromium: per-image time in server vs browser mode, JPEG differences.
 
-    python benchmarks/web_page.py [--json out.json]
+    python benchmarks/web_page.py [--json out.json] [--screenshot docs/web-page.png]
 
 Starts `cifar-pack serve` on a free port, opens the page in Debian's Chromium (headless, via
 Playwright), chooses the 20 quick-start JPEGs in each mode three times (the first round in
 browser mode includes compiling onnxruntime-web's wasm and is reported apart), and reads the
 times the page itself shows (`data-ms`): server mode = the /predict round trip, browser mode =
 the onnxruntime-web call. Then compares the browser's top-1 probabilities on the JPEGs with the
-Python Predictor's (Chromium decodes JPEG itself; Pillow uses libjpeg-turbo).
+Python Predictor's (Chromium decodes JPEG itself; Pillow uses libjpeg-turbo). With
+--screenshot, also writes the picture the README and docs/serving.md show: the page at phone
+width (390x844) after four quick-start photos (tests never write into the checkout).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ ARGS = [
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", default=None)
+    parser.add_argument("--screenshot", default=None, help="also write the phone-width screenshot here")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -79,6 +82,8 @@ def main() -> None:
                     "ms_per_image_p90": sorted(steady)[int(0.9 * len(steady))],
                     "last_round": rounds[-1],
                 }
+            if args.screenshot:
+                screenshot(browser, port, Path(args.screenshot))
             browser.close()
     finally:
         server.terminate()
@@ -95,6 +100,17 @@ def main() -> None:
         )
     print(f"JPEG, browser vs Python: top-1 agreement {agree}/20, max |top-1 probability difference| {max(diffs):.2e}")
     save(args.json, info | {"results": results})
+
+
+def screenshot(browser, port: int, path: Path) -> None:
+    """The page at phone width after four quick-start photos in server mode, as one PNG."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.set_input_files("input[type=file]", [str(p) for p in SAMPLES[:4]])
+    page.locator("[data-testid=result]").nth(3).wait_for(timeout=60_000)
+    page.screenshot(path=str(path), full_page=True)
+    page.close()
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -100,3 +100,27 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str, co
     assert errors, proc.stderr
     for fragment in fragments:
         assert fragment in proc.stderr, (fragment, proc.stderr)
+
+
+def _checkout_status() -> str | None:
+    """`git status --porcelain` of this checkout (None outside git): what tests must leave unchanged."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        proc = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    session.config._checkout_before = _checkout_status()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests write only to temporary folders: a run that changed the checkout fails (issue 22, item 3)."""
+    before = getattr(session.config, "_checkout_before", None)
+    after = _checkout_status()
+    if before is not None and after is not None and after != before:
+        changed = sorted(set(after.splitlines()) ^ set(before.splitlines()))
+        print(f"\nerror: the tests changed the checkout: {changed}")
+        session.exitstatus = 1

@@ -186,3 +186,13 @@ def test_cli_model_and_device_errors(exported, sample_files, tmp_path):
     # Bad data, not a bad option: exit 1, as for any input that fails (docs/usage.md).
     proc = run_cli("predict", tmp_path / "nothing*.png", "--model", exported)
     assert_one_line_error(proc, "nothing*.png", "pattern matches no image file", code=1)
+
+
+def test_a_keras_file_or_an_image_as_model_gets_told_what_to_do(trained_run, sample_files):
+    """onnxruntime's INVALID_PROTOBUF said nothing useful (issue 22, item 6)."""
+    keras_file = trained_run / "model.keras"
+    proc = run_cli("predict", sample_files["red"], "--model", keras_file)
+    assert_one_line_error(proc, "a Keras model", f"cifar-pack export --onnx --model {keras_file}", code=1)
+    assert "INVALID_PROTOBUF" not in proc.stderr
+    proc = run_cli("predict", sample_files["red"], "--model", sample_files["red"])
+    assert_one_line_error(proc, "an image, not a model", code=1)

@@ -395,6 +395,12 @@ def test_curl_lines_of_the_readme_and_docs_work_as_written(server):
         assert proc.returncode == 0 and json.loads(proc.stdout), (line, proc.stderr, proc.stdout[:300])
         assert "error" not in proc.stdout, (line, proc.stdout[:300])
 
+    # A newcomer's first server call (the README's) gets a right answer (issue 22, item 7).
+    first = _doc_commands(ROOT / "README.md", "curl ")[0]
+    sample = re.search(r"samples/([a-z]+)_\d+\.jpg", first).group(1)
+    proc = subprocess.run(first.replace("127.0.0.1:8000", server.host), shell=True, cwd=ROOT, capture_output=True)
+    assert json.loads(proc.stdout)[0]["label"] == sample, proc.stdout
+
 
 def test_docs_tritonclient_snippet_runs_as_written(server):
     snippet = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "serving.md").read_text(), flags=re.S).group(1)
@@ -406,7 +412,7 @@ def test_docs_tritonclient_snippet_runs_as_written(server):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "deer" in proc.stdout and ":4:" in proc.stdout  # the bundled model's answer for this cat photo
+    assert "0.988789:7:horse" in proc.stdout  # the answer the snippet's comment shows
 
 
 def test_docs_triton_export_from_an_onnx_runs_as_written(tmp_path):

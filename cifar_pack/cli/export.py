@@ -28,7 +28,10 @@ from .common import JsonOpt, command, emit, printable
 @command
 def export(
     onnx: Annotated[
-        bool, typer.Option("--onnx", help="Export to ONNX (the only format; the flag is accepted for clarity).")
+        bool,
+        typer.Option(
+            "--onnx", help="Export to ONNX (the only format; the flag is accepted for clarity).", show_default=False
+        ),
     ] = True,
     model: Annotated[
         Path,

@@ -34,7 +34,10 @@ def predict(
     max_pixels: Annotated[
         int | None,
         typer.Option(
-            "--max-pixels", min=1, help=f"Refuse images larger than this many pixels [default: {DEFAULT_MAX_PIXELS}]."
+            "--max-pixels",
+            min=1,
+            help="Refuse images larger than this many pixels (or set CIFAR_PACK_MAX_PIXELS).",
+            show_default=f"{DEFAULT_MAX_PIXELS:_}".replace("_", ","),
         ),
     ] = None,
     as_json: JsonOpt = False,

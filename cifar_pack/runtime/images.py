@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import DEFAULT_MAX_PIXELS, IMAGE_SIZE, MAX_PIXELS_VARIABLE
 from .errors import InputError
@@ -111,8 +111,13 @@ def decode(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Imag
                 return img.copy() if img.format != "GIF" else img.convert("RGBA")
     except Image.DecompressionBombError as exc:
         raise InputError(f"{name}: refused, image too large (decompression-bomb limit): {exc}") from None
+    except UnidentifiedImageError:
+        kinds = ", ".join(s.lstrip(".").upper() for s in IMAGE_SUFFIXES)
+        raise InputError(f"{name}: not a readable image (not an image format Pillow knows: {kinds}, ...)") from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
-        raise InputError(f"{name}: not a readable image ({str(exc)[:200] or type(exc).__name__})") from None
+        # Pillow's messages may hold the file object's repr ("<_io.BytesIO object at 0x...>"): name the file.
+        why = str(exc).replace(repr(fp), repr(name))[:200] or type(exc).__name__
+        raise InputError(f"{name}: not a readable image ({why})") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

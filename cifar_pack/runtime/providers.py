@@ -103,7 +103,7 @@ def open_session(path: Path, device: str, threads: int | None) -> InferenceSessi
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a loadable ONNX model ({first})") from None
+        raise ModelError(not_onnx_message(path, first)) from None
     finally:
         if accelerated:
             ort.set_default_logger_severity(2)
@@ -113,6 +113,31 @@ def open_session(path: Path, device: str, threads: int | None) -> InferenceSessi
             raise UsageError(f"--device {device}: {providers[0]} failed to initialise ({why})")
         log.warning("--device auto: %s unusable here (%s); running on the CPU", providers[0], why)
     return session
+
+
+# File signatures of what people pass as --model by mistake, with what to do instead.
+_NOT_ONNX = (
+    (b"PK\x03\x04", "a Keras model (.keras); export it first: cifar-pack export --onnx --model {path}"),
+    (b"\x89HDF\r\n\x1a\n", "a Keras HDF5 model (.h5); export it first: cifar-pack export --onnx --model {path}"),
+    (b"\x89PNG", "an image, not a model; images are the inputs: cifar-pack predict {path}"),
+    (b"\xff\xd8\xff", "an image, not a model; images are the inputs: cifar-pack predict {path}"),
+)
+
+
+def not_onnx_message(path: Path, cause: str) -> str:
+    """Why ``path`` is not a loadable model, in words a user can act on (``cause``: onnxruntime's first line)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        head = b""
+    for magic, what in _NOT_ONNX:
+        if head.startswith(magic):
+            return f"{path}: {what.format(path=path)}"
+    return (
+        f"{path}: not a loadable ONNX model ({cause}); cifar-pack runs the .onnx files "
+        "`cifar-pack export --onnx` writes"
+    )
 
 
 def _provider_failure(provider: str, ort: ModuleType) -> str:
