@@ -200,13 +200,18 @@ def test_resume_works_from_another_directory_and_refuses_changed_settings(tmp_pa
     _wait_for_epochs(out / "train_state.json", 1, proc)
     proc.kill()
     proc.communicate(timeout=60)
-    for option in (["--epochs", "7"], ["--lr", "0.5"], ["--data", "/nonexistent"]):
+    for option in (["--epochs", "7"], ["--lr", "0.5"], ["--data", "/nonexistent"], ["--precision", "mixed_bfloat16"]):
         assert_one_line_error(run_cli("train", "--out", out, "--resume", *option), option[0], "cannot change", code=2)
+    # A longer run would stretch the one-cycle schedule: refused with that reason (issue 22, item 11).
+    longer = run_cli("train", "--out", out, "--resume", "--epochs", "41")
+    assert_one_line_error(longer, "--epochs 41", "laid out over 40 epochs", code=2)
     # Stale temp files of a killed write are ours by name and go at the next run.
     (out / ".last.abc123.keras").write_bytes(b"half")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    resumed = run_cli("train", "--out", out, "--resume", "--json", cwd=elsewhere)  # relative data path stored absolute
+    # The first command plus --resume (same values, the data path now absolute) is accepted.
+    same = ("--data", tmp_path / "d", "--epochs", "40", "--batch-size", "16", "--precision", "float32")
+    resumed = run_cli("train", *same, "--out", out, "--resume", "--json", cwd=elsewhere)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not (out / ".last.abc123.keras").exists()
 
@@ -268,8 +273,42 @@ def test_bad_options_are_usage_errors(tmp_path, args, fragment):
     assert_one_line_error(proc, fragment, code=2)
 
 
-def test_resume_without_a_run_is_a_usage_error(tmp_path):
+def test_resume_without_a_run_is_a_usage_error_before_tensorflow_starts(tmp_path):
     assert_one_line_error(run_cli("train", "--out", tmp_path, "--resume"), "--resume", code=2)
+    probe = (
+        "import sys\nfrom cifar_pack.cli import main\n"
+        "sys.argv = ['cifar-pack', 'train', '--out', sys.argv[1], '--resume']\n"
+        "try:\n    main()\nexcept SystemExit:\n    print('tensorflow' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stdout + proc.stderr  # answered without the 3-5 s import
+
+
+def test_failed_data_leaves_no_run_folder(tmp_path):
+    """Training on an empty folder left an empty --out behind (issue 22, item 10)."""
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("train", "--data", tmp_path / "empty", "--out", tmp_path / "run", "--epochs", "1")
+    assert_one_line_error(proc, "empty", code=1)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_constant_rate_run_can_be_continued_for_more_epochs(tmp_path):
+    """The seed recipe's learning rate does not depend on the run's length: --resume --epochs N continues it."""
+    data_dir = write_class_folders(tmp_path / "d", {"train": 10})
+    out = tmp_path / "run"
+    first = run_cli(
+        "train", "--data", data_dir, "--out", out, "--recipe", "seed", "--epochs", "1", "--batch-size", "16"
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    more = run_cli("train", "--out", out, "--resume", "--epochs", "2", "--json")
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert "continuing to 2 epochs" in more.stderr and json.loads(more.stdout)["epochs"] == 2
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["epochs"] == 2
+    # One definition of speed: the summary says what the manifest says (issue 22, item 5).
+    assert json.loads(more.stdout)["images_per_second"] == manifest["images_per_second"] > 0
 
 
 def test_overrides_change_only_what_the_user_gave_and_survive_the_state_file():
@@ -435,7 +474,7 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
 def test_resume_finds_the_checkpoint_its_state_names_whatever_the_kill_left(tmp_path):
     """A kill between checkpoint and state (item 16): the state names its checkpoint by sha256."""
     from cifar_pack.runtime.fileio import sha256_file
-    from cifar_pack.training.checkpoints import read_state as _read_state
+    from cifar_pack.training.run_state import read_state as _read_state
 
     run = tmp_path / "run"
     run.mkdir()

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from ..runtime.data import check_source
-from ..runtime.errors import Interrupted, UsageError
+from ..runtime.errors import Interrupted
 from ..training.config import RECIPES, Precision, Recipe, Strategy, TrainConfig, validate_config
+from ..training.run_state import OPTION_FIELDS, read_state, resumed_config
 from .app import app
 from .common import DATA_HELP, DataOpt, JsonOpt, command, emit
 
@@ -55,24 +56,22 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train the seed CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
+    options: dict[str, str | int | float | None] = {
+        "--epochs": epochs,
+        "--batch-size": batch_size,
+        "--lr": lr,
+        "--validation-split": validation_split,
+    }
+    options |= {"--seed": seed, "--precision": precision.value if precision else None}
+    options |= {"--strategy": strategy.value if strategy else None}
     if resume:
-        # A resumed run is the stored run: options that would change it are refused, by name.
-        given: dict[str, object] = {"--data": data, "--recipe": recipe if recipe != Recipe.default else None}
-        given["--epochs"] = epochs
-        given |= {"--batch-size": batch_size, "--lr": lr, "--validation-split": validation_split, "--seed": seed}
-        _refuse_with_resume(out, given | {"--precision": precision, "--strategy": strategy})
-    data = data or "cifar10"
-    config = _recipe(recipe).with_overrides(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=lr,
-        validation_split=validation_split,
-        seed=seed,
-        precision=precision.value if precision else None,
-        strategy=strategy.value if strategy else None,
-    )
-    validate_config(config)  # before importing TensorFlow: bad options answer instantly
-    if not resume:
+        # Before TensorFlow's import: a missing run or a changed option answers at once.
+        given = options | {"--data": data, "--recipe": recipe.value if recipe != Recipe.default else None}
+        data, config = resumed_config(out, read_state(out)[0], given)
+    else:
+        data = data or "cifar10"
+        config = _recipe(recipe).with_overrides(**{OPTION_FIELDS[o]: v for o, v in options.items()})
+        validate_config(config)
         check_source(data)
     try:
         from ..training.train import train as run_training
@@ -112,12 +111,3 @@ def preview_augment(
     emit(
         {"preview": str(path), "recipe": recipe.value, "images": images, "variants": variants}, as_json, f"wrote {path}"
     )
-
-
-def _refuse_with_resume(out: Path, given: dict[str, object]) -> None:
-    for option, value in given.items():
-        if value is not None:
-            raise UsageError(
-                f"--resume continues the run in {out} with its stored settings; {option} cannot change it "
-                "(start a new run with another --out instead)"
-            )

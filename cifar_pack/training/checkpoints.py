@@ -8,7 +8,6 @@ it by sha256, then the best model; and reading them back for ``--resume``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -18,14 +17,10 @@ import numpy as np
 
 from ..runtime.errors import UsageError
 from ..runtime.fileio import atomic_path, sha256_file, write_json_atomic
+from .run_state import BEST_FILE, LAST_FILE, PREV_FILE, STATE_FILE
 from .tf_setup import keras
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "train_state.json"
-LAST_FILE = "last.keras"  # the newest epoch, with optimizer state, for --resume
-PREV_FILE = "last.prev.keras"  # the epoch before, kept only while a new checkpoint is being recorded
-BEST_FILE = "model.keras"
 
 
 class RunTracker(keras.callbacks.Callback):
@@ -118,33 +113,6 @@ def restore_rng_states(model: keras.Model, states: dict[str, list[int]]) -> None
         generator = getattr(layer, "seed_generator", None)
         if generator is not None and layer.name in states:
             generator.state.assign(np.asarray(states[layer.name], dtype=generator.state.dtype))
-
-
-def read_state(out: Path) -> tuple[dict, Path | None]:
-    """The interrupted run's state and the checkpoint it names (None before the first epoch).
-
-    Raises:
-        UsageError: no run, a corrupt state, or no checkpoint matching it; each in one line.
-    """
-    path = out / STATE_FILE
-    if not path.exists():
-        raise UsageError(f"--resume: no interrupted run in {out} ({STATE_FILE} is missing)")
-    try:
-        state = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--resume: {path} is not valid JSON ({exc})") from None
-    missing = [k for k in ("config", "data", "epochs_done", "history") if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise UsageError(f"--resume: {path} is not a cifar-pack run state (missing {', '.join(missing)})")
-    if state["epochs_done"] == 0:
-        return state, None
-    for candidate in (out / LAST_FILE, out / PREV_FILE):
-        if candidate.exists() and state.get("last_sha256") in (None, sha256_file(candidate)):
-            return state, candidate
-    raise UsageError(
-        f"--resume: no checkpoint in {out} matches {STATE_FILE} (epoch {state['epochs_done']}): "
-        f"{LAST_FILE} is missing, truncated or from another run"
-    )
 
 
 def load_checkpoint(path: Path) -> keras.Model:

@@ -28,18 +28,8 @@ from ..runtime import data as data_mod
 from ..runtime.errors import Interrupted, UsageError
 from ..runtime.fileio import package_versions, remove_stale_temps, write_json_atomic
 from ..runtime.records import HISTORY_FILE, MANIFEST_FILE
-from .checkpoints import (
-    BEST_FILE,
-    LAST_FILE,
-    PREV_FILE,
-    STATE_FILE,
-    RunTracker,
-    load_checkpoint,
-    read_state,
-    restore_rng_states,
-    save_model,
-)
-from .config import TrainConfig, validate_config
+from .checkpoints import RunTracker, load_checkpoint, restore_rng_states, save_model
+from .config import DEFAULT_RECIPE, TrainConfig, validate_config
 from .model import build_model
 from .multi_worker import is_chief, multi_worker_step_logs, work_around_keras_multi_worker
 from .pipeline import (
@@ -51,6 +41,7 @@ from .pipeline import (
     resolve_precision,
     tensorflow_runtime,
 )
+from .run_state import BEST_FILE, LAST_FILE, PREV_FILE, STATE_FILE, check_resumable, read_state, stored_settings
 from .tf_setup import keras, tf
 
 log = logging.getLogger(__name__)
@@ -111,15 +102,17 @@ class _Run:
         return self.source if self.source == "cifar10" else str(Path(self.source).resolve())
 
 
-def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool = False) -> TrainResult:
+def train(source: str, out: str | os.PathLike, config: TrainConfig | None = None, resume: bool = False) -> TrainResult:
     """Train the seed CNN on ``source`` and keep the best epoch as ``out/model.keras``.
 
     Args:
         source: any ``data.load`` source ("cifar10", an archive, a directory).
         out: run directory; created if missing.
-        config: recipe and options (``config.RECIPES`` holds "default" and "seed").
+        config: recipe and options (``config.RECIPES`` holds "default" and "seed"); None: the
+            default recipe, or with ``resume`` the stored config.
         resume: continue the interrupted run in ``out`` from its last completed epoch; the stored
-            config and data source are used, so the finished run equals an uninterrupted one.
+            config and data source are used, so the finished run equals an uninterrupted one
+            (``run_state.check_resumable``: only more epochs at a constant learning rate may differ).
 
     Returns:
         TrainResult with the paths written and the headline metrics.
@@ -135,13 +128,15 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool
         raise UsageError(f"--out {out}: is a file, not a folder")
     state, checkpoint = read_state(out) if resume else (None, None)
     if state is not None:
-        source, config = _resumed_settings(out, state)
+        source, config = _resumed_settings(out, state, config)
+    config = config or DEFAULT_RECIPE
     validate_config(config)
-    out.mkdir(parents=True, exist_ok=True)
     chief = config.strategy != "multi-worker" or is_chief(os.environ.get("TF_CONFIG"))
+    loaded = _load_data(source, config, state)  # before anything is written: bad data leaves no folder behind
+    out.mkdir(parents=True, exist_ok=True)
     if chief:  # a killed earlier process's half-written files (ours by name); workers share --out
         remove_stale_temps(out, [LAST_FILE, PREV_FILE, BEST_FILE, STATE_FILE, HISTORY_FILE, MANIFEST_FILE])
-    run = _Run(out, source, config, *_load_data(source, config, state), state=state, checkpoint=checkpoint)
+    run = _Run(out, source, config, *loaded, state=state, checkpoint=checkpoint)
     keras.utils.set_random_seed(config.seed)
     log.info("compute: %s; %s", run.precision, describe_kernels())
     previous_policy = keras.mixed_precision.dtype_policy()
@@ -164,15 +159,16 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig, resume: bool
     return replace(result, **{k: out / getattr(result, k).name for k in ("model", "history", "curves", "manifest")})
 
 
-def _resumed_settings(out: Path, state: dict) -> tuple[str, TrainConfig]:
-    """(data source, config) of the interrupted run: a resumed run is the stored run."""
-    try:
-        config = TrainConfig.from_dict(state["config"])
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"--resume: {out / STATE_FILE} holds an unusable config ({exc})") from None
+def _resumed_settings(out: Path, state: dict, config: TrainConfig | None) -> tuple[str, TrainConfig]:
+    """(data source, config) of the interrupted run: a resumed run is the stored run (or it, longer)."""
+    source, stored = stored_settings(out, state)  # the absolute path: --resume works from any folder
+    if config is not None:
+        check_resumable(out, state, config)
+    config = config or stored
     log.info("resuming %s after epoch %d/%d", out, state["epochs_done"], config.epochs)
-    # The absolute path, so that `--resume` works from any working directory.
-    return state["data"].get("path") or state["data"]["source"], config
+    if config.epochs > stored.epochs:
+        log.info("continuing to %d epochs: the learning rate is constant, so nothing else changes", config.epochs)
+    return source, config
 
 
 def _load_data(
