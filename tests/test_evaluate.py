@@ -120,6 +120,28 @@ def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
     assert f"{report['accuracy']:.2%}" in card and "still answers one of them" in card
     assert "| red |" in card and "consent" in card
     assert "uniform noise (500 images): mean top-1 probability" in card
+    _assert_card_reproduces_the_run(card, exported, tmp_path / "card.md")
+
+
+def _assert_card_reproduces_the_run(card: str, model, card_path) -> None:
+    """The card's commands recreate this model: this run's every option, its model, this card (issue 22, item 2)."""
+    import shlex
+
+    run = model.parent
+    manifest = json.loads((run / "manifest.json").read_text())
+    block = card.split("## How to reproduce", 1)[1]
+    lines = {
+        shlex.split(line)[1]: shlex.split(line)[2:] for line in block.splitlines() if line.startswith("cifar-pack ")
+    }
+    train = dict(zip(lines["train"][::2], lines["train"][1::2]))
+    config = manifest["config"]
+    assert train["--out"] == str(run) and int(train["--epochs"]) == config["epochs"] == 3
+    assert train["--recipe"] == config["recipe"] and int(train["--batch-size"]) == config["batch_size"]
+    assert float(train["--lr"]) == config["learning_rate"] and int(train["--seed"]) == config["seed"]
+    assert float(train["--validation-split"]) == config["validation_split"]
+    assert train["--precision"] == manifest["precision"] == "mixed_bfloat16"
+    assert lines["export"][lines["export"].index("--model") + 1] == str(run / "model.keras")
+    assert lines["evaluate"][lines["evaluate"].index("--model-card") + 1] == str(card_path)
 
 
 def test_evaluate_keras_model_and_val_split(trained_run, tiny_data, tmp_path):

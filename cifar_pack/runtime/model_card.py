@@ -121,22 +121,44 @@ def _ethics_lines(report: dict) -> list[str]:
     ]
 
 
+# The training options a model card's "How to reproduce" spells out, all of them, so the commands
+# do not depend on what a recipe sets today (command-line name -> TrainConfig field as recorded).
+_TRAIN_OPTIONS = {
+    "batch_size": "--batch-size",
+    "learning_rate": "--lr",
+    "validation_split": "--validation-split",
+    "seed": "--seed",
+    "strategy": "--strategy",
+}
+
+
 def _reproduce_lines(report: dict, training: TrainingRecord, card: Path) -> list[str]:
-    """The commands that recreate this model from its run record, as far as the record tells."""
-    train = f"cifar-pack train --data {training.data_source or 'DATA'} --out run"
-    if training.recipe:
-        train += f" --recipe {training.recipe}"
-    if training.epochs:
-        train += f" --epochs {training.epochs}"
-    int8 = " --int8" if report["format"] == "onnx" and ".int8" in Path(report["model"]).name else ""
+    """The commands that recreate this model from its run record: train into the model's folder with
+    every option the run used, export that run's model, evaluate as this card was."""
+    model = Path(report["model"])
+    run = model.parent
+    train = f"cifar-pack train --data {training.data_source or 'DATA'} --out {run}"
+    config = training.config or {}
+    recipe = training.recipe or config.get("recipe")
+    if recipe:
+        train += f" --recipe {recipe}"
+    if training.epochs or config.get("epochs"):
+        train += f" --epochs {training.epochs or config.get('epochs')}"
+    for name, option in _TRAIN_OPTIONS.items():
+        if name in config:
+            train += f" {option} {config[name]}"
+    if training.precision:  # as resolved on the training machine, so another machine computes the same
+        train += f" --precision {training.precision}"
+    int8 = " --int8" if model.name.endswith(".int8.onnx") else ""
+    known = bool(training.data_source and recipe and (training.epochs or config.get("epochs")))
     return [
         "## How to reproduce",
+        "" if known else "The run record of this model is incomplete: fill in what the commands leave as capitals.",
         "```bash",
         'pip install -e ".[dev]"',
         train,
-        f"cifar-pack export --onnx --model run/model.keras{int8}",
-        f"cifar-pack evaluate --model {report['model']} --data {report['data']} --split {report['split']} "
-        f"--model-card {card}",
+        f"cifar-pack export --onnx --model {run / 'model.keras'}{int8}",
+        f"cifar-pack evaluate --model {model} --data {report['data']} --split {report['split']} --model-card {card}",
         "```",
         "",
     ]

@@ -90,6 +90,7 @@ class TrainingRecord:
             best_epoch=training.get("best_epoch"),
             val_accuracy=training.get("val_accuracy"),
             test_accuracy=training.get("test_accuracy"),
+            config=training.get("config") if isinstance(training.get("config"), dict) else None,
         )
 
     def to_metadata(self) -> dict:
@@ -100,6 +101,7 @@ class TrainingRecord:
             "best_epoch": self.best_epoch,
             "val_accuracy": self.val_accuracy,
             "test_accuracy": self.test_accuracy,
+            "config": self.config,  # every training option, so a model card can say how to recreate it
         }
 
     def to_json(self) -> dict:
