@@ -179,6 +179,9 @@ def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, how):
     if how == "ctrl-c":
         assert proc.returncode == 130
         assert "--resume" in stderr and "Traceback" not in stderr
+        # Said at once, and the message names the epoch --resume continues after (issue 22, item 12).
+        assert "stopping after this batch" in stderr
+        assert f"interrupted after epoch {state['epochs_done']}/{epochs}" in stderr, stderr[-500:]
 
     resumed = run_cli("train", "--out", out, "--resume", "--json", env={"TF_DETERMINISTIC_OPS": "1"})
     assert resumed.returncode == 0, resumed.stderr
@@ -495,3 +498,23 @@ def test_resume_finds_the_checkpoint_its_state_names_whatever_the_kill_left(tmp_
     state["epochs_done"] = 0  # killed before the first epoch's checkpoint: start from scratch
     (run / "train_state.json").write_text(json.dumps(state))
     assert _read_state(run)[1] is None
+
+
+def test_epoch_progress_shows_batches_rate_and_time_left():
+    """On a terminal, each epoch shows a bar with images/s and time left (issue 22, item 4); forced here."""
+    import io
+
+    import keras
+    import numpy as np
+    from rich.console import Console
+
+    from cifar_pack.training.progress import EpochProgress
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x, y = np.zeros((64, 4), np.float32), np.zeros(64, np.int64)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[EpochProgress(2, 8, 8, console=console)])
+    shown = screen.getvalue()
+    assert "epoch 1/2" in shown and "epoch 2/2" in shown and "images/s" in shown and "8/8" in shown

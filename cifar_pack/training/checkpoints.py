@@ -30,17 +30,24 @@ class RunTracker(keras.callbacks.Callback):
     complete ``last.keras`` of the epoch it names (or of a later epoch, which resume then repeats).
     """
 
-    def __init__(self, out: Path, run_state: dict):
+    def __init__(self, out: Path, run_state: dict, steps_per_epoch: int):
         super().__init__()
-        self.out, self.state = out, run_state
+        self.out, self.state, self.steps_per_epoch = out, run_state, steps_per_epoch
         history = run_state["history"]
         self.best = max((h["val_accuracy"] for h in history), default=-1.0)
         self.epoch_started = 0.0
+        self.steps_done = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch_started = time.perf_counter()
+        self.steps_done = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.steps_done = batch + 1
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.steps_done < self.steps_per_epoch:
+            return  # an epoch cut short (Ctrl-C stopped it): never recorded, so resume repeats it whole
         logs = logs or {}
         seconds = time.perf_counter() - self.epoch_started
         entry = {"epoch": epoch + 1, "seconds": round(seconds, 3)}

@@ -14,13 +14,16 @@ One run reads top to bottom: ``train`` (options, data, precision, worker role) -
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -41,6 +44,7 @@ from .pipeline import (
     resolve_precision,
     tensorflow_runtime,
 )
+from .progress import EpochProgress, GracefulStop, first_ctrl_c_stops
 from .run_state import BEST_FILE, LAST_FILE, PREV_FILE, STATE_FILE, check_resumable, read_state, stored_settings
 from .tf_setup import keras, tf
 
@@ -224,38 +228,58 @@ def _build_or_restore(run: _Run, strategy: tf.distribute.Strategy) -> keras.Mode
 
 
 def _run_epochs(run: _Run, model: keras.Model, strategy: tf.distribute.Strategy, state: dict) -> None:
-    """Fit from the state's next epoch to the last; the tracker records each one as it ends."""
+    """Fit from the state's next epoch to the last; the tracker records each one as it ends.
+
+    The first Ctrl-C ends the epoch in progress after its batch (not recorded) and raises
+    ``TrainingInterrupted`` naming the last recorded epoch, the one ``--resume`` continues after.
+    """
     config, (x_train, y_train, x_val, y_val) = run.config, run.arrays
     val_ds = make_pipeline(x_val, y_val, run.num_classes, config, training=False)
-    tracker = RunTracker(run.out, state)
+    steps = int(np.ceil(len(y_train) / config.batch_size))
+    callbacks = [RunTracker(run.out, state, steps)]
+    if sys.stderr.isatty():
+        callbacks.append(EpochProgress(config.epochs, steps, config.batch_size))
     multi_worker = config.strategy == "multi-worker"
     if multi_worker:
         work_around_keras_multi_worker(model)
     try:
-        with strategy.scope(), multi_worker_step_logs(multi_worker):
+        with strategy.scope(), multi_worker_step_logs(multi_worker), first_ctrl_c_stops() as stop:
+            callbacks.append(GracefulStop(stop))
             # One fit() per epoch, each on that epoch's own pipeline: a resumed run then sees
             # exactly the data order and augmentation an uninterrupted one would (the compiled
             # train step is reused across calls, so this costs one tf.data trace per epoch).
             for epoch in range(state["epochs_done"], config.epochs):
+                if stop.is_set():
+                    break
                 model.fit(
                     make_pipeline(x_train, y_train, run.num_classes, config, training=True, epoch=epoch),
                     validation_data=val_ds,
                     epochs=epoch + 1,
                     initial_epoch=epoch,
-                    callbacks=[tracker],
+                    callbacks=callbacks,
                     shuffle=False,  # tf.data already shuffles
                     verbose=0,
                 )
+        if not stop.is_set():
+            return
     except KeyboardInterrupt:
-        done = state["epochs_done"]
-        if done == 0:
-            raise TrainingInterrupted(
-                f"interrupted before the first epoch finished: nothing was saved in {run.out}"
-            ) from None
-        raise TrainingInterrupted(
-            f"interrupted after epoch {done}/{config.epochs}; best checkpoint kept at {run.out / BEST_FILE}; "
-            f"resume with: cifar-pack train --out {run.out} --resume"
-        ) from None
+        pass  # a second Ctrl-C, or one outside fit(): the state file still names the last whole epoch
+    _interrupted(run, state)
+
+
+def _interrupted(run: _Run, state: dict) -> NoReturn:
+    """The one message for a stopped run, from the state file on disk: --resume reads the same file."""
+    try:
+        done = json.loads((run.out / STATE_FILE).read_text())["epochs_done"]
+    except (OSError, ValueError, KeyError):
+        done = 0  # no state written yet: nothing to resume
+    config = run.config
+    if done == 0:
+        raise TrainingInterrupted(f"interrupted before the first epoch finished: nothing was saved in {run.out}")
+    raise TrainingInterrupted(
+        f"interrupted after epoch {done}/{config.epochs}; best checkpoint kept at {run.out / BEST_FILE}; "
+        f"resume with: cifar-pack train --out {run.out} --resume"
+    )
 
 
 def _test_accuracy(run: _Run) -> float | None:
