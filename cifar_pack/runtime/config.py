@@ -5,7 +5,7 @@ Nothing here imports anything heavy, so the command line reads its defaults chea
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 # The image contract of every model cifar-pack builds or exports: (32, 32, 3) uint8 RGB, NHWC.
@@ -48,7 +48,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 MAX_PIXELS_VARIABLE = "CIFAR_PACK_MAX_PIXELS"
 
 
-class Split(str, Enum):
+class Split(StrEnum):
     """A labelled set's named parts (``val``: the training run's stratified validation split)."""
 
     train = "train"

@@ -203,13 +203,10 @@ class HttpApi:
                 chunks.append(chunk)
 
         try:
-            # asyncio.timeout (3.11+) cancels in place; wait_for would start a task per request.
-            if hasattr(asyncio, "timeout"):
-                async with asyncio.timeout(limits.body_timeout_s):
-                    await collect()
-            else:
-                await asyncio.wait_for(collect(), limits.body_timeout_s)
-        except (asyncio.TimeoutError, TimeoutError):
+            # asyncio.timeout cancels in place; wait_for would start a task per request.
+            async with asyncio.timeout(limits.body_timeout_s):
+                await collect()
+        except TimeoutError:
             raise ProtocolError(f"the request body did not arrive within {limits.body_timeout_s:g} s", 408) from None
         return b"".join(chunks)
 

@@ -7,7 +7,7 @@ The image contract and the split defaults are the runtime's (``cifar_pack.runtim
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from enum import Enum
+from enum import Enum, StrEnum
 
 from ..runtime.config import DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT
 from ..runtime.errors import UsageError
@@ -15,24 +15,24 @@ from ..runtime.errors import UsageError
 
 # The choices of the command line, as Enums: typer lists them in --help and refuses others as a
 # usage error naming the option. Values are the strings the library takes.
-class Recipe(str, Enum):
+class Recipe(StrEnum):
     default = "default"
     seed = "seed"
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     auto = "auto"
     float32 = "float32"
     mixed_bfloat16 = "mixed_bfloat16"
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     default = "default"
     mirrored = "mirrored"
     multi_worker = "multi-worker"
 
 
-class CalibrateMethod(str, Enum):
+class CalibrateMethod(StrEnum):
     minmax = "minmax"
     entropy = "entropy"
     percentile = "percentile"

@@ -9,6 +9,7 @@ at once, before the 3-5 s TensorFlow import, and says what a resumed run may cha
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
@@ -71,7 +72,7 @@ def stored_settings(out: Path, state: dict) -> tuple[str, TrainConfig]:
     return state["data"].get("path") or state["data"]["source"], config
 
 
-def resumed_config(out: Path, state: dict, given: dict[str, object]) -> tuple[str, TrainConfig]:
+def resumed_config(out: Path, state: dict, given: Mapping[str, object]) -> tuple[str, TrainConfig]:
     """(data source, config) of a resumed run, from the options given again on the command line.
 
     A resumed run is the stored run: an option equal to its stored value is accepted (the first

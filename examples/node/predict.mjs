@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Classify images with a cifar-pack ONNX model from Node.js: onnxruntime-node for the model,
-// pngjs and jpeg-js (pure JavaScript) for decoding, and a port of Pillow's BILINEAR resize so
-// that the 32x32 input is bit-for-bit what the Python Predictor feeds the model.
+// pngjs (pure JavaScript) for PNG and sharp (libvips with libjpeg-turbo, the JPEG library Pillow
+// uses) for JPEG, and a port of Pillow's BILINEAR resize, so that the 32x32 input is bit-for-bit
+// what the Python Predictor feeds the model for both formats.
 //
 //   node predict.mjs --model ../../cifar_pack/pretrained/cifar10.onnx [--top-k 3] [--json] img.png ...
 //
@@ -12,8 +13,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import ort from "onnxruntime-node";
-import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
+import sharp from "sharp";
 
 import { SIZE, resizeBilinear, toRGB } from "../../cifar_pack/serve/page/preprocess.mjs"; // shared with the web page
 
@@ -22,7 +23,7 @@ export { resizeBilinear, toRGB };
 // ---------------------------------------------------------------------------------------------
 // Decoding: file bytes -> {width, height, data: RGBA Uint8Array}
 
-export function decodeImage(file) {
+export async function decodeImage(file) {
   const bytes = fs.readFileSync(file); // throws ENOENT / EISDIR, reported by the caller
   if (bytes.length === 0) throw new Error("empty file");
   if (bytes[0] === 0x89 && bytes[1] === 0x50) {
@@ -30,8 +31,16 @@ export function decodeImage(file) {
     return { width: png.width, height: png.height, data: png.data };
   }
   if (bytes[0] === 0xff && bytes[1] === 0xd8) {
-    const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 512 });
-    return { width: img.width, height: img.height, data: img.data };
+    // libjpeg-turbo's default decode (accurate integer IDCT, fancy chroma upsampling), as Pillow's;
+    // rotate() applies the EXIF orientation as Pillow's exif_transpose does; grey becomes RGB; an
+    // embedded ICC profile is ignored, as Pillow ignores it (no colour management).
+    const { data, info } = await sharp(bytes, { failOn: "error", limitInputPixels: 50_000_000, ignoreIcc: true })
+      .rotate()
+      .toColourspace("srgb")
+      .ensureAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   }
   throw new Error("not a PNG or JPEG image");
 }
@@ -52,7 +61,7 @@ export async function classify(modelPath, files, topK = 1) {
   for (const file of files) {
     let pixels;
     try {
-      pixels = resizeBilinear(toRGB(decodeImage(file))).data; // (32*32*3) uint8, HWC
+      pixels = resizeBilinear(toRGB(await decodeImage(file))).data; // (32*32*3) uint8, HWC
     } catch (err) {
       results.push({ path: file, error: `${file}: ${err.code === "ENOENT" ? "no such file" : err.message}` });
       continue;
@@ -115,7 +124,8 @@ async function main(argv) {
     }
   }
   if (json) console.log(JSON.stringify(results, null, 2));
-  process.exit(failed ? 1 : 0);
+  // exitCode, not exit(): exit() cuts off what is still queued for a pipe (JSON over 64 KB).
+  process.exitCode = failed ? 1 : 0;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -1,6 +1,6 @@
 // The model's preprocessing in JavaScript, shared by the Node.js example (examples/node) and the
 // web page (cifar_pack/serve/page): RGBA over white, then Pillow's BILINEAR resize to 32x32, ported line
-// by line so that the bytes the model sees equal Python's (cifar_pack/images.py). No imports: it
+// by line so that the bytes the model sees equal Python's (cifar_pack/runtime/images.py, Pillow >= 13). No imports: it
 // runs in Node and in browsers alike.
 
 export const SIZE = 32;
@@ -89,8 +89,14 @@ function resampleAxis(src, width, height, outSize, horizontal) {
 }
 
 export function resizeBilinear(img, size = SIZE) {
+  // Pillow 13 runs the vertical pass first when the height shrinks more than twice as much as the
+  // width (ImagingResampleInner in Resample.c); each pass rounds to 8 bits, so the order is kept.
+  const shrinkH = img.height - size;
+  const verticalFirst = shrinkH > 0 && shrinkH > (img.width - size) * 2;
   let cur = img;
-  if (cur.width !== size) cur = resampleAxis(cur.data, cur.width, cur.height, size, true);
-  if (cur.height !== size) cur = resampleAxis(cur.data, cur.width, cur.height, size, false);
+  for (const horizontal of verticalFirst ? [false, true] : [true, false]) {
+    const current = horizontal ? cur.width : cur.height;
+    if (current !== size) cur = resampleAxis(cur.data, cur.width, cur.height, size, horizontal);
+  }
   return cur;
 }
