@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_pack.runtime import images
+from cifar_pack.runtime import images, inputs
 from cifar_pack.runtime.errors import InputError
 
 
@@ -128,6 +128,20 @@ def test_find_images_expands_dirs_and_globs(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/1.png", "a/b/2.jpg", "a/notes.txt", "3.png"):
         (tmp_path / name).write_bytes(b"x")
-    found = images.find_images([str(tmp_path / "a"), str(tmp_path / "*.png"), str(tmp_path / "nope.png")])
+    found = inputs.find_images([str(tmp_path / "a"), str(tmp_path / "*.png"), str(tmp_path / "nope.png")])
     assert [p.name for p in found[:3]] == ["1.png", "2.jpg", "3.png"]
     assert found[3] == {"path": str(tmp_path / "nope.png"), "error": f"{tmp_path / 'nope.png'}: no such file"}
+
+
+def test_folders_are_walked_lazily_in_sorted_order(tmp_path):
+    """The same order as sorting every path (files and folders interleaved by name), one item at a time."""
+    names = ["b.png", "a/z.jpg", "a/c/d.jpg", "a/c.png", "a.png", "a/b/e.png", "m/n/o/p.png", "z.txt"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path)  # a link to a folder: never followed
+    walk = inputs.iter_images([str(tmp_path)])
+    first = next(walk)  # lazily: the first file comes before the rest of the tree is read
+    found = [first, *walk]
+    expected = sorted(tmp_path / n for n in names if not n.endswith(".txt"))
+    assert found == expected

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -196,3 +198,90 @@ def test_a_keras_file_or_an_image_as_model_gets_told_what_to_do(trained_run, sam
     assert "INVALID_PROTOBUF" not in proc.stderr
     proc = run_cli("predict", sample_files["red"], "--model", sample_files["red"])
     assert_one_line_error(proc, "an image, not a model", code=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming predict: results files, input order, constant memory (issue 18)
+
+
+def test_output_files_hold_every_result_in_order(tmp_path, sample_files):
+    inputs = [sample_files["red"], tmp_path / "missing.png", sample_files["blue"], f"{tmp_path}/none/*.jpg"]
+    json_proc = run_cli("predict", *inputs, "--json", "--top-k", "2")
+    assert json_proc.returncode == 1  # two inputs failed: still every result, in input order
+    expected = json.loads(json_proc.stdout)
+    assert [("error" in r) for r in expected] == [False, True, False, True]
+
+    jsonl = tmp_path / "out.jsonl"
+    proc = run_cli("predict", *inputs, "--top-k", "2", "--output", jsonl)
+    assert proc.returncode == 1 and proc.stdout == "" and f"wrote 4 results to {jsonl}" in proc.stderr
+    assert [json.loads(line) for line in jsonl.read_text().splitlines()] == expected
+
+    csv_path = tmp_path / "out.csv"
+    assert run_cli("predict", *inputs, "--top-k", "2", "--output", csv_path).returncode == 1
+    rows = list(__import__("csv").reader(csv_path.open()))
+    assert rows[0] == ["path", "label", "probability", "label_2", "probability_2", "error"]
+    assert rows[1][:2] == [expected[0]["path"], expected[0]["label"]] and rows[1][-1] == ""
+    assert float(rows[1][2]) == pytest.approx(expected[0]["probability"], abs=1e-6)
+    assert rows[1][3] == expected[0]["top_k"][1]["label"] and rows[2][-1] == expected[1]["error"]
+    assert len(rows) == 5
+
+
+def test_output_refuses_what_it_cannot_do_before_any_work(tmp_path, sample_files):
+    existing = tmp_path / "out.jsonl"
+    existing.write_text("old\n")
+    assert_one_line_error(run_cli("predict", sample_files["red"], "-o", existing), "exists", "--overwrite", code=2)
+    assert existing.read_text() == "old\n"
+    assert run_cli("predict", sample_files["red"], "-o", existing, "--overwrite").returncode == 0
+    assert json.loads(existing.read_text())["path"] == str(sample_files["red"])
+    bad = run_cli("predict", sample_files["red"], "-o", tmp_path / "out.txt")
+    assert_one_line_error(bad, "--output", ".jsonl or .csv", code=2)
+    both = run_cli("predict", sample_files["red"], "-o", tmp_path / "x.jsonl", "--json")
+    assert_one_line_error(both, "--output and --json", code=2)
+
+
+@pytest.mark.slow
+def test_a_killed_run_never_leaves_a_results_file_that_looks_complete(tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    Image.fromarray(make_images(1, (30, 40, 220), 5)[0]).save(folder / "0.png")
+    for i in range(1, 20_000):
+        os.link(folder / "0.png", folder / f"{i}.png")
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "cifar_pack", "predict", folder, "-o", out], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the temporary file beside the target: the run is writing
+    proc.kill()
+    proc.wait(timeout=60)
+    assert not out.exists()  # only the temporary file, named so that no reader takes it for the results
+    done = run_cli("predict", folder / "0.png", "-o", out)  # the next run cleans it up
+    assert done.returncode == 0 and out.exists() and not list(tmp_path.glob(".out.*.jsonl"))
+
+
+def _peak_rss_mb(*args: str) -> float:
+    """Peak RSS of `cifar-pack ARGS` run in a fresh interpreter (its own, not the test's)."""
+    probe = (
+        "import resource, sys\nfrom cifar_pack.cli import main\nsys.argv = ['cifar-pack', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600
+    )
+    return float(proc.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
+    """2,000 and 20,000 images (hard links of one PNG) in every output mode: the same peak, give or take."""
+    small, large = tmp_path / "small", tmp_path / "large"
+    for folder, count in ((small, 2_000), (large, 20_000)):
+        folder.mkdir()
+        Image.fromarray(make_images(1, (220, 30, 40), 6)[0]).save(folder / "0.png")
+        for i in range(1, count):
+            os.link(folder / "0.png", folder / f"{i:05d}.png")
+    for mode in ([], ["--json"], ["--output", str(tmp_path / "o.jsonl"), "--overwrite"]):
+        rss_small = _peak_rss_mb("predict", str(small), *mode)
+        rss_large = _peak_rss_mb("predict", str(large), *mode)
+        # Keeping every result (as before) grew by ~2 KB an image: 36 MB over these 18,000 more.
+        assert rss_large <= rss_small + 15, (mode, rss_small, rss_large)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -128,27 +129,29 @@ class Predictor:
 
     def predict_files(
         self,
-        paths: list[Path],
+        paths: Iterable[str | os.PathLike],
         top_k: int = 1,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_batch: Callable[[int], None] | None = None,
     ) -> Iterator[dict]:
-        """Yield ``{"path", ...prediction}`` or ``{"path", "error"}`` for each file, in order.
+        """Yield ``{"path", ...prediction}`` or ``{"path", "error"}`` for each file, in order, lazily.
 
-        Decoding runs in a background thread, one batch ahead of inference (onnxruntime releases
-        the GIL), so decoding and the model overlap. Bad files never stop the others.
+        ``paths`` may be any iterable (a generator over ten million files): it is read one batch
+        ahead, so memory holds two batches whatever the count. Decoding runs in a background
+        thread, one batch ahead of inference (onnxruntime releases the GIL), so decoding and the
+        model overlap. Bad files never stop the others.
         """
-        chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+        chunks = _chunks(iter(paths), batch_size)
         # One decoding thread: onnxruntime already uses every core, and more decoders only fight
         # over the GIL (10,000 JPEGs: 4.0 s with 1 or 2 threads, 4.8 s with 4; benchmarks/README.md).
         with ThreadPoolExecutor(1) as pool:
-            # Futures for chunk k+1 are queued before chunk k is run through the model.
             decode = self._decode_or_error
-            pending = [pool.submit(decode, p) for p in chunks[0]] if chunks else []
-            for index, chunk in enumerate(chunks):
+            chunk = next(chunks, None)
+            pending = [pool.submit(decode, p) for p in chunk or []]
+            while chunk is not None:
                 decoded = [f.result() for f in pending]
-                if index + 1 < len(chunks):
-                    pending = [pool.submit(decode, p) for p in chunks[index + 1]]
+                following = next(chunks, None)  # queued before this chunk runs through the model
+                pending = [pool.submit(decode, p) for p in following or []]
                 good = [a for a in decoded if isinstance(a, np.ndarray)]
                 rows = iter(self.predict_proba(np.stack(good)) if good else [])
                 for path, arr in zip(chunk, decoded):
@@ -158,6 +161,7 @@ class Predictor:
                         yield {"path": str(path), "error": arr}
                 if on_batch:
                     on_batch(len(chunk))
+                chunk = following
 
     def describe(self, probs: np.ndarray, top_k: int = 1) -> dict:
         """(C,) probabilities -> ``{"label", "index", "probability", "top_k": [...]}``, best first."""
@@ -165,7 +169,7 @@ class Predictor:
         top = [{"label": self.class_names[i], "index": int(i), "probability": float(probs[i])} for i in order]
         return {**top[0], "top_k": top}
 
-    def _decode_or_error(self, path: Path) -> np.ndarray | str:
+    def _decode_or_error(self, path: str | os.PathLike) -> np.ndarray | str:
         """(32, 32, 3) uint8, or the one-line error message naming the file."""
         try:
             return img_mod.load_image(path, self.max_pixels)
@@ -184,6 +188,12 @@ class Predictor:
         if isinstance(item, np.ndarray):
             return img_mod.array_to_model_input(item, name=f"input {position}")
         raise InputError(f"input {position}: expected a path, PIL image or numpy array, got {type(item).__name__}")
+
+
+def _chunks(items: Iterator[str | os.PathLike], size: int) -> Iterator[list[str | os.PathLike]]:
+    """Lists of up to ``size`` items, read from ``items`` only as each list is asked for."""
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
 
 
 def _as_items(inputs: ImageInput | Iterable[ImageInput]) -> list[object]:
