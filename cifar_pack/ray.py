@@ -1,0 +1,70 @@
+"""Ray Data batch inference with a cifar-pack model: ``Dataset.map_batches(Classifier, ...)``.
+
+>>> import ray
+>>> from cifar_pack.ray import Classifier
+>>> ds = ray.data.read_binary_files("photos/", include_paths=True)
+>>> ds = ds.map_batches(Classifier, fn_constructor_kwargs={"model": "model.onnx"}, concurrency=2, batch_size=256)
+>>> ds.take(1)   # [{"path": "photos/cat.jpg", "label": "cat", "probability": 0.93, "error": None}]
+
+A thin wrapper over ``Predictor``: the same decoder and resize as ``cifar-pack predict``, so the
+labels are the CLI's on the same files. One onnxruntime session per actor, reused for every
+batch, with as many threads as the CPUs Ray gives the actor (``num_cpus``), not the machine's
+cores. The ``[ray]`` extra; this module imports Ray only to read those CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .runtime.columns import classify_columns, convert_all, decode_all
+from .runtime.predictor import Predictor
+
+Batch = dict[str, np.ndarray]  # Ray Data's "numpy" batch format: column name -> array
+
+
+def actor_cpus() -> int | None:
+    """The CPUs Ray assigned to this worker (its ``num_cpus``), or None outside a Ray worker."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    if not ray.is_initialized():
+        return None
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    return max(1, round(cpus)) if cpus else None
+
+
+class Classifier:
+    """A callable class for ``map_batches``: a batch of encoded files or images -> labels.
+
+    Args:
+        model: an exported ``.onnx`` (default: the one ``cifar-pack predict`` uses).
+        top_k: with K > 1, ``top_k_labels`` and ``top_k_probabilities`` columns, best first.
+        device: as for ``Predictor`` (``"cpu"`` by default here: actors ask Ray for GPUs explicitly).
+        threads: onnxruntime threads; default: the actor's CPUs.
+
+    Input columns: ``bytes`` (encoded files, as ``read_binary_files`` gives them; ``path`` is
+    kept when present) or ``image`` (decoded arrays of any size, as ``read_images`` gives them).
+    Output columns: ``path`` (when given), ``label``, ``probability``, ``error`` (None, or why
+    that row's file could not be read: a bad file never fails the job), and the top-k columns.
+    """
+
+    def __init__(
+        self, model: str | os.PathLike | None = None, top_k: int = 1, device: str = "cpu", threads: int | None = None
+    ):
+        self.predictor = Predictor(model, device=device, threads=threads or actor_cpus())
+        self.top_k = top_k
+
+    def __call__(self, batch: Batch) -> Batch:
+        paths = batch.get("path")
+        if "bytes" in batch:
+            names = [str(p) for p in paths] if paths is not None else None
+            inputs = decode_all(self.predictor, batch["bytes"], names)
+        elif "image" in batch:
+            inputs = convert_all(batch["image"])
+        else:
+            raise ValueError(f"cifar_pack.ray.Classifier needs a 'bytes' or an 'image' column, got {sorted(batch)}")
+        columns = classify_columns(self.predictor, inputs, self.top_k)
+        return ({"path": np.asarray(paths)} if paths is not None else {}) | columns

@@ -1,0 +1,99 @@
+"""The same model on Ray Data and Apache Spark, in local mode: labels equal `cifar-pack predict`'s.
+
+Real engines, nothing mocked: Ray starts a local cluster of 2 CPUs, Spark runs `local[2]` on the
+Java runtime (.ci/run installs Debian's default-jre-headless where `java` is missing). The input is
+the 20 quick-start JPEGs, a PNG with alpha and a file that is not an image, which must come back as
+an error row while the job completes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "artifacts" / "samples"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("scale")
+    for photo in SAMPLES.glob("*.jpg"):
+        shutil.copy(photo, folder / photo.name)
+    rgba = np.dstack([np.full((40, 50, 3), (200, 30, 40), np.uint8), np.linspace(0, 255, 2000).reshape(40, 50)])
+    Image.fromarray(rgba.astype(np.uint8), "RGBA").save(folder / "alpha.png")
+    (folder / "broken.jpg").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cli_labels(files) -> dict[str, dict]:
+    proc = run_cli("predict", files, "--json", "--top-k", "3")
+    assert proc.returncode == 1  # broken.jpg
+    return {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
+
+
+def test_ray_data_gives_the_cli_labels_and_an_error_row(files, cli_labels):
+    ray = pytest.importorskip("ray", reason="Ray is in the [ray] extra")
+    from cifar_pack.ray import Classifier
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        ds = ray.data.read_binary_files(str(files), include_paths=True)
+        rows = ds.map_batches(
+            Classifier,
+            fn_constructor_kwargs={"top_k": 3},
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_cpus=1,
+            batch_size=8,
+        ).take_all()
+        images = ray.data.read_images(str(files / "cat_1444.jpg"), include_paths=True)
+        decoded = images.map_batches(Classifier, compute=ray.data.ActorPoolStrategy(size=1), batch_size=4).take_all()
+    finally:
+        ray.shutdown()
+    assert len(rows) == len(cli_labels) == 22
+    for row in rows:
+        want = cli_labels[Path(row["path"]).name]
+        if "error" in want:
+            assert row["error"] and row["label"] is None and "not a readable image" in row["error"]
+            continue
+        assert row["error"] is None and row["label"] == want["label"], row["path"]
+        assert row["probability"] == pytest.approx(want["probability"], abs=1e-6)
+        assert list(row["top_k_labels"]) == [t["label"] for t in want["top_k"]]
+    assert decoded[0]["label"] == cli_labels["cat_1444.jpg"]["label"]  # the `image` column of read_images
+
+
+def test_spark_gives_the_cli_labels_and_an_error_row(files, cli_labels):
+    pytest.importorskip("pyspark", reason="PySpark is in the [spark] extra")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs a Java runtime (Debian: apt-get install default-jre-headless)")
+    from pyspark.sql import SparkSession
+
+    from cifar_pack.spark import classify_udf
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # the workers run this environment, with cifar-pack
+    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    try:
+        frame = spark.read.format("binaryFile").load(str(files))
+        rows = frame.select("path", classify_udf(top_k=3)("content").alias("p")).collect()
+    finally:
+        spark.stop()
+    assert len(rows) == 22
+    for row in rows:
+        want = cli_labels[Path(row.path.removeprefix("file:")).name]
+        if "error" in want:
+            assert row.p.error and row.p.label is None
+            continue
+        assert row.p.error is None and row.p.label == want["label"], row.path
+        assert row.p.probability == pytest.approx(want["probability"], abs=1e-6)
+        assert row.p.top_k_labels == [t["label"] for t in want["top_k"]]
