@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -97,3 +98,27 @@ def test_spark_gives_the_cli_labels_and_an_error_row(files, cli_labels):
         assert row.p.error is None and row.p.label == want["label"], row.path
         assert row.p.probability == pytest.approx(want["probability"], abs=1e-6)
         assert row.p.top_k_labels == [t["label"] for t in want["top_k"]]
+
+
+def _scale_doc_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "scale.md").read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("engine", ["ray", "spark"])
+def test_docs_scale_snippets_run_as_written(engine, files):
+    """docs/scale.md's Ray and Spark programs, run from the checkout as a reader would."""
+    pytest.importorskip("ray" if engine == "ray" else "pyspark", reason=f"{engine} is in the [{engine}] extra")
+    if engine == "spark" and shutil.which("java") is None:
+        pytest.skip("Spark needs a Java runtime (Debian: apt-get install default-jre-headless)")
+    import subprocess
+
+    block = next(b for b in _scale_doc_blocks() if f"cifar_pack.{engine} import" in b)
+    out = Path(re.search(r'"(/tmp/cifar-pack-[a-z]+-predictions)"', block).group(1))
+    shutil.rmtree(out, ignore_errors=True)
+    proc = subprocess.run([sys.executable, "-c", block], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for part in sorted(out.glob("*.json")) for line in part.read_text().splitlines()]
+    shutil.rmtree(out, ignore_errors=True)
+    assert len(rows) == 20
+    labels = {Path(r["path"].removeprefix("file:")).name: r.get("label") or r["prediction"]["label"] for r in rows}
+    assert sum(labels[name] == name.split("_")[0] for name in labels) >= 16  # the bundled model's ~80 %

@@ -6,7 +6,10 @@ folder, pyproject.toml), so a new module here is covered without editing the con
     config.py        the image contract and the runtime's defaults
     errors.py        CifarPackError and its subclasses (each with its CLI exit code)
     fileio.py        atomic writes, sha256, package versions, cache folder
-    images.py        any image file, PIL image or array -> (32, 32, 3) uint8 RGB; finding image files
+    images.py        any image file, PIL image or array -> (32, 32, 3) uint8 RGB
+    inputs.py        which image files an input list names, found lazily, in sorted order
+    results.py       results written as they come: .jsonl/.csv files (atomic), a JSON array
+    columns.py       predictions as columns, for the Ray Data and Spark adapters
     providers.py     onnxruntime itself: --device names -> execution providers
     predictor.py     Predictor: classify images with an exported .onnx
     onnx_file.py     the one writer and reader of ONNX metadata and its sidecar JSON
