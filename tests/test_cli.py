@@ -69,3 +69,11 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_invalid_option_types_are_usage_errors(tmp_path):
     proc = run_cli("predict", tmp_path, "--top-k", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--top-k" in proc.stderr
+
+
+def test_help_shows_true_defaults_and_no_noise():
+    """`--onnx` showed `[default: True]`; `--max-pixels` read "pixels ." and hid 50 MP (issue 22, item 13)."""
+    export_help = " ".join(run_cli("export", "--help", env={"COLUMNS": "200"}).stdout.split())
+    assert "default: True" not in export_help and "--onnx" in export_help
+    predict_help = " ".join(run_cli("predict", "--help", env={"COLUMNS": "200"}).stdout.split())
+    assert "50,000,000" in predict_help and "pixels ." not in predict_help

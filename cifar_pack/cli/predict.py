@@ -101,7 +101,7 @@ def in_input_order(
     for result in predictor.predict_files(paths(), top_k=top_k, batch_size=batch_size, on_batch=on_batch):
         while not isinstance(item := order.popleft(), Path):  # misses before the path this result is for
             yield item
-        yield result
+        yield dict(result)
     yield from (item for item in order if isinstance(item, dict))  # misses after the last path
 
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, TypedDict, Union
 
 import numpy as np
 
@@ -30,6 +30,32 @@ if TYPE_CHECKING:
     from PIL import Image
 
 log = logging.getLogger(__name__)
+
+
+class Ranked(TypedDict):
+    """One class of a prediction: its name, its index in the model's output, its probability."""
+
+    label: str
+    index: int
+    probability: float
+
+
+class Prediction(Ranked):
+    """The best class, and the ``top_k`` best (the best first, itself included)."""
+
+    top_k: list[Ranked]
+
+
+class FileResult(TypedDict, total=False):
+    """What ``predict_files`` yields per file: ``path`` and a ``Prediction``'s keys, or ``path`` and ``error``."""
+
+    path: str
+    label: str
+    index: int
+    probability: float
+    top_k: list[Ranked]
+    error: str  # one line naming the file and what is wrong with it
+
 
 # What ``Predictor.predict`` takes: a path, a PIL image or an HWC array; or many of them (a list,
 # or an NHWC array).
@@ -115,7 +141,7 @@ class Predictor:
 
     def predict(
         self, inputs: ImageInput | Iterable[ImageInput], top_k: int = 1, batch_size: int = DEFAULT_BATCH_SIZE
-    ) -> list[dict]:
+    ) -> list[Prediction]:
         """Classify paths, PIL images or numpy arrays (one HWC image, a list, or an NHWC batch).
 
         Returns one dict per image: ``{"label", "index", "probability", "top_k": [{"label", "index",
@@ -133,7 +159,7 @@ class Predictor:
         top_k: int = 1,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_batch: Callable[[int], None] | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[FileResult]:
         """Yield ``{"path", ...prediction}`` or ``{"path", "error"}`` for each file, in order, lazily.
 
         ``paths`` may be any iterable (a generator over ten million files): it is read one batch
@@ -156,18 +182,22 @@ class Predictor:
                 rows = iter(self.predict_proba(np.stack(good)) if good else [])
                 for path, arr in zip(chunk, decoded):
                     if isinstance(arr, np.ndarray):
-                        yield {"path": str(path)} | self.describe(next(rows), top_k)
+                        p = self.describe(next(rows), top_k)
+                        result: FileResult = {"path": str(path), "label": p["label"], "index": p["index"]}
+                        yield result | {"probability": p["probability"], "top_k": p["top_k"]}
                     else:
                         yield {"path": str(path), "error": arr}
                 if on_batch:
                     on_batch(len(chunk))
                 chunk = following
 
-    def describe(self, probs: np.ndarray, top_k: int = 1) -> dict:
+    def describe(self, probs: np.ndarray, top_k: int = 1) -> Prediction:
         """(C,) probabilities -> ``{"label", "index", "probability", "top_k": [...]}``, best first."""
         order = np.argsort(-probs, kind="stable")[: max(1, min(top_k, len(probs)))]
-        top = [{"label": self.class_names[i], "index": int(i), "probability": float(probs[i])} for i in order]
-        return {**top[0], "top_k": top}
+        top: list[Ranked] = [
+            {"label": self.class_names[i], "index": int(i), "probability": float(probs[i])} for i in order
+        ]
+        return {"label": top[0]["label"], "index": top[0]["index"], "probability": top[0]["probability"], "top_k": top}
 
     def _decode_or_error(self, path: str | os.PathLike) -> np.ndarray | str:
         """(32, 32, 3) uint8, or the one-line error message naming the file."""
