@@ -80,7 +80,8 @@ def read_metadata(raw: Mapping[str, str], path: str | Path) -> dict:
     if "class_names" not in meta:
         meta = _sidecar(Path(path)) | meta
     if "training" in meta and not isinstance(meta["training"], dict):
-        log.warning("%s: metadata 'training' is not a JSON object; ignored", path)
+        if meta["training"] is not None:  # null: exported without a run record, nothing to say
+            log.warning("%s: metadata 'training' is not a JSON object; ignored", path)
         del meta["training"]
     names = meta.get("class_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
