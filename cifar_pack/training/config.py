@@ -140,7 +140,7 @@ class Int8Settings:
     The defaults were chosen on the validation split, both CPU kinds: docs/int8.md.
 
     ``activations``/``weights``: "uint8" or "int8". ``reduce_range``: 7-bit weights, which
-    onnxruntime's AVX2 kernel cannot saturate (cifar_pack/quantize.py). ``per_channel``: one
+    onnxruntime's AVX2 kernel cannot saturate (cifar_pack/training/quantize.py). ``per_channel``: one
     scale per output channel of each Conv/Gemm weight.
     """
 
