@@ -29,7 +29,6 @@ import numpy as np
 from ..config import DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT
 from ..errors import DataError, UsageError
 from .cache import cache_path, content_key, read_cache, write_cache
-from .download import download_cifar10
 from .formats import FORMATS, SPLITS, detect
 from .sources import list_source
 
@@ -88,6 +87,8 @@ def load(source: str | os.PathLike = "cifar10", use_cache: bool = True) -> Datas
         >>> x, y = ds.split("train")        # (50000, 32, 32, 3) uint8, (50000,) int64
     """
     if str(source) == "cifar10":
+        from .download import download_cifar10  # urllib only when downloading (20 ms at start-up)
+
         path = download_cifar10()
     else:
         path = Path(source)

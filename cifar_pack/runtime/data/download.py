@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import urllib.request
 from pathlib import Path
 
 from ..errors import DataError
@@ -26,6 +25,8 @@ def download_cifar10() -> Path:
     path = home / "datasets" / CIFAR10_FILE
     if path.is_file():
         return path
+    import urllib.request
+
     try:
         with urllib.request.urlopen(CIFAR10_URL, timeout=TIMEOUT_S) as response, atomic_path(path) as tmp:
             with open(tmp, "wb") as out:
