@@ -1,0 +1,110 @@
+"""docs/usage.md's commands and its Python example, run in order as written, on small real data.
+
+The reader's files are made here: `../shared/data/cifar10-train-jpeg.tar.gz` is replaced by a small
+archive of the same layout (10 CIFAR-10 classes x 8 images), `cifar-10-python.tar.gz` is a small
+official python release, `my_photos/`, `photos/`, `more/`, `cat.png` and `other.h5` are written
+or copied from the quick-start samples. Skipped on purpose, with reasons: the two-host TF_CONFIG
+example (a second machine), the GPU installs (tests/test_installs.py runs that recipe), and `serve`
+(runs until stopped; tests/test_serve.py). `predict --device cuda` must fail as the text says.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cifar_pack.runtime.config import CIFAR10_CLASSES
+
+from .conftest import make_images, run_cli
+from .test_data import _release_arrays, write_python_release
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = "../shared/data/cifar10-train-jpeg.tar.gz"
+EXPECTED_FAILURES = {"--device cuda": "not available"}  # the doc says: strict, an error without CUDA
+
+
+def _blocks(language: str) -> list[str]:
+    text = (ROOT / "docs" / "usage.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def _class_folders(root: Path, per_class: int) -> Path:
+    for i, name in enumerate(CIFAR10_CLASSES):
+        colour = ((37 * i) % 256, (91 * i + 40) % 256, (53 * i + 90) % 256)
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for j, img in enumerate(make_images(per_class, colour, 50 + i)):
+            Image.fromarray(img).save(root / name / f"{j}.jpg", quality=90)
+    return root
+
+
+def _scratch(tmp_path: Path) -> Path:
+    """The files the doc's commands name, in a working folder (cwd) with ../shared beside it."""
+    work = tmp_path / "work"
+    samples = ROOT / "artifacts" / "samples"
+    shutil.copytree(samples, work / "photos")
+    (work / "more").mkdir()
+    for photo in sorted(samples.glob("*.jpg"))[:3]:
+        shutil.copy(photo, work / "more" / photo.name)
+    Image.open(samples / "cat_1353.jpg").save(work / "cat.png")
+    shutil.copy(samples / "dog_0638.jpg", work / "dog.jpg")
+    _class_folders(work / "my_photos", 4)
+    archive = tmp_path / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+    archive.parent.mkdir(parents=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(_class_folders(tmp_path / "train_src" / "train", 8), arcname="train")
+    write_python_release(tmp_path / "release", _release_arrays(8, 1), as_tar=True)
+    shutil.copy(tmp_path / "release" / "cifar-10-python.tar.gz", work / "cifar-10-python.tar.gz")
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(pooled)).save(work / "other.h5")
+    return work
+
+
+def _run_bash_blocks(work: Path) -> int:
+    ran = 0
+    for block in _blocks("bash"):
+        for line in block.splitlines():
+            command = re.split(r"\s+#\s", line)[0].strip()  # drop the trailing comment
+            if not command.startswith("cifar-pack "):
+                continue  # the GPU block's pip lines
+            if command.startswith("cifar-pack benchmark --model runs/x/"):
+                (work / "runs" / "x").mkdir(parents=True, exist_ok=True)  # "a run of yours": the first one
+                for name in ("model.keras", "manifest.json", "history.json"):
+                    shutil.copy(work / "artifacts" / name, work / "runs" / "x" / name)
+            proc = run_cli(*shlex.split(command)[1:], cwd=work, timeout=900)
+            expected = next((why for flag, why in EXPECTED_FAILURES.items() if flag in command), None)
+            if expected:
+                assert proc.returncode != 0 and expected in proc.stderr, (command, proc.stderr[-1000:])
+            else:
+                assert proc.returncode == 0, (command, proc.stderr[-2000:])
+            ran += 1
+    return ran
+
+
+@pytest.mark.slow
+def test_every_usage_command_and_the_python_example_run_as_written(tmp_path):
+    work = _scratch(tmp_path)
+    assert _run_bash_blocks(work) >= 20
+    assert (work / "runs" / "seed" / "model.keras").exists() and (work / "preview.png").exists()
+    assert (work / "artifacts" / "model.int8.onnx").exists() and (work / "MODEL_CARD.md").exists()
+    # The Python API example, with the names it leaves to the reader defined first.
+    setup = (
+        "import numpy as np\nfrom PIL import Image\n"
+        "pil_image = Image.open('cat.png')\nhwc_array = np.asarray(Image.open('dog.jpg'))\n"
+        "batch = np.zeros((4, 32, 32, 3), np.uint8)\n"
+    )
+    (example,) = _blocks("python")
+    proc = subprocess.run(
+        [sys.executable, "-c", setup + example], cwd=work, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
