@@ -171,7 +171,7 @@ def test_metrics_and_model_files(server):
         "cifar_pack_queue_depth",
     ):
         assert name in text, name
-    assert 'endpoint="/v2/health/live",status="200"' in text
+    assert 'endpoint="/v2/health/live",protocol="http",status="200"' in text
     status, _, data = server.request("GET", "/model.onnx")
     assert status == 200 and data == BUNDLED_MODEL.read_bytes()
     status, _, data = server.request("GET", "/model.json")

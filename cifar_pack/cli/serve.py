@@ -28,6 +28,15 @@ def serve(
         str, typer.Option("--host", help="Address to listen on (other than loopback needs an API key).")
     ] = DEFAULT_HOST,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = DEFAULT_PORT,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            "--grpc-port",
+            min=0,
+            max=65535,
+            help="Also serve KServe v2 over gRPC here (Triton's port: 8001; 0: any free one). Off unless given.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, ... as for predict.")] = DEFAULT_DEVICE,
     threads: ThreadsOpt = None,
     max_batch_size: Annotated[
@@ -63,4 +72,4 @@ def serve(
         limits=Limits(int(max_request_mb * 2**20), max_images, body_timeout_s),
         api_key=api_key_from_env(),
     )
-    run_server(service, host=host, port=port, allow_unauthenticated=allow_unauthenticated)
+    run_server(service, host=host, port=port, allow_unauthenticated=allow_unauthenticated, grpc_port=grpc_port)

@@ -10,6 +10,7 @@ contract on the folder). Nothing is imported here, so the Triton writer stays ch
     core.py        the service core, transport-free: models, batchers, limits, API key, metrics
     protocol.py    the Open Inference Protocol (KServe v2) over HTTP: JSON and binary tensors
     http.py        the HTTP transport (Starlette): /v2/..., /predict, /metrics, the page
+    grpc.py        the gRPC transport (grpcio): KServe v2's GRPCInferenceService, as Triton defines it
     server.py      uvicorn, the listening socket, SIGTERM's graceful drain
     page/          the web page served at / (HTML, CSS, JavaScript modules)
 """

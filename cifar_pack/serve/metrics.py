@@ -17,12 +17,12 @@ class ServeMetrics:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "cifar_pack_requests",
-            "HTTP requests by endpoint and status",
-            ["endpoint", "status"],
+            "Requests by endpoint, status and protocol (http, grpc)",
+            ["endpoint", "status", "protocol"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "cifar_pack_request_seconds", "Request latency, seconds", ["endpoint"], registry=self.registry
+            "cifar_pack_request_seconds", "Request latency, seconds", ["endpoint", "protocol"], registry=self.registry
         )
         self.batch_sizes = Histogram(
             "cifar_pack_batch_size",
@@ -43,10 +43,13 @@ class ServeMetrics:
     def watch_queue(self, model: str, waiting: Callable[[], float]) -> None:
         self.depth.labels(model).set_function(waiting)
 
-    def count_request(self, endpoint: str, status: int, seconds: float | None = None) -> None:
-        self.requests.labels(endpoint, str(status)).inc()
+    def count_request(
+        self, endpoint: str, status: int | str, seconds: float | None = None, protocol: str = "http"
+    ) -> None:
+        """``endpoint``: a route template or a gRPC method name (never raw input: labels stay bounded)."""
+        self.requests.labels(endpoint, str(status), protocol).inc()
         if seconds is not None:
-            self.latency.labels(endpoint).observe(seconds)
+            self.latency.labels(endpoint, protocol).observe(seconds)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes (``CONTENT_TYPE``)."""

@@ -62,17 +62,7 @@ def parse_infer(body: bytes, header_length: str | None, num_classes: int, max_im
     if tensor.get("datatype") != "UINT8":
         raise ProtocolError(f"input '{INPUT_NAME}' must be UINT8, got {str(tensor.get('datatype'))[:20]!r}")
     shape = tensor.get("shape")
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 4
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
-        or tuple(shape[1:]) != INPUT_SHAPE
-        or shape[0] < 1
-    ):
-        raise ProtocolError(f"input '{INPUT_NAME}' must have shape [N, 32, 32, 3], got {str(shape)[:80]}")
-    count = shape[0]
-    if count > max_images:
-        raise ProtocolError(f"{count} images in one request; the limit is {max_images}", status=413)
+    count = check_shape(shape if isinstance(shape, list) else [], max_images)
     params = _parameters(tensor)
     expected = count * PIXELS
     if "binary_data_size" in params:
@@ -136,6 +126,26 @@ def _output_spec(request: dict, num_classes: int) -> OutputSpec:
     return OutputSpec(binary, k)
 
 
+def classification_strings(probs: np.ndarray, k: int, labels: list[str]) -> list[list[str]]:
+    """Triton's classification extension: per image the ``k`` best as "value:index:label", 6 decimals."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[f"{probs[n, i]:f}:{i}:{labels[i]}" for i in row] for n, row in enumerate(order)]
+
+
+def check_shape(shape: list, max_images: int) -> int:
+    """N of an ``images`` tensor shape [N, 32, 32, 3]; 400 for another shape, 413 for too many images."""
+    if (
+        len(shape) != 4
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or tuple(shape[1:]) != INPUT_SHAPE
+        or shape[0] < 1
+    ):
+        raise ProtocolError(f"input '{INPUT_NAME}' must have shape [N, 32, 32, 3], got {str(shape)[:80]}")
+    if shape[0] > max_images:
+        raise ProtocolError(f"{shape[0]} images in one request; the limit is {max_images}", status=413)
+    return int(shape[0])
+
+
 def encode_infer(
     model_name: str, version: str, request: InferRequest, probs: np.ndarray, labels: list[str]
 ) -> tuple[bytes, dict[str, str]]:
@@ -144,9 +154,7 @@ def encode_infer(
     output: dict[str, object]
     data: list | None
     if spec.classification:
-        order = np.argsort(-probs, axis=1, kind="stable")[:, : spec.classification]
-        # Triton's classification format: "value:index:label", the value with 6 decimals.
-        strings = [[f"{probs[n, i]:f}:{i}:{labels[i]}" for i in row] for n, row in enumerate(order)]
+        strings = classification_strings(probs, spec.classification, labels)
         output = {"name": OUTPUT_NAME, "datatype": "BYTES", "shape": [len(strings), spec.classification]}
         raw = b"".join(struct.pack("<I", len(b)) + b for row in strings for b in (s.encode() for s in row))
         data = [s for row in strings for s in row]

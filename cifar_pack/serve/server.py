@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -37,8 +38,10 @@ def run_server(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     allow_unauthenticated: bool = False,
+    grpc_port: int | None = None,
 ) -> None:
-    """Serve ``service`` over HTTP until SIGTERM or Ctrl-C; then finish in-flight requests and return.
+    """Serve ``service`` over HTTP (and gRPC on ``grpc_port``) until SIGTERM or Ctrl-C; then finish
+    in-flight requests and return. Both transports run in one event loop, over one service.
 
     Raises:
         UsageError: a non-loopback ``host`` without an API key (unless ``allow_unauthenticated``),
@@ -79,8 +82,32 @@ def run_server(
     log.info("serving %s at %s (Ctrl-C or SIGTERM to stop)", ", ".join(service.models), url)
     for name, m in service.models.items():
         log.info("  %s: %s on %s, %d classes", name, m.path, m.predictor.device, m.predictor.num_classes)
-    server.run(sockets=[sock])
+    if grpc_port is None:
+        server.run(sockets=[sock])
+    else:
+        _serve_both(server, config, sock, service, host, grpc_port)
     log.info("stopped")
+
+
+def _serve_both(
+    server: uvicorn.Server, config: uvicorn.Config, sock: socket.socket, service: InferenceService, host: str, port: int
+) -> None:
+    """uvicorn and the gRPC server in one loop (uvloop where uvicorn would use it): one batcher for both."""
+    from .grpc import start_grpc
+
+    async def both() -> None:
+        try:
+            grpc_server, bound = await start_grpc(service, host, port)
+        except (OSError, RuntimeError) as exc:
+            raise UsageError(f"--host {host} --grpc-port {port}: cannot listen there ({exc})") from None
+        log.info("gRPC (KServe v2, Triton's GRPCInferenceService) at %s:%d", host, bound)
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            await grpc_server.stop(grace=GRACEFUL_SHUTDOWN_S)  # in-flight calls finish, as on HTTP
+
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(both())
 
 
 def _server(config: uvicorn.Config) -> uvicorn.Server:

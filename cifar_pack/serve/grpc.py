@@ -1,0 +1,199 @@
+"""The gRPC transport: KServe v2 as Triton defines it (``inference.GRPCInferenceService``, the proto
+``tritonclient.grpc`` ships), a thin layer over the same ``InferenceService`` as HTTP.
+
+So a gRPC request and an HTTP request land in the same dynamic batcher (one onnxruntime call may
+serve both), under the same limits, API key and metrics (``protocol="grpc"``). Implemented: health
+(ServerLive, ServerReady, ModelReady), metadata (ServerMetadata, ModelMetadata), ModelInfer with
+``raw_input_contents``/``raw_output_contents`` (and typed ``contents``), the classification
+extension (the output's ``classification`` parameter). The other calls answer UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from ..runtime.config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from .core import InferenceService
+from .protocol import InferRequest, OutputSpec, ProtocolError, check_shape, classification_strings
+
+PIXELS = math.prod(INPUT_SHAPE)  # 3072 uint8 values per image
+PUBLIC = ("ServerLive", "ServerReady")  # health answers without the key, as /v2/health/* does on HTTP
+# ProtocolError's HTTP status -> the gRPC status Triton's clients expect for it.
+STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+async def start_grpc(service: InferenceService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """Start serving ``service`` over gRPC on ``host:port`` (0: any free port); (server, bound port)."""
+    options = [
+        ("grpc.max_receive_message_length", service.limits.max_request_bytes),
+        ("grpc.max_send_message_length", service.limits.max_request_bytes),
+    ]
+    server = grpc.aio.server(interceptors=[Guard(service)], options=options)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(GrpcApi(service), server)
+    bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    if not bound:
+        raise OSError(f"cannot listen on {host}:{port}")
+    await server.start()
+    return server, bound
+
+
+class Guard(grpc.aio.ServerInterceptor):
+    """The API key (``authorization: Bearer KEY`` in the call's metadata) and the request metrics."""
+
+    def __init__(self, service: InferenceService):
+        self.service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = details.method.rsplit("/", 1)[-1]
+        metadata = dict(details.invocation_metadata or ())
+        key = metadata.get("authorization", "")
+        if method not in PUBLIC and not self.service.authorized(key.encode() if isinstance(key, str) else key):
+            self.service.metrics.count_request(method, "UNAUTHENTICATED", protocol="grpc")
+            return _refusal(
+                grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key: send 'authorization: Bearer <key>'"
+            )
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                response = await inner(request, context)
+            except BaseException:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                self.service.metrics.count_request(method, code.name, time.perf_counter() - started, "grpc")
+                raise
+            self.service.metrics.count_request(method, "OK", time.perf_counter() - started, "grpc")
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            counted, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
+def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """Each call a few lines over the service; a ProtocolError becomes the matching status code."""
+
+    def __init__(self, service: InferenceService):
+        self.service = service
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802 (the proto's names)
+        return service_pb2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return service_pb2.ServerReadyResponse(ready=True)
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        await self._model(request.name, context)
+        return service_pb2.ModelReadyResponse(ready=True)
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        return service_pb2.ServerMetadataResponse(**self.service.server_metadata())
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        meta = self.service.model_metadata(await self._model(request.name, context))
+        tensor = service_pb2.ModelMetadataResponse.TensorMetadata
+        return service_pb2.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[tensor(**t) for t in meta["inputs"]],
+            outputs=[tensor(**t) for t in meta["outputs"]],
+        )
+
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        m = await self._model(request.model_name, context)
+        try:
+            parsed = parse_grpc_infer(request, m.predictor.num_classes, self.service.limits.max_images)
+            probs = await self.service.infer(m, parsed.images)
+        except ProtocolError as exc:
+            await context.abort(STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc))
+        return encode_grpc_infer(m.name, m.version, parsed, probs, m.predictor.class_names)
+
+    async def _model(self, name: str, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return self.service.model(name)
+        except ProtocolError as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+
+
+def parse_grpc_infer(request: Any, num_classes: int, max_images: int) -> InferRequest:
+    """A ModelInferRequest -> images and what the client wants back (ProtocolError as on HTTP)."""
+    if len(request.inputs) != 1 or request.inputs[0].name != INPUT_NAME:
+        raise ProtocolError(f"expected one input tensor named '{INPUT_NAME}'")
+    tensor = request.inputs[0]
+    if tensor.datatype != "UINT8":
+        raise ProtocolError(f"input '{INPUT_NAME}' must be UINT8, got {tensor.datatype[:20]!r}")
+    count = check_shape(list(tensor.shape), max_images)
+    expected = count * PIXELS
+    if request.raw_input_contents:
+        raw = request.raw_input_contents[0]
+        if len(raw) != expected:
+            raise ProtocolError(f"{len(raw)} bytes of raw input contents; [{count}, 32, 32, 3] UINT8 needs {expected}")
+        images = np.frombuffer(raw, dtype=np.uint8).reshape(count, *INPUT_SHAPE)
+    else:
+        values = np.asarray(tensor.contents.uint_contents, dtype=np.int64)
+        if values.size != expected or (values.size and (values.min() < 0 or values.max() > 255)):
+            raise ProtocolError(f"input '{INPUT_NAME}' needs {expected} values in 0..255 (raw or uint_contents)")
+        images = values.astype(np.uint8).reshape(count, *INPUT_SHAPE)
+    return InferRequest(request.id or None, images, _output_spec(request, num_classes))
+
+
+def _output_spec(request: Any, num_classes: int) -> OutputSpec:
+    if not request.outputs:
+        return OutputSpec(True, 0)
+    if len(request.outputs) != 1 or request.outputs[0].name != OUTPUT_NAME:
+        raise ProtocolError(f"'outputs' must list the one output, '{OUTPUT_NAME}'")
+    params = request.outputs[0].parameters
+    k = params["classification"].int64_param if "classification" in params else 0
+    if not 0 <= k <= num_classes:
+        raise ProtocolError(f"classification must be an integer in 0..{num_classes}, got {k}")
+    return OutputSpec(True, int(k))
+
+
+def encode_grpc_infer(model: str, version: str, request: InferRequest, probs: np.ndarray, labels: list[str]) -> Any:
+    """(N, C) float32 probabilities -> a ModelInferResponse with raw output contents."""
+    k = request.output.classification
+    if k:
+        strings = classification_strings(probs, k, labels)
+        raw = b"".join(struct.pack("<I", len(b)) + b for row in strings for b in (s.encode() for s in row))
+        output = service_pb2.ModelInferResponse.InferOutputTensor(
+            name=OUTPUT_NAME, datatype="BYTES", shape=[len(probs), k]
+        )
+    else:
+        raw = np.ascontiguousarray(probs, dtype="<f4").tobytes()
+        output = service_pb2.ModelInferResponse.InferOutputTensor(
+            name=OUTPUT_NAME, datatype="FP32", shape=list(probs.shape)
+        )
+    return service_pb2.ModelInferResponse(
+        model_name=model, model_version=version, id=request.id or "", outputs=[output], raw_output_contents=[raw]
+    )

@@ -1,0 +1,175 @@
+"""`cifar-pack serve --grpc-port`: KServe v2 over gRPC, driven by NVIDIA's tritonclient.grpc itself.
+
+A real server process; the same service as HTTP (one batcher, limits, API key, metrics). A broken
+request matrix sent as raw protobuf messages (what tritonclient will not build) checks each status
+code, and a good inference after each.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from cifar_pack.runtime.images import load_image
+from cifar_pack.runtime.predictor import Predictor
+
+from .test_serve import SAMPLES, Server
+
+grpc_client = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is in the [dev] extra")
+grpc = pytest.importorskip("grpc", reason="grpcio is in the [serve] extra")
+from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
+
+
+class GrpcServer(Server):
+    """The HTTP server's helper, plus the gRPC port read from the same log."""
+
+    def __init__(self, *args, env: dict | None = None):
+        super().__init__("--grpc-port", "0", *args, env=env)
+        while not (match := re.search(r"GRPCInferenceService\) at 127\.0\.0\.1:(\d+)", self.log)):
+            line = self.proc.stderr.readline()
+            assert line, self.log
+            self.log += line
+        self.grpc = f"127.0.0.1:{match.group(1)}"
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = GrpcServer("--max-images", "300", "--max-request-mb", "4", "--max-queue-delay-ms", "5")
+    yield s
+    assert s.stop() == 0, s.log  # SIGTERM drains both transports and exits 0
+    assert "Traceback" not in s.log, s.log
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return np.stack([load_image(p) for p in SAMPLES])  # (20, 32, 32, 3) uint8
+
+
+def _images(batch: np.ndarray):
+    tensor = grpc_client.InferInput("images", list(batch.shape), "UINT8")
+    tensor.set_data_from_numpy(batch)
+    return [tensor]
+
+
+def test_health_metadata_and_inference_equal_predictor_and_http(server, photos):
+    client = grpc_client.InferenceServerClient(server.grpc)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("cifar10")
+    meta = client.get_model_metadata("cifar10", as_json=True)
+    assert meta["inputs"][0] == {"name": "images", "datatype": "UINT8", "shape": ["-1", "32", "32", "3"]}
+    assert client.get_server_metadata().name == "cifar-pack"
+    expected = Predictor().predict_proba(photos)
+    for batch in (photos[:1], np.resize(photos, (256, 32, 32, 3))):
+        got = client.infer("cifar10", _images(batch)).as_numpy("probabilities")
+        want = Predictor().predict_proba(batch)
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    status, _, body = server.request(
+        "POST",
+        "/v2/models/cifar10/infer",
+        json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "images",
+                        "datatype": "UINT8",
+                        "shape": [20, 32, 32, 3],
+                        "data": photos.reshape(-1).tolist(),
+                    }
+                ]
+            }
+        ),
+    )
+    http_probs = np.array(json.loads(body)["outputs"][0]["data"]).reshape(20, -1)
+    grpc_probs = client.infer("cifar10", _images(photos)).as_numpy("probabilities")
+    assert (
+        status == 200 and np.abs(http_probs - grpc_probs).max() <= 1e-6 and np.abs(grpc_probs - expected).max() <= 1e-6
+    )
+    top3 = client.infer(
+        "cifar10", _images(photos[:2]), outputs=[grpc_client.InferRequestedOutput("probabilities", class_count=3)]
+    ).as_numpy("probabilities")
+    label = Predictor().predict(photos[:1])[0]["label"]
+    assert top3.shape == (2, 3) and top3[0][0].decode().endswith(f":{label}")
+
+
+def _raw_request(**changes) -> service_pb2.ModelInferRequest:
+    tensor = service_pb2.ModelInferRequest.InferInputTensor(name="images", datatype="UINT8", shape=[1, 32, 32, 3])
+    request = service_pb2.ModelInferRequest(model_name="cifar10", inputs=[tensor], raw_input_contents=[bytes(3072)])
+    for key, value in changes.items():
+        if key == "datatype":
+            request.inputs[0].datatype = value
+        elif key == "shape":
+            del request.inputs[0].shape[:]
+            request.inputs[0].shape.extend(value)
+        elif key == "raw":
+            request.raw_input_contents[0] = value
+        else:
+            setattr(request, key, value)
+    return request
+
+
+@pytest.mark.parametrize(
+    "changes,code",
+    [
+        ({"datatype": "FP32"}, "INVALID_ARGUMENT"),
+        ({"shape": [1, 3, 32, 32]}, "INVALID_ARGUMENT"),
+        ({"raw": bytes(3000)}, "INVALID_ARGUMENT"),  # truncated raw contents
+        ({"model_name": "nope"}, "NOT_FOUND"),
+        ({"shape": [301, 32, 32, 3], "raw": bytes(301 * 3072)}, "RESOURCE_EXHAUSTED"),  # over --max-images
+        ({"shape": [1400, 32, 32, 3], "raw": bytes(1400 * 3072)}, "RESOURCE_EXHAUSTED"),  # over --max-request-mb
+    ],
+)
+def test_broken_requests_get_the_right_status_and_the_server_goes_on(server, photos, changes, code):
+    with grpc.insecure_channel(server.grpc) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(_raw_request(**changes), timeout=30)
+        assert info.value.code().name == code, info.value.details()
+        good = stub.ModelInfer(_raw_request(raw=photos[0].tobytes()), timeout=30)
+        assert good.outputs[0].shape == [1, 10]
+
+
+def test_metrics_count_grpc_requests_with_their_protocol(server, photos):
+    client = grpc_client.InferenceServerClient(server.grpc)
+    client.infer("cifar10", _images(photos[:1]))
+    _, _, body = server.request("GET", "/metrics")
+    text = body.decode()
+    assert 'cifar_pack_requests_total{endpoint="ModelInfer",protocol="grpc",status="OK"}' in text
+    assert 'protocol="http"' in text
+
+
+def test_api_key_is_required_on_grpc_too():
+    s = GrpcServer(env={"CIFAR_PACK_API_KEY": "s3cret"})
+    try:
+        client = grpc_client.InferenceServerClient(s.grpc)
+        assert client.is_server_live()  # health is public, as on HTTP
+        with pytest.raises(grpc_client.InferenceServerException, match="UNAUTHENTICATED"):
+            client.is_model_ready("cifar10")
+        batch = np.zeros((1, 32, 32, 3), np.uint8)
+        wrong = {"authorization": "Bearer nope"}
+        with pytest.raises(grpc_client.InferenceServerException, match="UNAUTHENTICATED"):
+            client.infer("cifar10", _images(batch), headers=wrong)
+        ok = client.infer("cifar10", _images(batch), headers={"authorization": "Bearer s3cret"})
+        assert ok.as_numpy("probabilities").shape == (1, 10)
+    finally:
+        assert s.stop() == 0, s.log
+
+
+def test_docs_grpc_snippet_runs_as_written(server):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```python\n(.*?)```", (root / "docs" / "serving.md").read_text(), flags=re.S)
+    snippet = next(b for b in blocks if "tritonclient.grpc" in b)
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet.replace("127.0.0.1:8001", server.grpc)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "0.988789:7:horse" in proc.stdout  # the answer the snippet's comment shows
