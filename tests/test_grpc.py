@@ -173,3 +173,17 @@ def test_docs_grpc_snippet_runs_as_written(server):
     )
     assert proc.returncode == 0, proc.stderr
     assert "0.988789:7:horse" in proc.stdout  # the answer the snippet's comment shows
+
+
+def test_model_config_and_statistics_on_both_transports(server, photos):
+    client = grpc_client.InferenceServerClient(server.grpc)
+    client.infer("cifar10", _images(photos[:3]))
+    config = client.get_model_config("cifar10", as_json=True)["config"]
+    assert config["input"][0]["data_type"] == "TYPE_UINT8" and config["output"][0]["dims"] == ["10"]
+    status, _, body = server.request("GET", "/v2/models/cifar10/config")
+    assert status == 200 and json.loads(body)["max_batch_size"] == int(config["max_batch_size"])
+    stats = client.get_inference_statistics("cifar10", as_json=True)["model_stats"][0]
+    assert int(stats["inference_count"]) >= 3 and int(stats["inference_stats"]["success"]["count"]) >= 1
+    status, _, body = server.request("GET", "/v2/models/cifar10/stats")
+    http_stats = json.loads(body)["model_stats"][0]
+    assert status == 200 and http_stats["inference_count"] >= int(stats["inference_count"])

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from ..runtime.config import DEFAULT_DEVICE
-from ..serve.config import DEFAULT_BATCHING, DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_PORT, Batching, Limits
+from ..runtime.errors import UsageError
+from ..serve.config import (
+    DEFAULT_BATCHING,
+    DEFAULT_HOST,
+    DEFAULT_LIMITS,
+    DEFAULT_PORT,
+    Batching,
+    Limits,
+    ModelControl,
+)
 from .app import app
 from .common import ModelOpt, ThreadsOpt, command
 
@@ -24,6 +33,13 @@ def serve(
             help="Serve every model of a Triton-style repository (DIR/<name>/<version>/model.onnx).",
         ),
     ] = None,
+    model_control_mode: Annotated[
+        ModelControl,
+        typer.Option(
+            "--model-control-mode",
+            help="explicit: clients may load, reload and unload repository models (Triton's model control).",
+        ),
+    ] = ModelControl.none,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (other than loopback needs an API key).")
     ] = DEFAULT_HOST,
@@ -62,14 +78,21 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the model over HTTP: the Open Inference Protocol (KServe v2 / Triton), /predict, /metrics."""
-    from ..serve.core import InferenceService
+    from ..serve.core import InferenceService, Repository
     from ..serve.models import load_models
     from ..serve.server import api_key_from_env, run_server
 
+    if model_control_mode == ModelControl.explicit and model_repository is None:
+        raise UsageError("--model-control-mode explicit needs --model-repository DIR (what to load from)")
+    served, failures = load_models(model, model_repository, device=device, threads=threads)
+    repository = None
+    if model_repository is not None:
+        repository = Repository(model_repository, model_control_mode, device, threads, failures)
     service = InferenceService(
-        load_models(model, model_repository, device=device, threads=threads),
+        served,
         batching=Batching(max_batch_size, max_queue_delay_ms, max_queue_images),
         limits=Limits(int(max_request_mb * 2**20), max_images, body_timeout_s),
         api_key=api_key_from_env(),
+        repository=repository,
     )
     run_server(service, host=host, port=port, allow_unauthenticated=allow_unauthenticated, grpc_port=grpc_port)

@@ -48,6 +48,7 @@ class DynamicBatcher:
         self.delay = max_queue_delay_ms / 1000.0
         self.max_queue_images, self.on_batch = max_queue_images, on_batch
         self.waiting = 0  # images queued and not yet in a model call (the queue-depth gauge)
+        self.in_flight = 0  # requests that have not had their answer yet (a replaced model drains them)
         # Since Python 3.10 a Queue binds to the running loop at first use, so it can be made here;
         # the task that drains it is started by the first request, inside the server's loop.
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
@@ -62,8 +63,17 @@ class DynamicBatcher:
             raise QueueFull(f"{self.waiting} images are waiting (limit {self.max_queue_images})")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self.waiting += len(images)
-        await self._queue.put((images, future))
-        return await future
+        self.in_flight += 1
+        try:
+            await self._queue.put((images, future))
+            return await future
+        finally:
+            self.in_flight -= 1
+
+    async def drain(self, poll_s: float = 0.01) -> None:
+        """Wait until every request already handed to this batcher has its answer."""
+        while self.in_flight:
+            await asyncio.sleep(poll_s)
 
     async def close(self) -> None:
         if self._task is not None:

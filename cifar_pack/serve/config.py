@@ -4,12 +4,21 @@ and the Triton repository writer all read them from here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: anything else needs an API key (or --allow-unauthenticated)
 DEFAULT_PORT = 8000  # Triton's and KServe's HTTP port
 API_KEY_VARIABLE = "CIFAR_PACK_API_KEY"
 ORT_WEB_VARIABLE = "CIFAR_PACK_ORT_WEB"  # where onnxruntime-web's dist/ is, for the page's browser mode
 GRACEFUL_SHUTDOWN_S = 30  # in-flight requests get this long after SIGTERM
+
+
+class ModelControl(StrEnum):
+    """Triton's ``--model-control-mode``: ``none`` serves what the repository holds at start;
+    ``explicit`` also lets clients load, reload and unload models through the API."""
+
+    none = "none"
+    explicit = "explicit"
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
-from ..runtime.errors import InputError
+from ..runtime.config import DEFAULT_DEVICE, INPUT_SHAPE, OUTPUT_NAME
+from ..runtime.errors import InputError, ModelError, UsageError
 from ..runtime.images import decode_bytes, resolve_max_pixels
 from .batcher import DynamicBatcher, QueueFull
-from .config import DEFAULT_BATCHING, DEFAULT_LIMITS, Batching, Limits
+from .config import DEFAULT_BATCHING, DEFAULT_LIMITS, Batching, Limits, ModelControl
 from .metrics import ServeMetrics
-from .models import ServedModel
+from .models import ServedModel, load_one, repository_names
 from .protocol import ProtocolError
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
@@ -48,25 +52,38 @@ class InferenceService:
         limits: Limits = DEFAULT_LIMITS,
         api_key: str | None = None,
         max_pixels: int | None = None,
+        repository: Repository | None = None,
     ):
         if not models:
             raise ValueError("no models to serve")
-        self.models, self.limits, self.api_key = models, limits, api_key
+        self.batching, self.limits, self.api_key, self.repository = batching, limits, api_key, repository
         self.max_pixels = resolve_max_pixels(max_pixels)
         self.metrics = ServeMetrics()
-        self.batchers = {
-            name: DynamicBatcher(
-                m.predictor.predict_proba,
-                batching.max_batch_size,
-                batching.max_queue_delay_ms,
-                batching.max_queue_images,
-                self.metrics.on_batch,
-            )
-            for name, m in models.items()
-        }
-        for name, batcher in self.batchers.items():
-            self.metrics.watch_queue(name, _waiting(batcher))
-        self.default = next(iter(models.values()))
+        self.models: dict[str, ServedModel] = {}
+        self.batchers: dict[str, DynamicBatcher] = {}
+        self.stats: dict[str, Statistics] = {}
+        self.failures: dict[str, str] = dict(repository.failures) if repository else {}
+        for model in models.values():
+            self._add(warm_up(model, batching.max_batch_size))
+        self.default = next(iter(self.models.values()))
+
+    def _add(self, model: ServedModel) -> DynamicBatcher | None:
+        """Serve ``model`` (already warm) from now on; the batcher it replaces, if any, to drain."""
+        b = self.batching
+        stats = self.stats[model.name] = Statistics()
+
+        def on_batch(size: int, seconds: float) -> None:
+            self.metrics.on_batch(size, seconds)
+            stats.on_batch(size, seconds)
+
+        batcher = DynamicBatcher(
+            model.predictor.predict_proba, b.max_batch_size, b.max_queue_delay_ms, b.max_queue_images, on_batch
+        )
+        old = self.batchers.get(model.name)
+        self.models[model.name], self.batchers[model.name] = model, batcher
+        self.failures.pop(model.name, None)
+        self.metrics.watch_queue(model.name, _waiting(batcher))
+        return old
 
     def authorized(self, credentials: bytes) -> bool:
         """Whether an ``Authorization`` value carries the key (constant time); True without a key."""
@@ -79,10 +96,14 @@ class InferenceService:
 
     async def infer(self, model: ServedModel, images: np.ndarray) -> np.ndarray:
         """(N, 32, 32, 3) uint8 -> (N, C) float32 through the model's batcher; 503 when its queue is full."""
+        started, stats = time.perf_counter_ns(), self.stats[model.name]
         try:
-            return await self.batchers[model.name].infer(images)
+            probs = await self.batchers[model.name].infer(images)
         except QueueFull as exc:
+            stats.failed(time.perf_counter_ns() - started)
             raise ProtocolError(f"server busy: {exc}; retry shortly", 503) from None
+        stats.succeeded(len(images), time.perf_counter_ns() - started)
+        return probs
 
     def check_top_k(self, top_k: int) -> int:
         """``top_k`` if the default model has that many classes; else 400, before any upload is read."""
@@ -127,6 +148,138 @@ class InferenceService:
             "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, m.predictor.num_classes]}],
         }
 
+    def model_config(self, m: ServedModel) -> dict:
+        """The model's configuration as Triton reports it (``GET /v2/models/NAME/config``, ModelConfig)."""
+        return {
+            "name": m.name,
+            "platform": "onnxruntime_onnx",
+            "backend": "onnxruntime",
+            "max_batch_size": self.batching.max_batch_size,
+            "input": [{"name": m.predictor.input_name, "data_type": "TYPE_UINT8", "dims": list(INPUT_SHAPE)}],
+            "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [m.predictor.num_classes]}],
+            "dynamic_batching": {"max_queue_delay_microseconds": round(self.batching.max_queue_delay_ms * 1000)},
+        }
+
+    def model_statistics(self, m: ServedModel) -> dict:
+        """Triton's statistics extension for one model: requests, images, onnxruntime calls, times."""
+        return {"model_stats": [{"name": m.name, "version": m.version} | self.stats[m.name].to_json()]}
+
     async def close(self) -> None:
         for batcher in self.batchers.values():
             await batcher.close()
+
+    # -- model control (Triton's model repository extension) ------------------------------------
+    def repository_index(self) -> list[dict]:
+        """Every model folder of the repository: name, version when served, state, reason when not."""
+        if self.repository is None:
+            raise ProtocolError("no model repository: serve --model-repository DIR to have an index")
+        repo = self.repository
+        index = []
+        for name in repository_names(repo.root):
+            if name in self.models:
+                index.append({"name": name, "version": self.models[name].version, "state": "READY"})
+            else:
+                reason = self.failures.get(name, "not loaded")
+                index.append({"name": name, "state": "UNAVAILABLE", "reason": reason})
+        return index
+
+    async def load(self, name: str) -> ServedModel:
+        """(Re)load ``name`` from the repository: built and warmed before it replaces the served one,
+        whose requests in flight finish on it. A model that fails leaves the others (and itself, if
+        it was served) as they were, and the reason in the index."""
+        repo = self._control()
+        if name not in repository_names(repo.root):
+            raise ProtocolError(f"no model folder '{name[:80]}' in the repository", 404)
+        try:
+            model = await asyncio.to_thread(
+                lambda: warm_up(load_one(repo.root, name, repo.device, repo.threads), self.batching.max_batch_size)
+            )
+        except (ModelError, UsageError) as exc:
+            self.failures[name] = str(exc)
+            raise ProtocolError(f"model '{name}' failed to load: {exc}") from None
+        old = self._add(model)
+        if self.default.name == name:
+            self.default = model
+        if old is not None:
+            asyncio.get_running_loop().create_task(_retire(old))
+        return model
+
+    async def unload(self, name: str) -> None:
+        """Stop serving ``name``: new requests get 404, those in flight finish."""
+        self._control()
+        if name not in self.models:
+            raise ProtocolError(f"model '{name[:80]}' is not loaded", 404)
+        if len(self.models) == 1:
+            raise ProtocolError(f"model '{name[:80]}' is the last one served; load another first")
+        del self.models[name]
+        asyncio.get_running_loop().create_task(_retire(self.batchers.pop(name)))
+        if self.default.name == name:
+            self.default = next(iter(self.models.values()))
+
+    def _control(self) -> Repository:
+        if self.repository is None or self.repository.mode != ModelControl.explicit:
+            raise ProtocolError(
+                "model control is off: serve --model-repository DIR --model-control-mode explicit to load and unload"
+            )
+        return self.repository
+
+
+@dataclass
+class Statistics:
+    """Counters of one served model since it was loaded (Triton's statistics extension, a subset)."""
+
+    requests: int = 0
+    request_ns: int = 0
+    failures: int = 0
+    failure_ns: int = 0
+    images: int = 0
+    batches: int = 0
+    batch_ns: int = 0
+    last_inference_ms: int = 0
+
+    def succeeded(self, images: int, ns: int) -> None:
+        self.requests, self.request_ns, self.images = self.requests + 1, self.request_ns + ns, self.images + images
+        self.last_inference_ms = time.time_ns() // 1_000_000
+
+    def failed(self, ns: int) -> None:
+        self.failures, self.failure_ns = self.failures + 1, self.failure_ns + ns
+
+    def on_batch(self, size: int, seconds: float) -> None:
+        self.batches, self.batch_ns = self.batches + 1, self.batch_ns + round(seconds * 1e9)
+
+    def to_json(self) -> dict:
+        return {
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.images,
+            "execution_count": self.batches,
+            "inference_stats": {
+                "success": {"count": self.requests, "ns": self.request_ns},
+                "fail": {"count": self.failures, "ns": self.failure_ns},
+                "compute_infer": {"count": self.batches, "ns": self.batch_ns},
+            },
+        }
+
+
+@dataclass
+class Repository:
+    """Where models are (re)loaded from, and whether the API may do it (``mode``)."""
+
+    root: Path
+    mode: ModelControl = ModelControl.none
+    device: str = DEFAULT_DEVICE
+    threads: int | None = None
+    failures: dict[str, str] = field(default_factory=dict)  # what did not load at start, and why
+
+
+def warm_up(model: ServedModel, max_batch_size: int) -> ServedModel:
+    """Run the batch sizes the batcher will use most (1 and the largest) once, before ``model`` is
+    ready: onnxruntime allocates and picks its kernels on a session's first calls."""
+    for size in sorted({1, max_batch_size}):
+        model.predictor.predict_proba(np.zeros((size, *INPUT_SHAPE), np.uint8))
+    return model
+
+
+async def _retire(batcher: DynamicBatcher) -> None:
+    """A replaced or unloaded model's batcher: its requests in flight finish, then it closes."""
+    await batcher.drain()
+    await batcher.close()

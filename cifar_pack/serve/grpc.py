@@ -5,11 +5,14 @@ So a gRPC request and an HTTP request land in the same dynamic batcher (one onnx
 serve both), under the same limits, API key and metrics (``protocol="grpc"``). Implemented: health
 (ServerLive, ServerReady, ModelReady), metadata (ServerMetadata, ModelMetadata), ModelInfer with
 ``raw_input_contents``/``raw_output_contents`` (and typed ``contents``), the classification
-extension (the output's ``classification`` parameter). The other calls answer UNIMPLEMENTED.
+extension (the output's ``classification`` parameter), ModelConfig and ModelStatistics, and model
+control (RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload). The other calls (shared
+memory, tracing, logging settings, streaming) answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import struct
 import time
@@ -18,7 +21,8 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from ..runtime.config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
 from .core import InferenceService
@@ -138,6 +142,36 @@ class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
         except ProtocolError as exc:
             await context.abort(STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc))
         return encode_grpc_infer(m.name, m.version, parsed, probs, m.predictor.class_names)
+
+    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        config = self.service.model_config(await self._model(request.name, context))
+        return service_pb2.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
+
+    async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        stats = self.service.model_statistics(await self._model(request.name, context))
+        return json_format.ParseDict(stats, service_pb2.ModelStatisticsResponse())
+
+    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        index = await self._call(context, self.service.repository_index)
+        entry = service_pb2.RepositoryIndexResponse.ModelIndex
+        models = [entry(**m) for m in index if not request.ready or m["state"] == "READY"]
+        return service_pb2.RepositoryIndexResponse(models=models)
+
+    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        await self._call(context, self.service.load, request.model_name)
+        return service_pb2.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        await self._call(context, self.service.unload, request.model_name)
+        return service_pb2.RepositoryModelUnloadResponse()
+
+    async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` (awaited when it is a coroutine function), a ProtocolError as its status code."""
+        try:
+            result = fn(*args)
+            return await result if inspect.isawaitable(result) else result
+        except ProtocolError as exc:
+            await context.abort(STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc))
 
     async def _model(self, name: str, context: grpc.aio.ServicerContext) -> Any:
         try:

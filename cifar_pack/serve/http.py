@@ -110,8 +110,13 @@ class HttpApi:
             Route("/v2/models/{name}", self.model_metadata),
             Route("/v2/models/{name}/versions/{version}", self.model_metadata),
             Route("/v2/models/{name}/ready", self.model_ready),
+            Route("/v2/models/{name}/config", self.model_config),
+            Route("/v2/models/{name}/stats", self.model_statistics),
             Route("/v2/models/{name}/infer", self.infer, methods=["POST"]),
             Route("/v2/models/{name}/versions/{version}/infer", self.infer, methods=["POST"]),
+            Route("/v2/repository/index", self.repository_index, methods=["POST"]),
+            Route("/v2/repository/models/{name}/load", self.load, methods=["POST"]),
+            Route("/v2/repository/models/{name}/unload", self.unload, methods=["POST"]),
             Route("/predict", self.predict, methods=["POST"]),
             Route("/metrics", self.metrics),
             Route("/model.onnx", self.model_file),
@@ -138,6 +143,12 @@ class HttpApi:
         m = self.service.model(request.path_params["name"])
         return JSONResponse({"name": m.name, "ready": True})
 
+    async def model_config(self, request: Request) -> Response:
+        return JSONResponse(self.service.model_config(self.service.model(request.path_params["name"])))
+
+    async def model_statistics(self, request: Request) -> Response:
+        return JSONResponse(self.service.model_statistics(self.service.model(request.path_params["name"])))
+
     async def infer(self, request: Request) -> Response:
         m = self.service.model(request.path_params["name"])
         body = await self.read_body(request)
@@ -146,6 +157,18 @@ class HttpApi:
         probs = await self.service.infer(m, parsed.images)
         content, headers = encode_infer(m.name, m.version, parsed, probs, m.predictor.class_names)
         return Response(content, headers=headers)
+
+    # -- model control: Triton's model repository extension -----------------------------------
+    async def repository_index(self, request: Request) -> Response:
+        return JSONResponse(self.service.repository_index())
+
+    async def load(self, request: Request) -> Response:
+        await self.service.load(request.path_params["name"])
+        return JSONResponse({})
+
+    async def unload(self, request: Request) -> Response:
+        await self.service.unload(request.path_params["name"])
+        return JSONResponse({})
 
     # -- /predict: image files for people and curl --------------------------------------------
     async def predict(self, request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from ..runtime.config import DEFAULT_DEVICE
 from ..runtime.errors import ModelError, UsageError
 from ..runtime.predictor import Predictor, resolve_model
 from .repository import MODEL_FILE, versions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,31 +28,65 @@ def load_models(
     repository: str | Path | None,
     device: str = DEFAULT_DEVICE,
     threads: int | None = None,
-) -> dict[str, ServedModel]:
-    """``{name: ServedModel}``: the model's file stem, or each folder name of a repository.
+) -> tuple[dict[str, ServedModel], dict[str, str]]:
+    """``({name: ServedModel}, {name: why it did not load})``: the model's file stem, or each folder
+    name of a repository.
 
     A repository is Triton's layout, ``DIR/<name>/<version>/model.onnx``; the highest numeric
-    version of each model is served.
+    version of each model is served. A repository model that does not load is logged by name with
+    its reason and left out; the others are served.
 
     Raises:
-        UsageError: both or an empty repository. ModelError: a model that does not load.
+        UsageError: both, or a repository where no model loads. ModelError: the one model does not load.
     """
     if model is not None and repository is not None:
         raise UsageError("--model and --model-repository: give one of them")
     if repository is None:
         path = resolve_model(model)
-        return {path.stem: _served(path.stem, "1", path, device, threads)}
-    root = Path(repository)
+        return {path.stem: _served(path.stem, "1", path, device, threads)}, {}
+    served, failures = load_repository(Path(repository), device, threads)
+    for name, why in failures.items():
+        log.warning("--model-repository: %s not served: %s", name, why)
+    if not served:
+        raise UsageError(f"--model-repository {repository}: no model loads ({'; '.join(failures.values()) or 'empty'})")
+    return served, failures
+
+
+def load_repository(
+    root: Path, device: str = DEFAULT_DEVICE, threads: int | None = None
+) -> tuple[dict[str, ServedModel], dict[str, str]]:
+    """Every model of a Triton-style repository: ({name: ServedModel}, {name: why it did not load}).
+
+    Raises:
+        UsageError: ``root`` is not a folder.
+    """
     if not root.is_dir():
         raise UsageError(f"--model-repository {root}: not a folder")
-    served = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found = versions(folder)
-        if found:
-            served[folder.name] = _served(folder.name, found[-1].name, found[-1] / MODEL_FILE, device, threads)
-    if not served:
-        raise UsageError(f"--model-repository {root}: no <name>/<version>/model.onnx inside")
-    return served
+    served, failures = {}, {}
+    for name in repository_names(root):
+        try:
+            served[name] = load_one(root, name, device, threads)
+        except (ModelError, UsageError) as exc:
+            failures[name] = str(exc)
+    return served, failures
+
+
+def repository_names(root: Path) -> list[str]:
+    """The model folders of a repository, sorted (hidden folders are not models)."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def load_one(root: Path, name: str, device: str = DEFAULT_DEVICE, threads: int | None = None) -> ServedModel:
+    """The highest version of ``root/name``, read again from disk.
+
+    Raises:
+        ModelError: no ``<version>/model.onnx`` in the folder, or a model that does not load.
+    """
+    folder = root / name
+    found = versions(folder) if folder.is_dir() else []
+    if not found:
+        raise ModelError(f"{folder}: no <version>/{MODEL_FILE} inside")
+    return _served(name, found[-1].name, found[-1] / MODEL_FILE, device, threads)
 
 
 def _served(name: str, version: str, path: Path, device: str, threads: int | None) -> ServedModel:

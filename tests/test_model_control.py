@@ -1,0 +1,110 @@
+"""Model control (Triton's repository extension) on HTTP and gRPC, and reloads under load.
+
+A real server process on a Triton repository written by `cifar-pack export --triton`: models are
+loaded, replaced by a new version and unloaded while a client keeps inferring, with zero failed
+requests; a model that fails to load is reported by name with its reason and the others serve on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import run_cli
+from .test_grpc import GrpcServer, _images, grpc_client
+from .test_serve import Server
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "cifar_pack" / "pretrained"
+
+
+@pytest.fixture()
+def repository(tmp_path) -> Path:
+    repo = tmp_path / "repo"
+    proc = run_cli("export", "--model", BUNDLED / "cifar10.onnx", "--triton", repo)
+    assert proc.returncode == 0, proc.stderr
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"not a model")
+    return repo
+
+
+def _infer_json(server: Server, image: np.ndarray) -> int:
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "images", "datatype": "UINT8", "shape": [1, 32, 32, 3], "data": image.reshape(-1).tolist()}
+            ]
+        }
+    )
+    status, _, _ = server.request("POST", "/v2/models/cifar10/infer", body)
+    return status
+
+
+def test_reload_under_load_fails_no_request_and_serves_the_new_version(repository):
+    s = GrpcServer("--model-repository", repository, "--model-control-mode", "explicit", "--max-batch-size", "8")
+    try:
+        assert "broken not served" in s.log  # reported by name at start; cifar10 serves
+        image = np.zeros((32, 32, 3), np.uint8)
+        statuses, stop = [], threading.Event()
+
+        def keep_inferring():
+            while not stop.is_set():
+                statuses.append(_infer_json(s, image))
+
+        client = threading.Thread(target=keep_inferring)
+        client.start()
+        shutil.copytree(repository / "cifar10" / "1", repository / "cifar10" / "2")
+        shutil.copy(BUNDLED / "cifar10.int8.onnx", repository / "cifar10" / "2" / "model.onnx")
+        from .test_serve import _doc_commands
+
+        (reload,) = [c for c in _doc_commands(ROOT / "docs" / "serving.md", "curl ") if "/load" in c]
+        for _ in range(3):  # docs/serving.md's reload, as written: built and warmed, then swapped in
+            proc = subprocess.run(reload.replace("127.0.0.1:8000", s.host), shell=True, capture_output=True, text=True)
+            assert proc.returncode == 0 and json.loads(proc.stdout) == {}, proc.stdout + proc.stderr
+        stop.set()
+        client.join(timeout=60)
+        assert statuses and set(statuses) == {200}, statuses  # not one request failed during the reloads
+        status, _, body = s.request("GET", "/v2/models/cifar10")
+        assert json.loads(body)["versions"] == ["2"]
+        status, _, body = s.request("POST", "/v2/repository/index")
+        index = {m["name"]: m for m in json.loads(body)}
+        assert index["cifar10"] == {"name": "cifar10", "version": "2", "state": "READY"}
+        assert index["broken"]["state"] == "UNAVAILABLE" and "not a loadable ONNX model" in index["broken"]["reason"]
+        status, _, body = s.request("POST", "/v2/repository/models/broken/load")
+        assert status == 400 and "broken" in json.loads(body)["error"]  # the reason, by name
+        assert _infer_json(s, image) == 200  # and the others serve on
+    finally:
+        assert s.stop() == 0, s.log
+
+
+def test_grpc_loads_and_unloads_and_none_mode_refuses(repository):
+    shutil.copytree(repository / "cifar10", repository / "second")
+    s = GrpcServer("--model-repository", repository, "--model-control-mode", "explicit")
+    try:
+        client = grpc_client.InferenceServerClient(s.grpc)
+        assert client.is_model_ready("second")
+        client.unload_model("second")
+        with pytest.raises(grpc_client.InferenceServerException, match="NOT_FOUND"):
+            client.is_model_ready("second")
+        index = {m["name"]: m for m in client.get_model_repository_index(as_json=True)["models"]}
+        assert index["second"]["state"] == "UNAVAILABLE" and index["cifar10"]["state"] == "READY"
+        client.load_model("second")
+        batch = np.zeros((2, 32, 32, 3), np.uint8)
+        assert client.infer("second", _images(batch)).as_numpy("probabilities").shape == (2, 10)
+        with pytest.raises(grpc_client.InferenceServerException, match="INVALID_ARGUMENT"):
+            client.load_model("broken")
+    finally:
+        assert s.stop() == 0, s.log
+    none = Server("--model-repository", repository)  # Triton's default mode: what the repository holds at start
+    try:
+        status, _, body = none.request("POST", "/v2/repository/models/second/unload")
+        assert status == 400 and "--model-control-mode explicit" in json.loads(body)["error"]
+        assert none.request("POST", "/v2/repository/index")[0] == 200
+    finally:
+        assert none.stop() == 0, none.log
