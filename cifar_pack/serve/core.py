@@ -27,7 +27,7 @@ from .metrics import ServeMetrics
 from .models import ServedModel, load_one, repository_names
 from .protocol import ProtocolError
 
-EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics", "model_configuration"]
 
 
 def _waiting(batcher: DynamicBatcher) -> Callable[[], float]:
