@@ -227,6 +227,22 @@ BROKEN = [
         {},
         400,
     ),
+    *[
+        (  # numpy would read "7" as 7, 1.9 as 1, true as 1: UINT8 in JSON means integers (issue 21, item 10)
+            f"JSON value {bad}",
+            "/v2/models/cifar10/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "images", "datatype": "UINT8", "shape": [1, 32, 32, 3], "data": [bad] + [0] * 3071}
+                    ]
+                }
+            ).encode(),
+            {},
+            400,
+        )
+        for bad in ("7", 1.9, True)
+    ],
     ("unknown model", "/v2/models/nope/infer", b"{}", {}, 404),
     (
         "classification too large",
@@ -325,6 +341,15 @@ def test_api_key_is_required_except_for_health():
         assert status == 401 and "API key" in json.loads(data)["error"] and headers["www-authenticate"] == "Bearer"
         assert s.request("GET", "/v2/models/cifar10", headers={"Authorization": "Bearer wrong"})[0] == 401
         assert s.request("GET", "/v2/models/cifar10", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        # The scheme is case-insensitive (RFC 7235); two Authorization headers are refused, not "last wins".
+        assert s.request("GET", "/v2/models/cifar10", headers={"Authorization": "bearer s3cret"})[0] == 200
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        conn.putrequest("GET", "/v2/models/cifar10")
+        conn.putheader("Authorization", "Bearer wrong")
+        conn.putheader("Authorization", "Bearer s3cret")
+        conn.endheaders()
+        assert conn.getresponse().status == 401
+        conn.close()
         client = http_client.InferenceServerClient(s.host)
         assert client.get_model_metadata("cifar10", headers={"Authorization": "Bearer s3cret"})["name"] == "cifar10"
     finally:

@@ -86,8 +86,14 @@ class InferenceService:
         return old
 
     def authorized(self, credentials: bytes) -> bool:
-        """Whether an ``Authorization`` value carries the key (constant time); True without a key."""
-        return not self.api_key or hmac.compare_digest(credentials, f"Bearer {self.api_key}".encode())
+        """Whether an ``Authorization`` value carries the key (constant time); True without a key.
+
+        The scheme is case-insensitive (RFC 7235: "bearer" is "Bearer"); the key is compared exactly.
+        """
+        if not self.api_key:
+            return True
+        scheme, _, token = credentials.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key.encode())
 
     def model(self, name: str) -> ServedModel:
         if name not in self.models:

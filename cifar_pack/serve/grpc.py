@@ -69,9 +69,10 @@ class Guard(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = details.method.rsplit("/", 1)[-1]
-        metadata = dict(details.invocation_metadata or ())
-        key = metadata.get("authorization", "")
-        if method not in PUBLIC and not self.service.authorized(key.encode() if isinstance(key, str) else key):
+        keys = [v for k, v in details.invocation_metadata or () if k == "authorization"]
+        keys = [k.encode() if isinstance(k, str) else k for k in keys]
+        refused = self.service.api_key and not (len(keys) == 1 and self.service.authorized(keys[0]))
+        if method not in PUBLIC and refused:
             self.service.metrics.count_request(method, "UNAUTHENTICATED", protocol="grpc")
             return _refusal(
                 grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key: send 'authorization: Bearer <key>'"

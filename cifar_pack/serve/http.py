@@ -281,7 +281,9 @@ class Guard:
             return await self.app(scope, receive, send)
         started, status = time.perf_counter(), [500]
         public = scope["path"] == "/" or scope["path"].startswith(PUBLIC_PREFIXES)
-        if not public and not self.service.authorized(dict(scope["headers"]).get(b"authorization", b"")):
+        keys = [value for name, value in scope["headers"] if name == b"authorization"]
+        # Two Authorization headers are ambiguous (a proxy's and a client's?): neither is taken.
+        if not public and self.service.api_key and not (len(keys) == 1 and self.service.authorized(keys[0])):
             response = error(
                 401, "missing or wrong API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
             )

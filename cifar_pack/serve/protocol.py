@@ -76,10 +76,7 @@ def parse_infer(body: bytes, header_length: str | None, num_classes: int, max_im
         data = tensor.get("data")
         if not isinstance(data, list):
             raise ProtocolError(f"input '{INPUT_NAME}' has neither 'data' nor a binary_data_size parameter")
-        try:
-            flat = np.asarray(data, dtype=np.int64).reshape(-1)
-        except (ValueError, TypeError, OverflowError):
-            raise ProtocolError(f"input '{INPUT_NAME}' data must be integers 0..255") from None
+        flat = _integers(data)
         if flat.size != expected:
             raise ProtocolError(f"input '{INPUT_NAME}' has {flat.size} values; [{count}, 32, 32, 3] needs {expected}")
         if flat.min() < 0 or flat.max() > 255:
@@ -88,6 +85,23 @@ def parse_infer(body: bytes, header_length: str | None, num_classes: int, max_im
     return InferRequest(
         str(request["id"])[:256] if "id" in request else None, images, _output_spec(request, num_classes)
     )
+
+
+def _integers(data: list) -> np.ndarray:
+    """A (nested) JSON list of integers as a flat int64 array; 400 for anything else.
+
+    numpy would take "7", 1.9 and true as 7, 1 and 1; UINT8 means JSON integers, nothing else.
+    """
+    try:
+        values = np.asarray(data, dtype=object).reshape(-1)
+    except (ValueError, TypeError):
+        raise ProtocolError(f"input '{INPUT_NAME}' data must be a list of integers 0..255") from None
+    if not all(type(v) is int for v in values):  # bool is a subclass of int: `type(...) is` refuses it
+        raise ProtocolError(f"input '{INPUT_NAME}' data must be integers 0..255 (no strings, floats or booleans)")
+    try:
+        return values.astype(np.int64)
+    except OverflowError:
+        raise ProtocolError(f"input '{INPUT_NAME}' values must be in 0..255 (UINT8)") from None
 
 
 def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
