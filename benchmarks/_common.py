@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,3 +50,30 @@ def median_time(fn, repeats: int) -> float:
 def save(path: str | None, payload: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+class Server:
+    """`cifar-pack serve --port 0 ARGS` as its own process on 127.0.0.1; its ports read from its log.
+
+    ``port``/``http``: the HTTP port and host:port; ``grpc``: host:port of gRPC, when ``--grpc-port`` is given.
+    """
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cifar_pack", "serve", "--port", "0", *args], stderr=subprocess.PIPE, text=True
+        )
+        wanted, log = [r"at http://(127\.0\.0\.1:\d+)"], ""
+        if "--grpc-port" in args:
+            wanted.append(r"GRPCInferenceService\) at (127\.0\.0\.1:\d+)")
+        while not all(re.search(w, log) for w in wanted):
+            line = self.proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"the server did not start: {log}")
+            log += line
+        self.http = re.search(wanted[0], log).group(1)
+        self.port = int(self.http.rsplit(":", 1)[1])
+        self.grpc = re.search(wanted[1], log).group(1) if len(wanted) > 1 else None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
 import statistics
 import subprocess
@@ -32,30 +31,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import header, save
+from _common import Server, header, save
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
-
-
-class Server:
-    def __init__(self, *args: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cifar_pack", "serve", "--port", "0", "--grpc-port", "0", *args],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        log = ""
-        while not (m := re.search(r"GRPCInferenceService\) at 127\.0\.0\.1:(\d+)", log)):
-            line = self.proc.stderr.readline()
-            assert line, log
-            log += line
-        self.grpc = f"127.0.0.1:{m.group(1)}"
-        self.http = re.search(r"http://(127\.0\.0\.1:\d+)", log).group(1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
 
 
 def median_rate(call, images: int, rounds: int = 20) -> float:
@@ -166,7 +145,7 @@ def reload_under_load(image: bytes, clients: int, seconds: float) -> dict:
             check=True,
             capture_output=True,
         )
-        server = Server("--model-repository", str(repo), "--model-control-mode", "explicit")
+        server = Server("--grpc-port", "0", "--model-repository", str(repo), "--model-control-mode", "explicit")
         try:
             steady = asyncio.run(load(server.grpc, image, clients, seconds))
             shutil.copytree(repo / "cifar10" / "1", repo / "cifar10" / "2")
@@ -205,14 +184,14 @@ def main() -> None:
     predictor = Predictor()  # before any server runs: its idle threads would take the cores' time
     in_process = median_rate(lambda: predictor.predict_proba(batch), len(batch))
     results = {}
-    server = Server()
+    server = Server("--grpc-port", "0")
     try:
         results["first_request"] = first_request(server, photos[0])
         results["batch_256"] = batch_256(server, batch) | {"in-process": in_process}
         results["batched"] = asyncio.run(load(server.grpc, image, args.clients, args.seconds))
     finally:
         server.stop()
-    server = Server("--max-batch-size", "1")
+    server = Server("--grpc-port", "0", "--max-batch-size", "1")
     try:
         results["unbatched"] = asyncio.run(load(server.grpc, image, args.clients, args.seconds))
     finally:

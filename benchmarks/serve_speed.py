@@ -25,34 +25,15 @@ import json
 import re
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import header, save
+from _common import Server, header, save
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
-
-
-class Server:
-    def __init__(self, *args):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cifar_pack", "serve", "--port", "0", *args],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for line in self.proc.stderr:
-            if m := re.search(r"at http://127\.0\.0\.1:(\d+)", line):
-                self.port = int(m.group(1))
-                return
-        raise RuntimeError("the server did not start")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
 
 
 def load(port, make_request, requests, clients, deadline_s=120.0):

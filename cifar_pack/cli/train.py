@@ -9,8 +9,9 @@ import typer
 
 from ..runtime.data import check_source
 from ..runtime.errors import Interrupted
+from ..runtime.records import TRAIN_OPTIONS
 from ..training.config import RECIPES, Precision, Recipe, Strategy, TrainConfig, validate_config
-from ..training.run_state import OPTION_FIELDS, read_state, resumed_config
+from ..training.run_state import read_state, resumed_config
 from .app import app
 from .common import DATA_HELP, DataOpt, JsonOpt, command, emit
 
@@ -70,7 +71,7 @@ def train(
         data, config = resumed_config(out, read_state(out)[0], given)
     else:
         data = data or "cifar10"
-        config = _recipe(recipe).with_overrides(**{OPTION_FIELDS[o]: v for o, v in options.items()})
+        config = _recipe(recipe).with_overrides(**{TRAIN_OPTIONS[o]: v for o, v in options.items()})
         validate_config(config)
         check_source(data)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
-from .images import array_to_model_input, decode_bytes
+from .images import array_to_model_input, decode_or_error
 from .predictor import Predictor
 
 Columns = dict[str, np.ndarray]
@@ -20,13 +20,10 @@ def decode_all(
     predictor: Predictor, contents: np.ndarray | list, names: list[str] | None = None
 ) -> list[np.ndarray | str]:
     """Encoded files -> (32, 32, 3) uint8 each, or the one-line reason it could not be read."""
-    out: list[np.ndarray | str] = []
-    for i, data in enumerate(contents):
-        try:
-            out.append(decode_bytes(bytes(data), names[i] if names else "content", predictor.max_pixels))
-        except InputError as exc:
-            out.append(str(exc))
-    return out
+    return [
+        decode_or_error(bytes(data), names[i] if names else "content", predictor.max_pixels)
+        for i, data in enumerate(contents)
+    ]
 
 
 def convert_all(images: np.ndarray | list) -> list[np.ndarray | str]:

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import DEFAULT_MAX_PIXELS, IMAGE_SIZE, MAX_PIXELS_VARIABLE
-from .errors import InputError
+from .errors import InputError, UsageError
 
 BACKGROUND = (255, 255, 255)
 RESAMPLE = Image.Resampling.BILINEAR
@@ -48,8 +48,6 @@ def resolve_max_pixels(value: int | None = None) -> int:
     Raises:
         UsageError: a cap below 1, or a ``CIFAR_PACK_MAX_PIXELS`` that is not an integer.
     """
-    from .errors import UsageError
-
     if value is None:
         text = os.environ.get(MAX_PIXELS_VARIABLE)
         try:
@@ -158,6 +156,14 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
 def decode_bytes(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
     """Encoded image bytes (an upload, an archive member) -> (32, 32, 3) uint8 RGB; ``InputError``."""
     return to_model_input(decode(io.BytesIO(data), name, max_pixels))
+
+
+def decode_or_error(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray | str:
+    """``decode_bytes``, or its one-line error message: for batches where a bad image must not stop the rest."""
+    try:
+        return decode_bytes(data, name, max_pixels)
+    except InputError as exc:
+        return str(exc)
 
 
 def array_to_model_input(array: np.ndarray, name: str = "array") -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .fileio import write_bytes_atomic
-from .records import TrainingRecord
+from .records import TRAIN_OPTIONS, TrainingRecord
 
 
 def write_model_card(
@@ -121,17 +121,6 @@ def _ethics_lines(report: dict) -> list[str]:
     ]
 
 
-# The training options a model card's "How to reproduce" spells out, all of them, so the commands
-# do not depend on what a recipe sets today (command-line name -> TrainConfig field as recorded).
-_TRAIN_OPTIONS = {
-    "batch_size": "--batch-size",
-    "learning_rate": "--lr",
-    "validation_split": "--validation-split",
-    "seed": "--seed",
-    "strategy": "--strategy",
-}
-
-
 def _reproduce_lines(report: dict, training: TrainingRecord, card: Path) -> list[str]:
     """The commands that recreate this model from its run record: train into the model's folder with
     every option the run used, export that run's model, evaluate as this card was."""
@@ -144,8 +133,8 @@ def _reproduce_lines(report: dict, training: TrainingRecord, card: Path) -> list
         train += f" --recipe {recipe}"
     if training.epochs or config.get("epochs"):
         train += f" --epochs {training.epochs or config.get('epochs')}"
-    for name, option in _TRAIN_OPTIONS.items():
-        if name in config:
+    for option, name in TRAIN_OPTIONS.items():  # all of them: the commands must not depend on a recipe's today
+        if name not in ("recipe", "epochs", "precision") and name in config:
             train += f" {option} {config[name]}"
     if training.precision:  # as resolved on the training machine, so another machine computes the same
         train += f" --precision {training.precision}"

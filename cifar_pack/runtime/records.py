@@ -18,6 +18,19 @@ from .errors import DataError
 
 log = logging.getLogger(__name__)
 
+# `cifar-pack train`'s options -> the TrainConfig field each sets, as a run record's ``config``
+# holds it: what --resume compares and a model card's "How to reproduce" spells out.
+TRAIN_OPTIONS = {
+    "--recipe": "recipe",
+    "--epochs": "epochs",
+    "--batch-size": "batch_size",
+    "--lr": "learning_rate",
+    "--validation-split": "validation_split",
+    "--seed": "seed",
+    "--precision": "precision",
+    "--strategy": "strategy",
+}
+
 MANIFEST_FILE = "manifest.json"
 HISTORY_FILE = "history.json"
 

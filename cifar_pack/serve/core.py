@@ -19,8 +19,8 @@ import numpy as np
 
 from .. import __version__
 from ..runtime.config import DEFAULT_DEVICE, INPUT_SHAPE, OUTPUT_NAME
-from ..runtime.errors import InputError, ModelError, UsageError
-from ..runtime.images import decode_bytes, resolve_max_pixels
+from ..runtime.errors import ModelError, UsageError
+from ..runtime.images import decode_or_error, resolve_max_pixels
 from .batcher import DynamicBatcher, QueueFull
 from .config import DEFAULT_BATCHING, DEFAULT_LIMITS, Batching, Limits, ModelControl
 from .metrics import ServeMetrics
@@ -122,7 +122,7 @@ class InferenceService:
         m = self.default
         self.check_top_k(top_k)
         # Decoding is CPU work under the GIL in part: off the event loop, so other requests go on.
-        decoded = await asyncio.to_thread(lambda: [self._decode(name, data) for name, data in uploads])
+        decoded = await asyncio.to_thread(lambda: [decode_or_error(d, name, self.max_pixels) for name, d in uploads])
         good = [arr for arr in decoded if isinstance(arr, np.ndarray)]
         if not good:
             reasons = "; ".join(d for d in decoded if isinstance(d, str))
@@ -134,13 +134,6 @@ class InferenceService:
             else {"path": name, "error": arr}
             for (name, _), arr in zip(uploads, decoded)
         ]
-
-    def _decode(self, name: str, data: bytes) -> np.ndarray | str:
-        """The Predictor's preprocessing on uploaded bytes: (32, 32, 3) uint8, or the error text."""
-        try:
-            return decode_bytes(data, name, self.max_pixels)
-        except InputError as exc:
-            return str(exc)
 
     def server_metadata(self) -> dict:
         return {"name": "cifar-pack", "version": __version__, "extensions": EXTENSIONS}

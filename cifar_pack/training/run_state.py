@@ -16,24 +16,13 @@ from typing import NoReturn
 
 from ..runtime.errors import UsageError
 from ..runtime.fileio import sha256_file
+from ..runtime.records import TRAIN_OPTIONS
 from .config import TrainConfig
 
 STATE_FILE = "train_state.json"
 LAST_FILE = "last.keras"  # the newest epoch, with optimizer state, for --resume
 PREV_FILE = "last.prev.keras"  # the epoch before, kept only while a new checkpoint is being recorded
 BEST_FILE = "model.keras"
-
-# Command-line options -> the TrainConfig field each sets (the ones a resumed run compares).
-OPTION_FIELDS = {
-    "--recipe": "recipe",
-    "--epochs": "epochs",
-    "--batch-size": "batch_size",
-    "--lr": "learning_rate",
-    "--validation-split": "validation_split",
-    "--seed": "seed",
-    "--precision": "precision",
-    "--strategy": "strategy",
-}
 
 
 def read_state(out: Path) -> tuple[dict, Path | None]:
@@ -91,7 +80,7 @@ def resumed_config(out: Path, state: dict, given: Mapping[str, object]) -> tuple
     ):
         _refuse(out, "--data", data, state["data"].get("source"))
     epochs = stored.epochs
-    for option, name in OPTION_FIELDS.items():
+    for option, name in TRAIN_OPTIONS.items():
         value = given.get(option)
         if value is None or value == getattr(stored, name):
             continue
@@ -109,7 +98,7 @@ def check_resumable(out: Path, state: dict, config: TrainConfig) -> None:
     _, stored = stored_settings(out, state)
     changed = [f.name for f in fields(TrainConfig) if getattr(config, f.name) != getattr(stored, f.name)]
     for name in changed:
-        option = next((o for o, n in OPTION_FIELDS.items() if n == name), name)
+        option = next((o for o, n in TRAIN_OPTIONS.items() if n == name), name)
         if name != "epochs":
             _refuse(out, option, getattr(config, name), getattr(stored, name))
         elif config.epochs < max(stored.epochs, state["epochs_done"] + 1):
