@@ -104,7 +104,7 @@ def test_devices_report_what_the_session_runs_on(exported):
 
     assert Predictor(exported, device="cpu").device == "cpu"  # forced: the same on every machine
     p = Predictor(exported)  # auto: whatever it picked, it says so truthfully
-    assert DEVICE_PROVIDERS[p.device] == p.session.get_providers()[0]
+    assert DEVICE_PROVIDERS[p.device] == p.backend.provider
 
 
 def test_model_errors(tmp_path):

@@ -10,12 +10,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
+from ..runtime.config import ComputePrecision, Engine
 from ..runtime.data import source_help
 from ..runtime.errors import CifarPackError, MissingExtraError
+
+if TYPE_CHECKING:
+    from ..runtime.predictor import Predictor
 
 state = {"debug": False}  # set by the app's callback (--debug) before any command runs
 
@@ -25,7 +29,21 @@ DataOpt = Annotated[str, typer.Option("--data", help=DATA_HELP)]
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="ONNX model (default: artifacts/model.onnx, else the bundled model).")
 ]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="The engine's intra-op threads.")]
+EngineOpt = Annotated[
+    Engine,
+    typer.Option("--engine", help="What runs the .onnx: onnxruntime, or openvino (the [openvino] extra; same file)."),
+]
+PrecisionOpt = Annotated[
+    ComputePrecision,
+    typer.Option("--precision", help="Float arithmetic: f32, or bf16 (--engine openvino; int8 files run int8)."),
+]
+
+
+def engine_line(predictor: Predictor) -> str:
+    """ "cpu (onnxruntime, f32)": where and how a model runs, for the line commands print at start."""
+    info = predictor.engine_info()
+    return f"{info['device']} ({info['engine']}, {info['precision']})"
 
 
 def _setup_logging() -> None:

@@ -7,21 +7,21 @@ from typing import Annotated
 
 import typer
 
-from ..runtime.config import KERAS_SUFFIXES, Split
+from ..runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION, KERAS_SUFFIXES, Split
 from ..runtime.data import check_source
 from ..runtime.errors import UsageError
 from ..training.config import DEFAULT_MAX_ACCURACY_DROP
 from .app import app
-from .common import DataOpt, JsonOpt, command, emit
+from .common import DataOpt, EngineOpt, JsonOpt, PrecisionOpt, command, emit
 
 
 @app.command()
 @command
 def evaluate(
     data: DataOpt = "cifar10",
-    model: Annotated[
-        Path | None, typer.Option("--model", help=".onnx (onnxruntime only) or .keras/.h5; default as predict.")
-    ] = None,
+    model: Annotated[Path | None, typer.Option("--model", help=".onnx or .keras/.h5; default as predict.")] = None,
+    engine: EngineOpt = DEFAULT_ENGINE,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
     split: Annotated[
         Split | None,
         typer.Option(
@@ -40,12 +40,19 @@ def evaluate(
     from ..runtime.evaluation import evaluate as run_evaluation
 
     check_source(data)
-    classifier = None
     if model is not None and model.suffix in KERAS_SUFFIXES:
+        if engine != DEFAULT_ENGINE or precision != DEFAULT_PRECISION:
+            raise UsageError(
+                f"--model {model}: --engine and --precision are for .onnx models; Keras runs in TensorFlow"
+            )
         from ..training.model import keras_classifier  # TensorFlow only for a Keras model
 
         classifier = keras_classifier(model)
-    report = run_evaluation(classifier or model, data, split.value if split else None, out, model_card)
+    else:
+        from ..runtime.evaluation import onnx_classifier
+
+        classifier = onnx_classifier(model, engine, precision)
+    report = run_evaluation(classifier, data, split.value if split else None, out, model_card)
     if as_json:
         emit(report, True)
         return

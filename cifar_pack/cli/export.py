@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
 from ..runtime.data import check_source
 from ..runtime.errors import UsageError
 from ..training.config import (
@@ -21,7 +22,7 @@ from ..training.config import (
     Int8Settings,
 )
 from .app import app
-from .common import JsonOpt, command, emit, printable
+from .common import EngineOpt, JsonOpt, PrecisionOpt, command, emit, printable
 
 
 @app.command()
@@ -38,7 +39,12 @@ def export(
         typer.Option("--model", help="Keras model (.keras or .h5), or an exported float32 .onnx to quantize (--int8)."),
     ] = Path("artifacts/model.keras"),
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="ONNX path (default: the model's path with .onnx).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="ONNX path (default: the model's path with .onnx); with an .onnx --model, rewrite its graph there.",
+        ),
     ] = None,
     opset: Annotated[int, typer.Option("--opset", min=13, max=21, help="ONNX opset.")] = DEFAULT_OPSET,
     data: Annotated[
@@ -81,7 +87,7 @@ def export(
     if data is not None:
         check_source(data)
     if model.suffix == ".onnx":
-        _export_from_onnx(model, data, int8, settings, max_accuracy_drop, triton, as_json)
+        _export_from_onnx(model, output, data, int8, settings, max_accuracy_drop, triton, as_json)
         return
     from ..training.export import export_onnx
 
@@ -110,6 +116,7 @@ def export(
 
 def _export_from_onnx(
     model: Path,
+    output: Path | None,
     data: str | None,
     int8: bool,
     settings: Int8Settings,
@@ -117,11 +124,20 @@ def _export_from_onnx(
     triton: Path | None,
     as_json: bool,
 ) -> None:
-    """An exported float32 .onnx: quantize it (no TensorFlow) and/or add it to a Triton repository."""
-    if not int8 and triton is None:
-        raise UsageError(f"--model {model}: already ONNX; add --int8 to quantize it or --triton DIR")
+    """An exported float32 .onnx: rewrite its graph (--output), quantize it (no TensorFlow), add it
+    to a Triton repository."""
+    if not int8 and triton is None and output is None:
+        raise UsageError(
+            f"--model {model}: already ONNX; add --int8 to quantize it, --triton DIR, or --output to rewrite its graph"
+        )
     result: dict = {"onnx": str(model), "int8": None, "int8_report": None}
     lines = []
+    if output is not None:
+        from ..training.graph import resimplify_onnx
+
+        model, parity = resimplify_onnx(model, output)
+        result |= {"onnx": str(model), "parity": parity.to_json()}
+        lines.append(f"wrote {model} (graph simplified; max abs diff {parity.max_abs_diff:.2g} vs the source)")
     if int8:
         from ..training.quantize import int8_from_onnx
 
@@ -157,16 +173,24 @@ def info(
     model: Annotated[
         Path | None, typer.Argument(help="ONNX model (default: the one `cifar-pack predict` uses).")
     ] = None,
+    engine: EngineOpt = DEFAULT_ENGINE,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print an ONNX model's input/output contract and its metadata."""
+    """Print an ONNX model's input/output contract, what runs it (engine, precision, kernels), its metadata."""
     from ..runtime.predictor import describe_model
 
-    result = describe_model(model)
+    result = describe_model(model, engine, precision)
     if as_json:
         emit(result, True)
         return
     typer.echo(f"model: {result['path']}")
+    ran = result["engine"]
+    typer.echo(f"engine: {ran['engine']} {ran['version']} on {ran['device']}, {ran['precision']}")
+    for layer, kernels in (ran.get("kernels") or {}).items():
+        typer.echo(f"  {layer}: {kernels}")
+    if ran.get("int8"):
+        typer.echo(f"  int8: {ran['int8']}")
     q = result["metadata"].get("quantization")
     if isinstance(q, dict) and isinstance(q.get("measured_on"), dict):
         typer.echo(

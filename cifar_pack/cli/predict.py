@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..runtime.config import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_PIXELS
+from ..runtime.config import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_MAX_PIXELS, DEFAULT_PRECISION
 from ..runtime.errors import UsageError
 from ..runtime.providers import DEVICE_PROVIDERS
 from ..runtime.results import JsonArray, check_output, result_file
 from .app import app
-from .common import JsonOpt, ModelOpt, ThreadsOpt, command, printable
+from .common import EngineOpt, JsonOpt, ModelOpt, PrecisionOpt, ThreadsOpt, command, engine_line, printable
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -34,10 +34,12 @@ def predict(
     model: ModelOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Also list the K most likely classes.")] = 1,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Images per onnxruntime call.")
+        int, typer.Option("--batch-size", min=1, help="Images per engine call.")
     ] = DEFAULT_BATCH_SIZE,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = DEFAULT_DEVICE,
     threads: ThreadsOpt = None,
+    engine: EngineOpt = DEFAULT_ENGINE,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
     max_pixels: Annotated[
         int | None,
         typer.Option(
@@ -58,7 +60,7 @@ def predict(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Classify images with onnxruntime (TensorFlow is never loaded). Exit 1 if any input failed.
+    """Classify images with onnxruntime or OpenVINO (TensorFlow is never loaded). Exit 1 if any input failed.
 
     Results stream: each is printed (or written to --output) as soon as its batch is done, so
     memory does not grow with the number of images.
@@ -70,8 +72,10 @@ def predict(
         if as_json:
             raise UsageError("--output and --json: give one (--output writes JSON Lines with a .jsonl name)")
         check_output(output, overwrite)  # before the model loads: a mistake answers at once
-    predictor = Predictor(model, device=device, threads=threads, max_pixels=max_pixels)
-    typer.echo(f"model: {printable(predictor.path)} on {predictor.device}", err=True)
+    predictor = Predictor(
+        model, device=device, threads=threads, max_pixels=max_pixels, engine=engine, precision=precision
+    )
+    typer.echo(f"model: {printable(predictor.path)} on {engine_line(predictor)}", err=True)
     with _sink(output, top_k, as_json) as write, _progress(enabled=True) as advance:
         results = in_input_order(predictor, iter_images(inputs), top_k, batch_size, advance)
         total, failed = _report(results, write)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..runtime.config import DEFAULT_DEVICE
+from ..runtime.config import DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_PRECISION
+from ..runtime.engines import EngineSettings
 from ..runtime.errors import UsageError
 from ..serve.config import (
     DEFAULT_BATCHING,
@@ -19,7 +20,7 @@ from ..serve.config import (
     ModelControl,
 )
 from .app import app
-from .common import ModelOpt, ThreadsOpt, command
+from .common import EngineOpt, ModelOpt, PrecisionOpt, ThreadsOpt, command
 
 
 @app.command()
@@ -55,8 +56,10 @@ def serve(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, ... as for predict.")] = DEFAULT_DEVICE,
     threads: ThreadsOpt = None,
+    engine: EngineOpt = DEFAULT_ENGINE,
+    precision: PrecisionOpt = DEFAULT_PRECISION,
     max_batch_size: Annotated[
-        int, typer.Option("--max-batch-size", min=1, help="Most images per onnxruntime call.")
+        int, typer.Option("--max-batch-size", min=1, help="Most images per engine call.")
     ] = DEFAULT_BATCHING.max_batch_size,
     max_queue_delay_ms: Annotated[
         float, typer.Option("--max-queue-delay-ms", min=0.0, help="How long a request waits for others to batch with.")
@@ -84,10 +87,11 @@ def serve(
 
     if model_control_mode == ModelControl.explicit and model_repository is None:
         raise UsageError("--model-control-mode explicit needs --model-repository DIR (what to load from)")
-    served, failures = load_models(model, model_repository, device=device, threads=threads)
+    settings = EngineSettings(engine, device, threads, precision)
+    served, failures = load_models(model, model_repository, settings)
     repository = None
     if model_repository is not None:
-        repository = Repository(model_repository, model_control_mode, device, threads, failures)
+        repository = Repository(model_repository, model_control_mode, settings, failures)
     service = InferenceService(
         served,
         batching=Batching(max_batch_size, max_queue_delay_ms, max_queue_images),

@@ -41,6 +41,25 @@ BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "cifar10.on
 DEFAULT_BATCH_SIZE = 256  # images per onnxruntime call in predict
 DEFAULT_DEVICE = "auto"
 
+
+class Engine(StrEnum):
+    """What runs the .onnx file (runtime/engines.py). OpenVINO reads the same file, no conversion."""
+
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
+class ComputePrecision(StrEnum):
+    """Float arithmetic of the engine: f32 unless asked. bf16 is OpenVINO's (AVX-512 BF16 or AMX);
+    an int8 file's quantized layers run in int8 either way."""
+
+    f32 = "f32"
+    bf16 = "bf16"
+
+
+DEFAULT_ENGINE = Engine.onnxruntime
+DEFAULT_PRECISION = ComputePrecision.f32
+
 # The model sees 32x32 pixels, so no input needs to be decoded at 100 megapixels (Pillow's own
 # bomb limit is 89.5 MP with a warning, 179 MP refused). Above this an image is refused from its
 # header, before any pixel is decoded. Raise it with --max-pixels or CIFAR_PACK_MAX_PIXELS.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from . import data as data_mod
 from .batching import BatchFn, run_batched
-from .config import KERAS_SUFFIXES
+from .config import DEFAULT_ENGINE, DEFAULT_PRECISION, KERAS_SUFFIXES, ComputePrecision, Engine
 from .errors import DataError, ModelError
 from .fileio import write_json_atomic
 from .metrics import confusion_matrix, summarize, write_confusion_png
@@ -36,10 +37,16 @@ class Classifier:
     training: TrainingRecord  # the training run's facts (data source, split, accuracy); fields None when unknown
     format: str
     quantization: dict | None = None  # the int8 gate's report, for int8 ONNX models
+    # What ran an ONNX model (Predictor.engine_info); asked after the run, when kernels are chosen.
+    engine: Callable[[], dict] | None = None
 
 
-def onnx_classifier(model: str | os.PathLike | None) -> Classifier:
-    """Open an ONNX model with onnxruntime (``None``: the model ``cifar-pack predict`` uses).
+def onnx_classifier(
+    model: str | os.PathLike | None,
+    engine: Engine | str = DEFAULT_ENGINE,
+    precision: ComputePrecision | str = DEFAULT_PRECISION,
+) -> Classifier:
+    """Open an ONNX model with onnxruntime or OpenVINO (``None``: the model ``cifar-pack predict`` uses).
 
     Raises:
         ModelError: a Keras file (evaluate it through the training side), or an unusable model.
@@ -49,11 +56,13 @@ def onnx_classifier(model: str | os.PathLike | None) -> Classifier:
     path = resolve_model(model)
     if path.suffix in KERAS_SUFFIXES:
         raise ModelError(f"{path}: a Keras model; load it with cifar_pack.training.model.keras_classifier")
-    predictor = Predictor(path)
+    predictor = Predictor(path, engine=engine, precision=precision)
     meta = predictor.metadata
     quantization = meta.get("quantization") if isinstance(meta.get("quantization"), dict) else None
     training = TrainingRecord.from_metadata(meta.get("training"))
-    return Classifier(path, predictor.class_names, predictor.predict_proba, training, "onnx", quantization)
+    classifier = Classifier(path, predictor.class_names, predictor.predict_proba, training, "onnx", quantization)
+    classifier.engine = predictor.engine_info
+    return classifier
 
 
 def evaluate(
@@ -105,6 +114,7 @@ def evaluate(
     report = {
         "model": str(clf.path),
         "format": clf.format,
+        "engine": clf.engine() if clf.engine else None,
         "data": str(data),
         "data_sha256": dataset.sha256,
         "split": split,

@@ -1,4 +1,4 @@
-"""Runtime: ``Predictor`` on onnxruntime alone. Never imports tensorflow, keras or tf2onnx.
+"""Runtime: ``Predictor`` on onnxruntime (or OpenVINO). Never imports tensorflow, keras or tf2onnx.
 
 >>> from cifar_pack import Predictor
 >>> p = Predictor()                                  # artifacts/model.onnx, else the bundled model
@@ -14,19 +14,29 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, Union
+from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 import numpy as np
 
 from . import images as img_mod
 from .batching import run_batched
-from .config import BUNDLED_MODEL, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MODEL, INPUT_SHAPE
-from .errors import CifarPackError, InputError, ModelError
+from .config import (
+    BUNDLED_MODEL,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_ENGINE,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    INPUT_SHAPE,
+    ComputePrecision,
+    Engine,
+)
+from .engines import EngineSettings, TensorSpec, open_backend
+from .errors import CifarPackError, InputError, ModelError, UsageError
 from .onnx_file import read_metadata
-from .providers import device_name, open_session
+from .sysinfo import cpu_info, int8_kernel
 
 if TYPE_CHECKING:
-    from onnxruntime import InferenceSession
     from PIL import Image
 
 log = logging.getLogger(__name__)
@@ -79,17 +89,19 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
 
 
 class Predictor:
-    """Classify images with an exported cifar-pack ONNX model on onnxruntime.
+    """Classify images with an exported cifar-pack ONNX model on onnxruntime (or OpenVINO).
 
     Args:
         model: path to an ``.onnx`` file; ``None`` = ``artifacts/model.onnx``, else the bundled model.
         device: "auto" (CUDA or another accelerator when present, else CPU), "cpu", "cuda", ...
-        threads: onnxruntime intra-op threads (default: onnxruntime's choice, all cores).
+        threads: the engine's intra-op threads (default: its choice, all cores).
         max_pixels: refuse image files larger than this (default: ``CIFAR_PACK_MAX_PIXELS``, else 50 MP).
+        engine: "onnxruntime" (default) or "openvino" (the ``[openvino]`` extra), same file, same results.
+        precision: "f32" (default) or "bf16" (OpenVINO only; an int8 file runs int8 either way).
 
     Raises:
         ModelError: missing/corrupt file, or a graph that does not take uint8 [N, 32, 32, 3].
-        UsageError: the requested device is not available.
+        UsageError: the requested engine, device or precision is not available.
     """
 
     def __init__(
@@ -98,14 +110,19 @@ class Predictor:
         device: str = DEFAULT_DEVICE,
         threads: int | None = None,
         max_pixels: int | None = None,
+        *,
+        engine: Engine | str = DEFAULT_ENGINE,
+        precision: ComputePrecision | str = DEFAULT_PRECISION,
     ):
         self.path = resolve_model(model)
         # Read once: every decode of this predictor uses the same cap.
         self.max_pixels = img_mod.resolve_max_pixels(max_pixels)
-        self.session = open_session(self.path, device, threads)
-        self.provider = self.session.get_providers()[0]
-        self.input_name, self.num_classes = _check_contract(self.session, self.path)
-        self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self.settings = EngineSettings(
+            _choice(Engine, engine, "--engine"), device, threads, _choice(ComputePrecision, precision, "--precision")
+        )
+        self.backend = open_backend(self.path, self.settings)
+        self.input_name, self.num_classes = _check_contract(self.backend.inputs, self.backend.outputs, self.path)
+        self.metadata = read_metadata(self.backend.metadata, self.path)
         names = self.metadata.get("class_names")
         if names is None:
             log.warning("%s: no class names in metadata or sidecar JSON; labels are class indices", self.path)
@@ -122,8 +139,17 @@ class Predictor:
 
     @property
     def device(self) -> str:
-        """The device onnxruntime actually runs on, e.g. "cpu" or "cuda"."""
-        return device_name(self.provider)
+        """The device the engine actually runs on, e.g. "cpu" or "cuda"."""
+        return self.backend.device
+
+    def engine_info(self) -> dict:
+        """What runs this model: engine, version, device, precision, kernels (``info``, ``--json``)."""
+        info = self.backend.describe()
+        info.setdefault("precision", str(self.settings.precision))
+        if "quantization" in self.metadata and self.settings.engine is Engine.onnxruntime:  # OpenVINO lists its kernels
+            machine = cpu_info()
+            info["int8"] = f"QDQ file; this CPU's int8 kernel: {int8_kernel(machine['flags'], machine['machine'])}"
+        return info
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, 32, 32, 3) RGB -> float32 (N, C) probabilities."""
@@ -132,7 +158,7 @@ class Predictor:
             batch = batch[None]
         if batch.dtype != np.uint8 or batch.shape[1:] != INPUT_SHAPE:
             raise InputError(f"predict_proba expects uint8 (N, 32, 32, 3), got {batch.dtype} {batch.shape}")
-        probs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]
+        probs = self.backend.run(np.ascontiguousarray(batch))
         if probs.ndim != 2 or probs.shape != (len(batch), self.num_classes):
             raise ModelError(
                 f"{self.path}: the graph returned shape {list(probs.shape)}, but declares [N, {self.num_classes}]"
@@ -234,8 +260,15 @@ def _as_items(inputs: ImageInput | Iterable[ImageInput]) -> list[object]:
     return list(inputs)
 
 
-def _check_contract(session: InferenceSession, path: Path) -> tuple[str, int]:
-    inputs, outputs = session.get_inputs(), session.get_outputs()
+def _choice(enum: type[Engine] | type[ComputePrecision], value: str, option: str) -> Any:
+    """``enum(value)``, or a ``UsageError`` naming ``option`` and its choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise UsageError(f"{option} {value!r}: use one of {', '.join(m.value for m in enum)}") from None
+
+
+def _check_contract(inputs: list[TensorSpec], outputs: list[TensorSpec], path: Path) -> tuple[str, int]:
     if len(inputs) != 1 or len(outputs) < 1:
         raise ModelError(f"{path}: expected one input, found {len(inputs)}")
     inp, out = inputs[0], outputs[0]
@@ -249,20 +282,26 @@ def _check_contract(session: InferenceSession, path: Path) -> tuple[str, int]:
     return inp.name, int(out.shape[1])
 
 
-def describe_model(model: str | os.PathLike | None = None) -> dict:
-    """``{"path", "inputs", "outputs", "metadata"}`` for ``cifar-pack info``."""
-    predictor = Predictor(model, device="cpu")
-    session = predictor.session
+def describe_model(
+    model: str | os.PathLike | None = None,
+    engine: Engine | str = DEFAULT_ENGINE,
+    precision: ComputePrecision | str = DEFAULT_PRECISION,
+) -> dict:
+    """``{"path", "inputs", "outputs", "engine", "metadata"}`` for ``cifar-pack info``."""
+    predictor = Predictor(model, device="cpu", engine=engine, precision=precision)
+    backend = predictor.backend
 
-    def io(values: list) -> list[dict]:
+    def io(values: list[TensorSpec]) -> list[dict]:
         return [
             {"name": v.name, "type": v.type, "shape": [d if isinstance(d, int) else str(d) for d in v.shape]}
             for v in values
         ]
 
+    predictor.predict_proba(np.zeros((1, *INPUT_SHAPE), np.uint8))  # engines pick their kernels on the first call
     return {
         "path": str(predictor.path),
-        "inputs": io(session.get_inputs()),
-        "outputs": io(session.get_outputs()),
+        "inputs": io(backend.inputs),
+        "outputs": io(backend.outputs),
+        "engine": predictor.engine_info(),
         "metadata": predictor.metadata,
     }

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..runtime.config import DEFAULT_DEVICE, INPUT_SHAPE, OUTPUT_NAME
+from ..runtime.config import INPUT_SHAPE, OUTPUT_NAME
+from ..runtime.engines import EngineSettings
 from ..runtime.errors import ModelError, UsageError
 from ..runtime.images import decode_or_error, resolve_max_pixels
 from .batcher import DynamicBatcher, QueueFull
@@ -191,7 +192,7 @@ class InferenceService:
             raise ProtocolError(f"no model folder '{name[:80]}' in the repository", 404)
         try:
             model = await asyncio.to_thread(
-                lambda: warm_up(load_one(repo.root, name, repo.device, repo.threads), self.batching.max_batch_size)
+                lambda: warm_up(load_one(repo.root, name, repo.engine), self.batching.max_batch_size)
             )
         except (ModelError, UsageError) as exc:
             self.failures[name] = str(exc)
@@ -265,8 +266,7 @@ class Repository:
 
     root: Path
     mode: ModelControl = ModelControl.none
-    device: str = DEFAULT_DEVICE
-    threads: int | None = None
+    engine: EngineSettings = field(default_factory=EngineSettings)  # how its models run
     failures: dict[str, str] = field(default_factory=dict)  # what did not load at start, and why
 
 

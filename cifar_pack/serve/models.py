@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..runtime.config import DEFAULT_DEVICE
+from ..runtime.engines import EngineSettings
 from ..runtime.errors import ModelError, UsageError
 from ..runtime.predictor import Predictor, resolve_model
 from .repository import MODEL_FILE, versions
@@ -26,8 +26,7 @@ class ServedModel:
 def load_models(
     model: str | Path | None,
     repository: str | Path | None,
-    device: str = DEFAULT_DEVICE,
-    threads: int | None = None,
+    engine: EngineSettings = EngineSettings(),
 ) -> tuple[dict[str, ServedModel], dict[str, str]]:
     """``({name: ServedModel}, {name: why it did not load})``: the model's file stem, or each folder
     name of a repository.
@@ -43,8 +42,8 @@ def load_models(
         raise UsageError("--model and --model-repository: give one of them")
     if repository is None:
         path = resolve_model(model)
-        return {path.stem: _served(path.stem, "1", path, device, threads)}, {}
-    served, failures = load_repository(Path(repository), device, threads)
+        return {path.stem: _served(path.stem, "1", path, engine)}, {}
+    served, failures = load_repository(Path(repository), engine)
     for name, why in failures.items():
         log.warning("--model-repository: %s not served: %s", name, why)
     if not served:
@@ -53,7 +52,7 @@ def load_models(
 
 
 def load_repository(
-    root: Path, device: str = DEFAULT_DEVICE, threads: int | None = None
+    root: Path, engine: EngineSettings = EngineSettings()
 ) -> tuple[dict[str, ServedModel], dict[str, str]]:
     """Every model of a Triton-style repository: ({name: ServedModel}, {name: why it did not load}).
 
@@ -65,7 +64,7 @@ def load_repository(
     served, failures = {}, {}
     for name in repository_names(root):
         try:
-            served[name] = load_one(root, name, device, threads)
+            served[name] = load_one(root, name, engine)
         except (ModelError, UsageError) as exc:
             failures[name] = str(exc)
     return served, failures
@@ -76,7 +75,7 @@ def repository_names(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def load_one(root: Path, name: str, device: str = DEFAULT_DEVICE, threads: int | None = None) -> ServedModel:
+def load_one(root: Path, name: str, engine: EngineSettings = EngineSettings()) -> ServedModel:
     """The highest version of ``root/name``, read again from disk.
 
     Raises:
@@ -86,11 +85,11 @@ def load_one(root: Path, name: str, device: str = DEFAULT_DEVICE, threads: int |
     found = versions(folder) if folder.is_dir() else []
     if not found:
         raise ModelError(f"{folder}: no <version>/{MODEL_FILE} inside")
-    return _served(name, found[-1].name, found[-1] / MODEL_FILE, device, threads)
+    return _served(name, found[-1].name, found[-1] / MODEL_FILE, engine)
 
 
-def _served(name: str, version: str, path: Path, device: str, threads: int | None) -> ServedModel:
-    predictor = Predictor(path, device=device, threads=threads)
+def _served(name: str, version: str, path: Path, engine: EngineSettings) -> ServedModel:
+    predictor = Predictor(path, **asdict(engine))
     # Predictor.metadata already holds the embedded metadata, or the sidecar where the file has
     # none (checked against the model's sha256): /model.json serves it with the labels in use.
     sidecar = dict(predictor.metadata) | {"class_names": predictor.class_names}

@@ -35,6 +35,7 @@ from .config import (
     DEFAULT_PARITY_SAMPLES,
     Int8Settings,
 )
+from .graph import graph_report, simplify
 from .model import (
     check_classifier,
     ends_in_softmax,
@@ -121,13 +122,15 @@ def export_onnx(
     parity_images, inputs_desc, dataset = parity_inputs(data, record, parity_samples)
     class_names = resolve_class_names(num_classes, record, dataset, model_path)
 
-    onnx_model = convert(model, opset, softmax_added)
+    converted = convert(model, opset, softmax_added)
+    onnx_model = simplify(converted)  # what is written is what parity checks
     keras_fn = keras_probabilities(model, softmax_added)
     report = check_parity(keras_fn, onnx_model.SerializeToString(), parity_images, atol, inputs_desc)
     # The CLI prints the same line; library users get it from the report.
     log.debug("parity passed on %d %s: max abs diff %.2g", report.samples, inputs_desc, report.max_abs_diff)
 
     metadata = build_metadata(model_path, class_names, record, report, opset, softmax_added, was_mixed)
+    metadata["graph"] = graph_report(converted, onnx_model)
     write_model(output, onnx_model, metadata)
 
     int8_path, int8_report = None, None

@@ -1,0 +1,186 @@
+"""The engine under ``Predictor``: onnxruntime (the default), or OpenVINO reading the same .onnx.
+
+Both sit behind one small interface, ``Backend``: the graph's inputs and outputs, its metadata,
+``run`` (uint8 (N, 32, 32, 3) -> float32 (N, C)), and ``describe`` (what ran: engine, device,
+precision, and for OpenVINO the kernels it chose per layer type). Everything above it (decoding,
+results, errors, the server) is the same whichever engine runs.
+
+OpenVINO's precision is explicit: it computes float32 unless ``precision="bf16"`` is asked for
+(its own default on a CPU with AVX-512 BF16 or AMX is bf16, which moves probabilities by ~1e-3);
+an int8 file's quantized layers run in int8 on both engines. Never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+
+from .config import DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_PRECISION, ComputePrecision, Engine
+from .errors import ModelError, UsageError
+from .providers import device_name, import_onnxruntime, not_onnx_message, open_session
+
+OPENVINO_EXTRA = "pip install 'cifar-pack[openvino]'"
+# OpenVINO element types -> ONNX's spelling, which the contract check and `info` use.
+_OV_TYPES = {"u8": "tensor(uint8)", "f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)"}
+# The layers whose kernels `describe` reports: where the time goes (53 MFLOP an image) and the softmax.
+_REPORTED_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Softmax")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How a model is run: engine, device ("auto", "cpu", "cuda", ...), threads, float precision."""
+
+    engine: Engine = DEFAULT_ENGINE
+    device: str = DEFAULT_DEVICE
+    threads: int | None = None  # intra-op threads; None: the engine's choice (all cores)
+    precision: ComputePrecision = DEFAULT_PRECISION
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    type: str  # ONNX's spelling: "tensor(uint8)"
+    shape: list[Any] = field(default_factory=list)  # ints, or a name ("N") for a dynamic axis
+
+
+class Backend(Protocol):
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    metadata: Mapping[str, str]  # the file's metadata_props
+    device: str  # where it runs: "cpu", "cuda", ...
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
+def open_backend(path: Path, settings: EngineSettings) -> Backend:
+    """The engine of ``settings`` with ``path`` loaded.
+
+    Raises:
+        ModelError: the file does not load. UsageError: engine/device/precision not available.
+    """
+    engine = Engine(settings.engine)
+    if engine is Engine.openvino:
+        return OpenVINOBackend(path, settings)
+    if settings.precision != ComputePrecision.f32:
+        raise UsageError(
+            f"--precision {settings.precision}: onnxruntime computes float32 (int8 with an int8 file); "
+            "bf16 needs --engine openvino"
+        )
+    return OnnxruntimeBackend(path, settings)
+
+
+class OnnxruntimeBackend:
+    def __init__(self, path: Path, settings: EngineSettings):
+        self.session = open_session(path, settings.device, settings.threads)
+        self.provider: str = self.session.get_providers()[0]
+        self.device = device_name(self.provider)
+        self.inputs = [TensorSpec(v.name, v.type, list(v.shape)) for v in self.session.get_inputs()]
+        self.outputs = [TensorSpec(v.name, v.type, list(v.shape)) for v in self.session.get_outputs()]
+        self.metadata: Mapping[str, str] = self.session.get_modelmeta().custom_metadata_map
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.inputs[0].name: batch})[0]
+
+    def describe(self) -> dict:
+        version = import_onnxruntime().__version__
+        return {"engine": "onnxruntime", "version": version, "device": self.device, "provider": self.provider}
+
+
+class OpenVINOBackend:
+    """OpenVINO's CPU plugin on the .onnx file itself (its ONNX frontend; compiling takes ~50 ms).
+
+    One compiled model; one infer request per concurrent caller (a request is not thread-safe),
+    kept in a pool, so the server's threads run in parallel as they do on onnxruntime.
+    """
+
+    def __init__(self, path: Path, settings: EngineSettings):
+        ov = _import_openvino()
+        if settings.device.lower() not in ("auto", "cpu"):
+            raise UsageError(f"--device {settings.device}: --engine openvino runs on the CPU here (use auto or cpu)")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line text
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelError(not_onnx_message(path, first)) from None
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": str(settings.precision)}
+        if settings.threads:
+            config["INFERENCE_NUM_THREADS"] = settings.threads
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.device = "cpu"
+        self.version = ov.get_version()
+        self.inputs = [_ov_spec(p) for p in model.inputs]
+        self.outputs = [_ov_spec(p) for p in model.outputs]
+        # The ONNX frontend keeps the file's metadata_props in the model's rt_info, under "framework".
+        rt_info = model.get_rt_info()
+        framework = rt_info["framework"] if "framework" in rt_info else {}
+        self.metadata: Mapping[str, str] = {
+            str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in dict(framework).items()
+        }
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            request = self._idle.get_nowait()
+        except queue.Empty:
+            request = self.compiled.create_infer_request()
+        try:
+            request.infer({0: batch})
+            # The output tensor is the request's own buffer, overwritten by its next call: copy.
+            return np.array(request.get_output_tensor(0).data, copy=True)
+        finally:
+            self._idle.put(request)
+
+    def describe(self) -> dict:
+        """Engine, precision and, per reported layer type, the kernels OpenVINO compiled (e.g.
+        ``"Convolution": "brgconv_avx512_I8 (u8) x4"``). Kernels are chosen on the first call."""
+        kernels: Counter[tuple[str, str, str]] = Counter()
+        for op in self.compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            layer = info["layerType"].astype(str) if "layerType" in info else ""
+            if layer in _REPORTED_LAYERS:
+                kernels[(layer, info["primitiveType"].astype(str), info["runtimePrecision"].astype(str))] += 1
+        return {
+            "engine": "openvino",
+            "version": self.version,
+            "device": self.device,
+            "precision": _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "kernels": {
+                layer: ", ".join(f"{kind} ({prec}) x{n}" for (lay, kind, prec), n in kernels.items() if lay == layer)
+                for layer in dict.fromkeys(lay for lay, _, _ in kernels)
+            },
+        }
+
+
+def _import_openvino() -> ModuleType:
+    try:
+        import openvino
+    except ImportError:
+        raise UsageError(f"--engine openvino: OpenVINO is not installed; {OPENVINO_EXTRA}") from None
+    return openvino
+
+
+def _ov_spec(port: Any) -> TensorSpec:
+    shape = [d.get_length() if d.is_static else "N" for d in port.get_partial_shape()]
+    element = port.get_element_type().get_type_name()
+    return TensorSpec(port.get_any_name(), _OV_TYPES.get(element, f"tensor({element})"), shape)
+
+
+def _ov_text(value: Any) -> str:
+    """An rt_info value (OpenVINO's ``OVAny``) as the string the file stored."""
+    return value.astype(str) if hasattr(value, "astype") else str(value)
+
+
+def _precision_name(element_type: Any) -> str:
+    """OpenVINO's ``<Type: 'float32'>`` / ``bf16`` -> "f32" / "bf16" (the ``--precision`` spelling)."""
+    name = element_type.get_type_name() if hasattr(element_type, "get_type_name") else str(element_type)
+    return {"float32": "f32", "bfloat16": "bf16"}.get(name, name)

@@ -1,0 +1,227 @@
+"""One file, four runtimes; and OpenVINO as cifar-pack's second engine (issue 19).
+
+Every runtime is the real one from its own PyPI package (onnxruntime, openvino,
+opencv-python-headless, tract), run on real photos: the quick-start samples, and 1,000 CIFAR-10
+JPEGs of the shared archive where it is present (it is on the development machines and in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from cifar_pack.runtime.images import decode_bytes, load_image
+from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
+
+from .conftest import assert_one_line_error, run_cli
+from .test_serve import Server, _multipart
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
+ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+INT8 = BUNDLED_MODEL.with_name("cifar10.int8.onnx")
+FILES = {"float32": BUNDLED_MODEL, "int8": INT8}
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    """uint8 (N, 32, 32, 3): the 20 samples, plus every 50th JPEG of the shared archive if present."""
+    images = [load_image(p) for p in SAMPLES]
+    if ARCHIVE.exists():
+        with tarfile.open(ARCHIVE) as tar:
+            members = [m for m in tar if m.name.endswith(".jpg")]
+            images += [decode_bytes(tar.extractfile(m).read(), m.name) for m in members[::50]]
+    return np.stack(images)
+
+
+def run_onnxruntime(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+
+
+def run_openvino(path: Path, x: np.ndarray) -> np.ndarray:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return compiled(x)[0]
+
+
+def run_opencv(path: Path, x: np.ndarray) -> np.ndarray:
+    import cv2
+
+    net = cv2.dnn.readNetFromONNX(str(path))  # OpenCV 5's default engine
+    net.setInput(x)
+    return net.forward()
+
+
+def run_tract(path: Path, x: np.ndarray) -> np.ndarray:
+    import tract
+
+    return tract.onnx().load(str(path)).into_model().into_runnable().run([x])[0].to_numpy()
+
+
+RUNTIMES = {"OpenVINO": run_openvino, "OpenCV DNN": run_opencv, "tract": run_tract}
+
+
+@pytest.mark.parametrize("runtime", list(RUNTIMES))
+@pytest.mark.parametrize("kind", list(FILES))
+def test_every_runtime_loads_the_file_and_agrees_with_onnxruntime(kind, runtime, photos):
+    path = FILES[kind]
+    reference = run_onnxruntime(path, photos)
+    got = RUNTIMES[runtime](path, photos)
+    assert got.shape == reference.shape
+    agreement = float(np.mean(got.argmax(1) == reference.argmax(1)))
+    print(f"{runtime} on the {kind} file: top-1 agreement {agreement:.2%} on {len(photos)} photos")
+    assert agreement >= 0.995
+    if kind == "float32":  # the same float32 arithmetic, up to summation order
+        assert np.abs(got - reference).max() < 1e-5
+
+
+@pytest.mark.parametrize("kind", list(FILES))
+def test_the_shipped_graphs_have_static_shapes(kind):
+    model = onnx.load(str(FILES[kind]))
+    ops = [n.op_type for n in model.graph.node]
+    assert "Shape" not in ops and "Gather" not in ops, ops
+    constants = {t.name for t in model.graph.initializer}
+    assert all(n.input[1] in constants for n in model.graph.node if n.op_type == "Reshape")
+    assert [o.domain for o in model.opset_import] == [""]  # no domains the graph does not use
+
+
+def test_int8_returns_float32_probabilities(photos):
+    """Softmax and logits in float32: rows sum to 1, and no ties the output's quantization would make."""
+    model = onnx.load(str(INT8))
+    tail = [n.op_type for n in model.graph.node][-2:]
+    assert tail == ["Gemm", "Softmax"], tail
+    probs = run_onnxruntime(INT8, photos)
+    assert np.abs(probs.sum(1) - 1).max() <= 1e-5
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    assert not np.any(top2[:, 0] == top2[:, 1])
+    levels = np.unique(np.round(probs * 255, 4))
+    assert len(levels) > 1000  # not multiples of 1/255
+
+
+def test_openvino_engine_matches_onnxruntime(photos):
+    ort_f32 = Predictor(BUNDLED_MODEL, device="cpu").predict_proba(photos)
+    ov_f32 = Predictor(BUNDLED_MODEL, engine="openvino").predict_proba(photos)
+    assert np.abs(ov_f32 - ort_f32).max() < 1e-5
+    bf16 = Predictor(BUNDLED_MODEL, engine="openvino", precision="bf16")
+    info = bf16.engine_info()
+    assert info["engine"] == "openvino" and info["precision"] in ("bf16", "f32")  # f32 where the CPU has no bf16
+    agreement = float(np.mean(bf16.predict_proba(photos).argmax(1) == ort_f32.argmax(1)))
+    print(f"OpenVINO {info['precision']}: top-1 agreement {agreement:.2%} with onnxruntime float32")
+    assert agreement >= 0.99
+    ort8, ov8 = Predictor(INT8).predict_proba(photos), Predictor(INT8, engine="openvino").predict_proba(photos)
+    assert float(np.mean(ov8.argmax(1) == ort8.argmax(1))) >= 0.995
+    assert set(Predictor(INT8, engine="openvino").engine_info()) >= {"engine", "version", "precision", "kernels"}
+
+
+def test_openvino_engine_is_thread_safe(photos):
+    """The server calls one predictor from several threads: each call gets its own infer request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = Predictor(BUNDLED_MODEL, engine="openvino")
+    expected = p.predict_proba(photos)
+    chunks = [photos[i : i + 7] for i in range(0, len(photos), 7)]
+    with ThreadPoolExecutor(4) as pool:
+        got = np.concatenate(list(pool.map(p.predict_proba, chunks)))
+    assert np.array_equal(got, expected)
+
+
+def test_cli_engine_options(tmp_path):
+    ort = run_cli("predict", *SAMPLES, "--json")
+    ov = run_cli("predict", *SAMPLES, "--json", "--engine", "openvino")
+    assert ov.returncode == 0, ov.stderr
+    assert "(openvino, f32)" in ov.stderr
+    assert [r["label"] for r in json.loads(ov.stdout)] == [r["label"] for r in json.loads(ort.stdout)]
+    info = json.loads(run_cli("info", str(INT8), "--engine", "openvino", "--json").stdout)["engine"]
+    assert info["engine"] == "openvino" and "Convolution" in info["kernels"]
+    assert_one_line_error(run_cli("predict", SAMPLES[0], "--precision", "bf16"), "--precision bf16", code=2)
+    assert_one_line_error(run_cli("predict", SAMPLES[0], "--engine", "tvm"), "--engine", code=2)
+
+
+def test_missing_openvino_is_one_line_naming_the_extra():
+    code = (
+        "import sys; sys.modules['openvino'] = None\n"  # what `import openvino` meets where it is not installed
+        "from cifar_pack.cli import main\n"
+        f"sys.argv = ['cifar-pack', 'predict', {str(SAMPLES[0])!r}, '--engine', 'openvino']\n"
+        "main()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(proc, "OpenVINO is not installed", "cifar-pack[openvino]", code=2)
+
+
+def test_serve_on_openvino():
+    server = Server("--engine", "openvino", "--max-queue-delay-ms", "2")
+    try:
+        body, headers = _multipart([(p.name, p.read_bytes()) for p in SAMPLES])
+        status, _, data = server.request("POST", "/predict", body, headers)
+        assert status == 200, data
+        expected = [r["label"] for r in Predictor(BUNDLED_MODEL).predict(SAMPLES)]
+        assert [r["label"] for r in json.loads(data)] == expected
+    finally:
+        assert server.stop() == 0, server.log
+    assert "(openvino, f32)" in server.log
+
+
+def _flatten_like_tf2onnx() -> onnx.ModelProto:
+    """images uint8 [N, 32, 32, 3] -> Cast -> Reshape to [N, 3072] with the target computed as tf2onnx
+    writes Keras' Flatten (Shape -> Gather -> Unsqueeze -> Concat) -> MatMul -> Softmax."""
+    w = np.random.default_rng(0).normal(0, 1e-3, (3072, 10)).astype(np.float32)
+    nodes = [
+        helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+        helper.make_node("Concat", ["n1", "rest"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array([0], np.int64), "axes"),
+        numpy_helper.from_array(np.array([3072], np.int64), "rest"),
+        numpy_helper.from_array(w, "w"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "flatten",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", 32, 32, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_export_rewrites_an_older_graph(tmp_path, photos):
+    """`export --model old.onnx --output new.onnx`: the shape computation becomes a constant, values unchanged."""
+    old, new = tmp_path / "old.onnx", tmp_path / "new.onnx"
+    onnx.save(_flatten_like_tf2onnx(), str(old))
+    proc = run_cli("export", "--model", old, "--output", new)
+    assert proc.returncode == 0, proc.stderr
+    assert "max abs diff 0 " in proc.stdout
+    rewritten = onnx.load(str(new))
+    assert [n.op_type for n in rewritten.graph.node] == ["Cast", "Reshape", "MatMul", "Softmax"]
+    graph = json.loads(next(p.value for p in rewritten.metadata_props if p.key == "graph"))
+    assert graph == {
+        "nodes_converted": 8,
+        "nodes_written": 4,
+        "removed": {"Concat": 1, "Gather": 1, "Shape": 1, "Unsqueeze": 1},
+    }
+    assert np.array_equal(run_onnxruntime(new, photos), run_onnxruntime(old, photos))
+    assert run_tract(new, photos).shape == (len(photos), 10)
+
+
+def test_export_of_an_onnx_without_output_or_int8_says_what_to_add(tmp_path):
+    proc = run_cli("export", "--model", BUNDLED_MODEL)
+    assert_one_line_error(proc, "already ONNX", "--output", code=2)
+    assert not list(tmp_path.iterdir())
