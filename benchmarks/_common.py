@@ -17,14 +17,14 @@ from cifar_pack.runtime.sysinfo import cpu_info
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 
 
-def header(title: str, method: str) -> dict:
-    """Print and return the provenance block every benchmark starts with."""
+def header(title: str, method: str, packages: tuple[str, ...] = ()) -> dict:
+    """Print and return the provenance block every benchmark starts with (``packages``: more versions)."""
     info = {
         "benchmark": title,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": cpu_info(),
         "load_average": os.getloadavg(),
-        "versions": package_versions(),
+        "versions": package_versions() | (package_versions(*packages) if packages else {}),
         "method": method,
     }
     print(f"# {title}")

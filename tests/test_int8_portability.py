@@ -68,6 +68,14 @@ def _bright_images(n: int) -> np.ndarray:
     return np.clip(make_images(n, (235, 235, 235), seed=3).astype(np.int16) + 20, 0, 255).astype(np.uint8)
 
 
+def assert_same_integers(avx2: np.ndarray, exact: np.ndarray) -> None:
+    """The same integer layers on both kernel families. What follows the last int8 layer (its
+    dequantized float32 output, the softmax) is float32 since issue 19 and differs by rounding
+    between the two CPUs' vector widths (~2e-7); a saturated sum moves probabilities by > 1e-3."""
+    assert np.array_equal(avx2.argmax(1), exact.argmax(1))
+    assert np.abs(avx2 - exact).max() <= 1e-6
+
+
 @needs_qemu
 def test_emulated_avx2_shows_saturation_that_seven_bit_weights_remove(tmp_path):
     fp32 = _bright_conv_classifier(tmp_path / "bright.onnx")
@@ -82,7 +90,7 @@ def test_emulated_avx2_shows_saturation_that_seven_bit_weights_remove(tmp_path):
     assert avx2_pair_bound(seven)["saturation_free"] is True
     avx2 = emulated_probabilities(seven.SerializeToString(), x, "avx2")
     exact = emulated_probabilities(seven.SerializeToString(), x, "exact-int32")
-    np.testing.assert_array_equal(avx2, exact)  # the same integers on both kernel families
+    assert_same_integers(avx2, exact)
 
 
 def test_bundled_int8_weights_cannot_saturate_the_avx2_kernel():
@@ -98,9 +106,7 @@ def test_bundled_int8_gives_identical_probabilities_on_avx2_and_vnni_kernels():
     x = np.concatenate([photos, make_images(12, (128, 128, 128), seed=9), _bright_images(12)])
     assert x.shape == (44, 32, 32, 3)  # 20 quick-start photos, 12 mid-grey and 12 bright fields
     model = BUNDLED_MODEL.with_name("cifar10.int8.onnx")
-    np.testing.assert_array_equal(
-        emulated_probabilities(model, x, "avx2"), emulated_probabilities(model, x, "exact-int32")
-    )
+    assert_same_integers(emulated_probabilities(model, x, "avx2"), emulated_probabilities(model, x, "exact-int32"))
 
 
 def test_default_settings_are_the_saturation_free_ones():

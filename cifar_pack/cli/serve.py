@@ -14,6 +14,7 @@ from ..serve.config import (
     DEFAULT_BATCHING,
     DEFAULT_HOST,
     DEFAULT_LIMITS,
+    DEFAULT_MAX_MODELS,
     DEFAULT_PORT,
     Batching,
     Limits,
@@ -76,6 +77,16 @@ def serve(
     body_timeout_s: Annotated[
         float, typer.Option("--body-timeout-s", min=0.1, help="Seconds a client may take to send a body (then 408).")
     ] = DEFAULT_LIMITS.body_timeout_s,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A Host name clients use besides localhost/127.0.0.1 (repeatable; '*': any). docs/serving.md.",
+        ),
+    ] = None,
+    max_models: Annotated[
+        int, typer.Option("--max-models", min=1, help="Most model folders a --model-repository may hold.")
+    ] = DEFAULT_MAX_MODELS,
     allow_unauthenticated: Annotated[
         bool, typer.Option("--allow-unauthenticated", help="Allow a non-loopback --host without CIFAR_PACK_API_KEY.")
     ] = False,
@@ -88,10 +99,10 @@ def serve(
     if model_control_mode == ModelControl.explicit and model_repository is None:
         raise UsageError("--model-control-mode explicit needs --model-repository DIR (what to load from)")
     settings = EngineSettings(engine, device, threads, precision)
-    served, failures = load_models(model, model_repository, settings)
+    served, failures = load_models(model, model_repository, settings, max_models)
     repository = None
     if model_repository is not None:
-        repository = Repository(model_repository, model_control_mode, settings, failures)
+        repository = Repository(model_repository, model_control_mode, settings, max_models, failures)
     service = InferenceService(
         served,
         batching=Batching(max_batch_size, max_queue_delay_ms, max_queue_images),
@@ -99,4 +110,11 @@ def serve(
         api_key=api_key_from_env(),
         repository=repository,
     )
-    run_server(service, host=host, port=port, allow_unauthenticated=allow_unauthenticated, grpc_port=grpc_port)
+    run_server(
+        service,
+        host=host,
+        port=port,
+        allow_unauthenticated=allow_unauthenticated,
+        grpc_port=grpc_port,
+        allowed_hosts=allowed_host,
+    )

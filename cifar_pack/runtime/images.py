@@ -19,6 +19,7 @@ import os
 import stat
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,6 +39,8 @@ MAX_FILE_BYTES = 64 * 2**20  # one image file
 # most cameras) are decoded in full as before, so their results do not change.
 DRAFT_ABOVE_PIXELS = 24_000_000
 DRAFT_MIN_SIDE = 1024
+# 16-bit and float greyscale images are scaled to 8 bits in bands of about this many pixels.
+GREY_BAND_PIXELS = 1 << 20
 
 
 def resolve_max_pixels(value: int | None = None) -> int:
@@ -118,7 +121,8 @@ def decode(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Imag
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Apply EXIF orientation and convert any Pillow mode to RGB (rules 1 and 2 above)."""
+    """Apply EXIF orientation and convert any Pillow mode to RGB (rules 1 and 2 above), or to "L"
+    for greyscale sources, which ``to_model_input`` triples after the resize."""
     img = ImageOps.exif_transpose(img)
     mode = img.mode
     if mode == "RGB":
@@ -130,14 +134,32 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if mode.startswith("I;16") or mode == "I":
-        wide = np.asarray(img, dtype=np.float64)
-        scale = 255.0 / 65535.0
-        grey = np.clip(np.rint(wide * scale), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
+        return _grey8(img, _scale_16_bit)
     if mode == "F":
-        grey = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
+        return _grey8(img, lambda rows: np.clip(np.rint(rows), 0, 255).astype(np.uint8))
+    if mode == "L":
+        return img  # tripled to RGB after the resize (to_model_input): the same pixels, a third of the memory
     return img.convert("RGB")
+
+
+def _scale_16_bit(rows: np.ndarray) -> np.ndarray:
+    """16-bit values -> 8 bits by the full range: rint(v * 255 / 65535) = (v + 128) // 257 exactly
+    for integers (65535 = 255 * 257, and v / 257 is never halfway), in int32, not float64."""
+    return ((np.clip(rows, 0, 65535).astype(np.int32) + 128) // 257).astype(np.uint8)
+
+
+def _grey8(img: Image.Image, convert: Callable[[np.ndarray], np.ndarray]) -> Image.Image:
+    """A 16-bit or float greyscale image -> "L", converted a band of rows at a time.
+
+    A 49 MP 16-bit PNG converted whole in float64 took 1.3 GB (issue 21); in bands of ~1 MP the
+    temporaries stay ~10 MB and the result is the 49 MB "L" image.
+    """
+    width, height = img.size
+    out = np.empty((height, width), np.uint8)
+    step = max(1, GREY_BAND_PIXELS // max(width, 1))
+    for top in range(0, height, step):
+        out[top : top + step] = convert(np.asarray(img.crop((0, top, width, min(top + step, height)))))
+    return Image.fromarray(out, mode="L")
 
 
 def to_model_input(img: Image.Image) -> np.ndarray:
@@ -145,7 +167,7 @@ def to_model_input(img: Image.Image) -> np.ndarray:
     img = to_rgb(img)
     if img.size != (IMAGE_SIZE, IMAGE_SIZE):
         img = img.resize((IMAGE_SIZE, IMAGE_SIZE), RESAMPLE)
-    return np.asarray(img, dtype=np.uint8)
+    return np.asarray(img.convert("RGB") if img.mode == "L" else img, dtype=np.uint8)
 
 
 def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:

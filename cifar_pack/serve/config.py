@@ -7,10 +7,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: anything else needs an API key (or --allow-unauthenticated)
+# Host header names a loopback server answers to (more with --allowed-host; docs/serving.md).
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 DEFAULT_PORT = 8000  # Triton's and KServe's HTTP port
 API_KEY_VARIABLE = "CIFAR_PACK_API_KEY"
 ORT_WEB_VARIABLE = "CIFAR_PACK_ORT_WEB"  # where onnxruntime-web's dist/ is, for the page's browser mode
 GRACEFUL_SHUTDOWN_S = 30  # in-flight requests get this long after SIGTERM
+# Most model folders a repository may have: each served model holds its weights and an engine with
+# its own thread pool (measured: 100 models, 948 MB and 103 threads; 1,000 passed 8 GB).
+DEFAULT_MAX_MODELS = 64
 
 
 class ModelControl(StrEnum):
@@ -37,11 +42,17 @@ class Batching:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request bounds: body bytes (413), images per request (413), seconds to receive a body (408)."""
+    """Per-request bounds: body bytes (413; JSON bodies, which cost ~50 ms of parsing a MB, have
+    their own), images per request (413), seconds to receive a body (408), pixels one request may
+    decode (413, from the images' headers, before any is decoded) and seconds it may spend decoding
+    (the images left get an error each)."""
 
     max_request_bytes: int = 32 * 2**20
     max_images: int = 1024
     body_timeout_s: float = 30.0
+    max_json_bytes: int = 8 * 2**20
+    max_request_pixels: int = 200_000_000
+    decode_timeout_s: float = 30.0
 
 
 DEFAULT_BATCHING = Batching()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +21,10 @@ from .. import __version__
 from ..runtime.config import INPUT_SHAPE, OUTPUT_NAME
 from ..runtime.engines import EngineSettings
 from ..runtime.errors import ModelError, UsageError
-from ..runtime.images import decode_or_error, resolve_max_pixels
+from ..runtime.images import resolve_max_pixels
 from .batcher import DynamicBatcher, QueueFull
-from .config import DEFAULT_BATCHING, DEFAULT_LIMITS, Batching, Limits, ModelControl
+from .config import DEFAULT_BATCHING, DEFAULT_LIMITS, DEFAULT_MAX_MODELS, Batching, Limits, ModelControl
+from .decoding import DecodePool
 from .metrics import ServeMetrics
 from .models import ServedModel, load_one, repository_names
 from .protocol import ProtocolError
@@ -59,6 +60,7 @@ class InferenceService:
             raise ValueError("no models to serve")
         self.batching, self.limits, self.api_key, self.repository = batching, limits, api_key, repository
         self.max_pixels = resolve_max_pixels(max_pixels)
+        self.decoder = DecodePool(self.max_pixels, limits)
         self.metrics = ServeMetrics()
         self.models: dict[str, ServedModel] = {}
         self.batchers: dict[str, DynamicBatcher] = {}
@@ -96,10 +98,14 @@ class InferenceService:
         scheme, _, token = credentials.partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key.encode())
 
-    def model(self, name: str) -> ServedModel:
+    def model(self, name: str, version: str | None = None) -> ServedModel:
+        """The served model ``name``; with ``version``, only if that is the version served (else 404)."""
         if name not in self.models:
-            raise ProtocolError(f"unknown model '{name[:80]}'; served: {', '.join(self.models)}", 404)
-        return self.models[name]
+            raise ProtocolError(f"unknown model {name[:80]!r}; served: {', '.join(self.models)}", 404)
+        m = self.models[name]
+        if version not in (None, "", m.version):
+            raise ProtocolError(f"model {name!r} has no version {version[:20]!r}; served: {m.version}", 404)
+        return m
 
     async def infer(self, model: ServedModel, images: np.ndarray) -> np.ndarray:
         """(N, 32, 32, 3) uint8 -> (N, C) float32 through the model's batcher; 503 when its queue is full."""
@@ -118,12 +124,20 @@ class InferenceService:
             raise ProtocolError(f"top_k must be in 1..{self.default.predictor.num_classes}")
         return top_k
 
-    async def classify_uploads(self, uploads: list[tuple[str, bytes]], top_k: int) -> list[dict]:
-        """Encoded image files -> one ``{"path", ...prediction}`` or ``{"path", "error"}`` each, in order."""
+    async def classify_uploads(
+        self,
+        uploads: list[tuple[str, bytes]],
+        top_k: int,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> list[dict]:
+        """Encoded image files -> one ``{"path", ...prediction}`` or ``{"path", "error"}`` each, in order.
+
+        Decoding runs in the service's bounded pool (decoding.py), within the request's pixel budget
+        and deadline, and stops when ``disconnected()`` says the client has gone.
+        """
         m = self.default
         self.check_top_k(top_k)
-        # Decoding is CPU work under the GIL in part: off the event loop, so other requests go on.
-        decoded = await asyncio.to_thread(lambda: [decode_or_error(d, name, self.max_pixels) for name, d in uploads])
+        decoded = await self.decoder.decode(uploads, disconnected)
         good = [arr for arr in decoded if isinstance(arr, np.ndarray)]
         if not good:
             reasons = "; ".join(d for d in decoded if isinstance(d, str))
@@ -167,6 +181,7 @@ class InferenceService:
     async def close(self) -> None:
         for batcher in self.batchers.values():
             await batcher.close()
+        self.decoder.close()
 
     # -- model control (Triton's model repository extension) ------------------------------------
     def repository_index(self) -> list[dict]:
@@ -189,7 +204,9 @@ class InferenceService:
         it was served) as they were, and the reason in the index."""
         repo = self._control()
         if name not in repository_names(repo.root):
-            raise ProtocolError(f"no model folder '{name[:80]}' in the repository", 404)
+            raise ProtocolError(f"no model folder {name[:80]!r} in the repository", 404)
+        if name not in self.models and len(self.models) >= repo.max_models:
+            raise ProtocolError(f"{len(self.models)} models are served, the --max-models cap; unload one first", 409)
         try:
             model = await asyncio.to_thread(
                 lambda: warm_up(load_one(repo.root, name, repo.engine), self.batching.max_batch_size)
@@ -267,6 +284,7 @@ class Repository:
     root: Path
     mode: ModelControl = ModelControl.none
     engine: EngineSettings = field(default_factory=EngineSettings)  # how its models run
+    max_models: int = DEFAULT_MAX_MODELS  # most models served at once, at start and after loads
     failures: dict[str, str] = field(default_factory=dict)  # what did not load at start, and why
 
 

@@ -118,14 +118,14 @@ class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ServerReadyResponse(ready=True)
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        await self._model(request.name, context)
+        await self._model(request.name, context, request.version)
         return service_pb2.ModelReadyResponse(ready=True)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         return service_pb2.ServerMetadataResponse(**self.service.server_metadata())
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        meta = self.service.model_metadata(await self._model(request.name, context))
+        meta = self.service.model_metadata(await self._model(request.name, context, request.version))
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
         return service_pb2.ModelMetadataResponse(
             name=meta["name"],
@@ -136,7 +136,7 @@ class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        m = await self._model(request.model_name, context)
+        m = await self._model(request.model_name, context, request.model_version)
         try:
             parsed = parse_grpc_infer(request, m.predictor.num_classes, self.service.limits.max_images)
             probs = await self.service.infer(m, parsed.images)
@@ -145,11 +145,11 @@ class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
         return encode_grpc_infer(m.name, m.version, parsed, probs, m.predictor.class_names)
 
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        config = self.service.model_config(await self._model(request.name, context))
+        config = self.service.model_config(await self._model(request.name, context, request.version))
         return service_pb2.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        stats = self.service.model_statistics(await self._model(request.name, context))
+        stats = self.service.model_statistics(await self._model(request.name, context, request.version))
         return json_format.ParseDict(stats, service_pb2.ModelStatisticsResponse())
 
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
@@ -174,9 +174,9 @@ class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
         except ProtocolError as exc:
             await context.abort(STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc))
 
-    async def _model(self, name: str, context: grpc.aio.ServicerContext) -> Any:
+    async def _model(self, name: str, context: grpc.aio.ServicerContext, version: str = "") -> Any:
         try:
-            return self.service.model(name)
+            return self.service.model(name, version)
         except ProtocolError as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
 

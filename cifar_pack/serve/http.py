@@ -31,9 +31,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .config import ORT_WEB_VARIABLE
+from .config import LOCAL_HOSTS, ORT_WEB_VARIABLE
 from .core import InferenceService
 from .metrics import CONTENT_TYPE
+from .models import ServedModel
 from .protocol import ProtocolError, encode_infer, parse_infer
 
 PAGE = Path(__file__).resolve().parent / "page"  # index.html, app.mjs, preprocess.mjs, style.css
@@ -53,6 +54,7 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 PUBLIC_PREFIXES = ("/v2/health/", "/static/", "/ort/")  # and "/": the page asks for the key itself
+OFF_LOOP_BYTES = 64 * 1024  # infer bodies larger than this are parsed in the decode pool
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/tiff")
 
 
@@ -68,8 +70,11 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(service: InferenceService) -> Starlette:
-    """The ASGI app over ``service``; closing the app's lifespan closes the service's batchers."""
+def create_app(service: InferenceService, allowed_hosts: frozenset[str] | None = LOCAL_HOSTS) -> Starlette:
+    """The ASGI app over ``service``; closing the app's lifespan closes the service's batchers.
+
+    ``allowed_hosts``: the Host header values (without port, lower case) served; None: any.
+    """
     api = HttpApi(service)
     routes = api.routes()
 
@@ -88,7 +93,7 @@ def create_app(service: InferenceService) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Guard, service=service, routes=routes)],
+        middleware=[Middleware(Guard, service=service, routes=routes, allowed_hosts=allowed_hosts)],
         exception_handlers={ProtocolError: protocol_error, 404: not_found, 405: not_found},
         lifespan=lifespan,
     )
@@ -126,6 +131,10 @@ class HttpApi:
             Route("/ort/{name}", self.ort_file),
         ]
 
+    def model(self, request: Request) -> ServedModel:
+        """The model the path names (``/v2/models/{name}[/versions/{version}]``); 404 if not served."""
+        return self.service.model(request.path_params["name"], request.path_params.get("version"))
+
     # -- Open Inference Protocol --------------------------------------------------------------
     async def server_metadata(self, request: Request) -> Response:
         return JSONResponse(self.service.server_metadata())
@@ -137,23 +146,30 @@ class HttpApi:
         return JSONResponse({"ready": True})
 
     async def model_metadata(self, request: Request) -> Response:
-        return JSONResponse(self.service.model_metadata(self.service.model(request.path_params["name"])))
+        return JSONResponse(self.service.model_metadata(self.model(request)))
 
     async def model_ready(self, request: Request) -> Response:
-        m = self.service.model(request.path_params["name"])
+        m = self.model(request)
         return JSONResponse({"name": m.name, "ready": True})
 
     async def model_config(self, request: Request) -> Response:
-        return JSONResponse(self.service.model_config(self.service.model(request.path_params["name"])))
+        return JSONResponse(self.service.model_config(self.model(request)))
 
     async def model_statistics(self, request: Request) -> Response:
-        return JSONResponse(self.service.model_statistics(self.service.model(request.path_params["name"])))
+        return JSONResponse(self.service.model_statistics(self.model(request)))
 
     async def infer(self, request: Request) -> Response:
-        m = self.service.model(request.path_params["name"])
-        body = await self.read_body(request)
+        m = self.model(request)
         header_length = request.headers.get("inference-header-content-length")
-        parsed = parse_infer(body, header_length, m.predictor.num_classes, self.service.limits.max_images)
+        limits = self.service.limits
+        # All JSON (no binary part): parsing costs ~50 ms a MB, so JSON bodies have a smaller limit,
+        # and large ones are parsed in the decode pool, not on the event loop.
+        body = await self.read_body(request, limits.max_json_bytes if header_length is None else None)
+        args = (body, header_length, m.predictor.num_classes, limits.max_images)
+        if header_length is None and len(body) > OFF_LOOP_BYTES:
+            parsed = await self.service.decoder.run(parse_infer, *args)
+        else:
+            parsed = parse_infer(*args)
         probs = await self.service.infer(m, parsed.images)
         content, headers = encode_infer(m.name, m.version, parsed, probs, m.predictor.class_names)
         return Response(content, headers=headers)
@@ -178,7 +194,7 @@ class HttpApi:
             raise ProtocolError("top_k must be an integer") from None
         self.service.check_top_k(top_k)
         uploads = await self.read_uploads(request)
-        return JSONResponse(await self.service.classify_uploads(uploads, top_k))
+        return JSONResponse(await self.service.classify_uploads(uploads, top_k, request.is_disconnected))
 
     async def read_uploads(self, request: Request) -> list[tuple[str, bytes]]:
         """(file name, bytes) of one image body, or of each multipart ``file`` field."""
@@ -206,14 +222,13 @@ class HttpApi:
             raise ProtocolError("no 'file' fields in the multipart body")
         return [(f.filename or "upload", await f.read()) for f in files]
 
-    async def read_body(self, request: Request) -> bytes:
-        """The whole body, within the byte limit (413) and the time limit (408)."""
+    async def read_body(self, request: Request, most: int | None = None) -> bytes:
+        """The whole body, within ``most`` bytes (default: the request limit; 413) and the time limit (408)."""
         limits = self.service.limits
+        most = most or limits.max_request_bytes
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
-            raise ProtocolError(
-                f"request body of {int(declared):,} bytes; the limit is {limits.max_request_bytes:,}", 413
-            )
+        if declared and declared.isdigit() and int(declared) > most:
+            raise ProtocolError(f"request body of {int(declared):,} bytes; the limit is {most:,}", 413)
         chunks: list[bytes] = []
         size = 0
 
@@ -221,8 +236,8 @@ class HttpApi:
             nonlocal size
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > limits.max_request_bytes:
-                    raise ProtocolError(f"request body over the {limits.max_request_bytes:,}-byte limit", 413)
+                if size > most:
+                    raise ProtocolError(f"request body over the {most:,}-byte limit", 413)
                 chunks.append(chunk)
 
         try:
@@ -266,34 +281,33 @@ class HttpApi:
 
 
 class Guard:
-    """API key and per-endpoint metrics around every request, as plain ASGI middleware.
+    """Host and Origin checks, the API key, security headers and per-endpoint metrics around every
+    request, as plain ASGI middleware.
 
     (Starlette's BaseHTTPMiddleware runs each request through extra tasks and streams: here
     that cost more than the model for single-image requests.) The metric label is the route's
     template, never the raw path, so label values stay bounded.
     """
 
-    def __init__(self, app: ASGIApp, service: InferenceService, routes: list[Route]):
-        self.app, self.service, self.routes = app, service, routes
+    def __init__(
+        self, app: ASGIApp, service: InferenceService, routes: list[Route], allowed_hosts: frozenset[str] | None
+    ):
+        self.app, self.service, self.routes, self.allowed_hosts = app, service, routes, allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started, status = time.perf_counter(), [500]
-        public = scope["path"] == "/" or scope["path"].startswith(PUBLIC_PREFIXES)
-        keys = [value for name, value in scope["headers"] if name == b"authorization"]
-        # Two Authorization headers are ambiguous (a proxy's and a client's?): neither is taken.
-        if not public and self.service.api_key and not (len(keys) == 1 and self.service.authorized(keys[0])):
-            response = error(
-                401, "missing or wrong API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
-            )
+        refusal = self.refusal(scope)
+        if refusal is not None:
             route = next((r.path for r in self.routes if r.matches(scope)[0] == Match.FULL), "unmatched")
-            self.service.metrics.count_request(route, 401)
-            return await response(scope, receive, send)
+            self.service.metrics.count_request(route, refusal.status_code)
+            return await refusal(scope, receive, send_with_security_headers(send))
 
         async def send_and_count(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                add_security_headers(message)
             await send(message)
 
         try:
@@ -302,3 +316,78 @@ class Guard:
             matched = scope.get("route")  # set by Starlette's router once a route matched
             route = matched.path if matched is not None else "unmatched"
             self.service.metrics.count_request(route, status[0], time.perf_counter() - started)
+
+    def refusal(self, scope: Scope) -> Response | None:
+        """The 403 or 401 a request gets before any route runs, or None to serve it.
+
+        Host: a name this server answers to (a page on another site that rebinds its DNS name to
+        127.0.0.1 still sends its own name). Origin: a browser's POST from another origin is
+        refused even though it cannot read the answer ("simple" cross-origin requests are sent
+        without asking first); same-origin requests and clients that send no Origin pass.
+        """
+        headers = dict(scope["headers"])  # a repeated Host or Origin keeps the last; both are checked below
+        host = headers.get(b"host", b"").decode("latin-1")
+        if self.allowed_hosts is not None and host and host_name(host) not in self.allowed_hosts:
+            return error(403, f"Host {host[:80]!r} is not served here; start the server with --allowed-host NAME")
+        origin = headers.get(b"origin")
+        if origin is not None and scope["method"] not in ("GET", "HEAD") and origin_netloc(origin) != host.lower():
+            return error(403, f"cross-origin {scope['method']} from {origin[:80].decode('latin-1')!r} refused")
+        public = scope["path"] == "/" or scope["path"].startswith(PUBLIC_PREFIXES)
+        keys = [value for name, value in scope["headers"] if name == b"authorization"]
+        # Two Authorization headers are ambiguous (a proxy's and a client's?): neither is taken.
+        if not public and self.service.api_key and not (len(keys) == 1 and self.service.authorized(keys[0])):
+            return error(
+                401, "missing or wrong API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
+            )
+        return None
+
+
+# On every response that has not set its own (the page's routes set a CSP that lets it run):
+# JSON echoes file and class names, so nothing may sniff, frame or embed it.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+
+
+def add_security_headers(message: Message) -> None:
+    present = {name.lower() for name, _ in message.get("headers", [])}
+    message["headers"] = [*message.get("headers", []), *(h for h in SECURITY_HEADERS if h[0] not in present)]
+
+
+def send_with_security_headers(send: Send) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            add_security_headers(message)
+        await send(message)
+
+    return wrapped
+
+
+def served_hosts(bind: str, allowed: list[str], loopback: bool) -> frozenset[str] | None:
+    """The Host names served: loopback binds answer to local names and ``--allowed-host`` ones;
+    a server bound to another address answers to any name unless ``--allowed-host`` lists them
+    (its clients use names this process cannot know; the API key guards it). "*": any."""
+    if "*" in allowed:
+        return None
+    names = {host_name(a) for a in allowed}
+    if loopback:
+        return LOCAL_HOSTS | names
+    return LOCAL_HOSTS | names | {host_name(bind)} if allowed else None
+
+
+def host_name(host: str) -> str:
+    """A Host header's name, lower case, without its port: "[::1]:8000" -> "[::1]", "Local:80" -> "local"."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def origin_netloc(origin: bytes) -> str:
+    """ "http://127.0.0.1:8000" -> "127.0.0.1:8000" (lower case); "null" and garbage -> ""."""
+    text = origin.decode("latin-1").strip().lower()
+    return text.split("://", 1)[1].rstrip("/") if "://" in text else ""

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..runtime.engines import EngineSettings
 from ..runtime.errors import ModelError, UsageError
 from ..runtime.predictor import Predictor, resolve_model
-from .repository import MODEL_FILE, versions
+from .config import DEFAULT_MAX_MODELS
+from .repository import MODEL_FILE, name_problem, versions
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def load_models(
     model: str | Path | None,
     repository: str | Path | None,
     engine: EngineSettings = EngineSettings(),
+    max_models: int = DEFAULT_MAX_MODELS,
 ) -> tuple[dict[str, ServedModel], dict[str, str]]:
     """``({name: ServedModel}, {name: why it did not load})``: the model's file stem, or each folder
     name of a repository.
@@ -43,16 +45,16 @@ def load_models(
     if repository is None:
         path = resolve_model(model)
         return {path.stem: _served(path.stem, "1", path, engine)}, {}
-    served, failures = load_repository(Path(repository), engine)
+    served, failures = load_repository(Path(repository), engine, max_models)
     for name, why in failures.items():
-        log.warning("--model-repository: %s not served: %s", name, why)
+        log.warning("--model-repository: %r not served: %s", name, why)  # %r: a name may hold a newline
     if not served:
         raise UsageError(f"--model-repository {repository}: no model loads ({'; '.join(failures.values()) or 'empty'})")
     return served, failures
 
 
 def load_repository(
-    root: Path, engine: EngineSettings = EngineSettings()
+    root: Path, engine: EngineSettings = EngineSettings(), max_models: int = DEFAULT_MAX_MODELS
 ) -> tuple[dict[str, ServedModel], dict[str, str]]:
     """Every model of a Triton-style repository: ({name: ServedModel}, {name: why it did not load}).
 
@@ -61,12 +63,20 @@ def load_repository(
     """
     if not root.is_dir():
         raise UsageError(f"--model-repository {root}: not a folder")
+    names = repository_names(root)
+    if len(names) > max_models:
+        raise UsageError(
+            f"--model-repository {root}: {len(names)} model folders, over --max-models {max_models} "
+            "(each loaded model holds its weights and an engine; raise the cap if the memory is there)"
+        )
     served, failures = {}, {}
-    for name in repository_names(root):
+    for name in names:
         try:
             served[name] = load_one(root, name, engine)
         except (ModelError, UsageError) as exc:
             failures[name] = str(exc)
+    if any((root / name / "config.pbtxt").is_file() for name in served):
+        log.info("--model-repository: config.pbtxt files are not read; each model's contract comes from its .onnx")
     return served, failures
 
 
@@ -81,6 +91,8 @@ def load_one(root: Path, name: str, engine: EngineSettings = EngineSettings()) -
     Raises:
         ModelError: no ``<version>/model.onnx`` in the folder, or a model that does not load.
     """
+    if problem := name_problem(name):
+        raise ModelError(problem)
     folder = root / name
     found = versions(folder) if folder.is_dir() else []
     if not found:

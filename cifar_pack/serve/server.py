@@ -39,6 +39,7 @@ def run_server(
     port: int = DEFAULT_PORT,
     allow_unauthenticated: bool = False,
     grpc_port: int | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> None:
     """Serve ``service`` over HTTP (and gRPC on ``grpc_port``) until SIGTERM or Ctrl-C; then finish
     in-flight requests and return. Both transports run in one event loop, over one service.
@@ -49,14 +50,14 @@ def run_server(
     """
     import uvicorn
 
-    from .http import create_app
+    from .http import create_app, served_hosts
 
     if not is_loopback(host) and not service.api_key and not allow_unauthenticated:
         raise UsageError(
             f"--host {host} is reachable from other machines: set {API_KEY_VARIABLE}, "
             "or pass --allow-unauthenticated to serve without a key"
         )
-    app = create_app(service)
+    app = create_app(service, served_hosts(host, allowed_hosts or [], is_loopback(host)))
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

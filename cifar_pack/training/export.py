@@ -126,8 +126,6 @@ def export_onnx(
     onnx_model = simplify(converted)  # what is written is what parity checks
     keras_fn = keras_probabilities(model, softmax_added)
     report = check_parity(keras_fn, onnx_model.SerializeToString(), parity_images, atol, inputs_desc)
-    # The CLI prints the same line; library users get it from the report.
-    log.debug("parity passed on %d %s: max abs diff %.2g", report.samples, inputs_desc, report.max_abs_diff)
 
     metadata = build_metadata(model_path, class_names, record, report, opset, softmax_added, was_mixed)
     metadata["graph"] = graph_report(converted, onnx_model)

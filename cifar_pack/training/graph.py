@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 def simplify(model: ModelProto) -> ModelProto:
-    """A copy of ``model`` with static Reshape targets, constants folded and dead nodes removed."""
+    """A copy of ``model`` with static Reshape targets, constants folded, dead nodes removed, every node named."""
     import onnx
 
     out = onnx.ModelProto()
@@ -36,6 +36,8 @@ def simplify(model: ModelProto) -> ModelProto:
     _static_reshapes(out)
     _fold_constants(out)
     _remove_unused(out)
+    for i, node in enumerate(out.graph.node):  # quantization excludes nodes by name: every node gets one
+        node.name = node.name or f"{node.op_type}_{i}"
     del out.graph.value_info[:]  # stale after the rewrite: inferred again below
     return onnx.shape_inference.infer_shapes(out, strict_mode=True)
 

@@ -28,7 +28,7 @@ import logging
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -78,13 +78,7 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
         quantize_static,
     )
 
-    if settings.calibrate_method not in choices(CalibrateMethod):
-        raise UsageError(
-            f"--calibrate-method must be one of {', '.join(choices(CalibrateMethod))}, "
-            f"got {settings.calibrate_method!r}"
-        )
-    methods = {CalibrateMethod.minmax: CalibrationMethod.MinMax, CalibrateMethod.entropy: CalibrationMethod.Entropy}
-    methods[CalibrateMethod.percentile] = CalibrationMethod.Percentile
+    method = _calibration_method(settings, CalibrationMethod)
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
 
     # The histogram methods stack per-batch outputs with np.asarray, which fails when the last
@@ -115,7 +109,7 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
                     reduce_range=settings.reduce_range,
                     activation_type=types[settings.activations],
                     weight_type=types[settings.weights],
-                    calibrate_method=methods[CalibrateMethod(settings.calibrate_method)],
+                    calibrate_method=method,
                     nodes_to_exclude=[n.name for n in onnx.load(str(pre)).graph.node if n.op_type in FLOAT_OPS],
                     extra_options={"OpTypesToExcludeOutputQuantization": list(FLOAT_OUTPUT_OPS)},
                 )
@@ -123,6 +117,18 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
             raise ExportError(f"int8 quantization of {fp32_path} failed: {exc}") from None
         # simplify again: quant_pre_process declares nine opset domains the graph never uses
         return simplify(onnx.load(str(q)))
+
+
+def _calibration_method(settings: Int8Settings, methods: Any) -> Any:
+    """onnxruntime's ``CalibrationMethod`` member for ``settings.calibrate_method``; ``UsageError`` if unknown."""
+    if settings.calibrate_method not in choices(CalibrateMethod):
+        raise UsageError(
+            f"--calibrate-method must be one of {', '.join(choices(CalibrateMethod))}, "
+            f"got {settings.calibrate_method!r}"
+        )
+    return {"minmax": methods.MinMax, "entropy": methods.Entropy, "percentile": methods.Percentile}[
+        settings.calibrate_method
+    ]
 
 
 def avx2_pair_bound(int8_model: ModelProto) -> dict:
