@@ -280,7 +280,7 @@ def test_broken_requests_get_a_4xx_json_error_and_the_server_lives_on(
 
 def test_a_slow_client_gets_408_and_does_not_block_others(server):
     sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.sendall(b"POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+    sock.sendall(b"POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n{")
     status, _, _ = server.request("GET", "/v2/health/ready")  # served while the slow body trickles
     assert status == 200
     sock.settimeout(10)

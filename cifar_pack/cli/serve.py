@@ -16,6 +16,7 @@ from ..serve.config import (
     DEFAULT_LIMITS,
     DEFAULT_MAX_MODELS,
     DEFAULT_PORT,
+    MAX_CONNECTIONS,
     Batching,
     Limits,
     ModelControl,
@@ -84,6 +85,9 @@ def serve(
             help="A Host name clients use besides localhost/127.0.0.1 (repeatable; '*': any). docs/serving.md.",
         ),
     ] = None,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, help="Open connections at most (more are closed at once).")
+    ] = MAX_CONNECTIONS,
     max_models: Annotated[
         int, typer.Option("--max-models", min=1, help="Most model folders a --model-repository may hold.")
     ] = DEFAULT_MAX_MODELS,
@@ -117,4 +121,5 @@ def serve(
         allow_unauthenticated=allow_unauthenticated,
         grpc_port=grpc_port,
         allowed_hosts=allowed_host,
+        max_connections=max_connections,
     )

@@ -13,6 +13,12 @@ DEFAULT_PORT = 8000  # Triton's and KServe's HTTP port
 API_KEY_VARIABLE = "CIFAR_PACK_API_KEY"
 ORT_WEB_VARIABLE = "CIFAR_PACK_ORT_WEB"  # where onnxruntime-web's dist/ is, for the page's browser mode
 GRACEFUL_SHUTDOWN_S = 30  # in-flight requests get this long after SIGTERM
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this (uvicorn's default, stated)
+# Request heads and connections, bounded before the app sees a request (connections.py).
+MAX_HEAD_BYTES = 64 * 1024  # request line + headers; browsers send 1-2 KB, nginx allows 8 KB a line
+MAX_HEADERS = 100
+HEAD_TIMEOUT_S = 10.0  # to complete a request head, from the connection's start or the request's first byte
+MAX_CONNECTIONS = 1000  # open at once; below the usual 1,024-descriptor limit, which start-up raises
 # Most model folders a repository may have: each served model holds its weights and an engine with
 # its own thread pool (measured: 100 models, 948 MB and 103 threads; 1,000 passed 8 GB).
 DEFAULT_MAX_MODELS = 64

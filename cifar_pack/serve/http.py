@@ -225,7 +225,7 @@ class HttpApi:
     async def read_body(self, request: Request, most: int | None = None) -> bytes:
         """The whole body, within ``most`` bytes (default: the request limit; 413) and the time limit (408)."""
         limits = self.service.limits
-        most = most or limits.max_request_bytes
+        most = min(most or limits.max_request_bytes, limits.max_request_bytes)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > most:
             raise ProtocolError(f"request body of {int(declared):,} bytes; the limit is {most:,}", 413)
@@ -297,7 +297,7 @@ class Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), [500]
+        started, status = time.perf_counter(), [0]  # 0: no response started yet
         refusal = self.refusal(scope)
         if refusal is not None:
             route = next((r.path for r in self.routes if r.matches(scope)[0] == Match.FULL), "unmatched")
@@ -312,10 +312,16 @@ class Guard:
 
         try:
             await self.app(scope, receive, send_and_count)
+        except asyncio.CancelledError:
+            # SIGTERM's grace period ran out with this request unanswered: say so in JSON (uvicorn
+            # would send a plain-text 500), then let the cancellation go on.
+            if not status[0]:
+                await error(503, "the server is shutting down; retry on another replica")(scope, receive, send)
+            raise
         finally:
             matched = scope.get("route")  # set by Starlette's router once a route matched
             route = matched.path if matched is not None else "unmatched"
-            self.service.metrics.count_request(route, status[0], time.perf_counter() - started)
+            self.service.metrics.count_request(route, status[0] or 500, time.perf_counter() - started)
 
     def refusal(self, scope: Scope) -> Response | None:
         """The 403 or 401 a request gets before any route runs, or None to serve it.

@@ -47,7 +47,8 @@ def load_models(
         return {path.stem: _served(path.stem, "1", path, engine)}, {}
     served, failures = load_repository(Path(repository), engine, max_models)
     for name, why in failures.items():
-        log.warning("--model-repository: %r not served: %s", name, why)  # %r: a name may hold a newline
+        shown = name if name.isprintable() else repr(name)  # a folder name may hold a newline
+        log.warning("--model-repository: %s not served: %s", shown, why)
     if not served:
         raise UsageError(f"--model-repository {repository}: no model loads ({'; '.join(failures.values()) or 'empty'})")
     return served, failures

@@ -13,7 +13,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..runtime.errors import UsageError
-from .config import API_KEY_VARIABLE, DEFAULT_HOST, DEFAULT_PORT, GRACEFUL_SHUTDOWN_S
+from .config import (
+    API_KEY_VARIABLE,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    GRACEFUL_SHUTDOWN_S,
+    KEEP_ALIVE_S,
+    MAX_CONNECTIONS,
+)
 from .core import InferenceService
 
 if TYPE_CHECKING:
@@ -40,6 +47,7 @@ def run_server(
     allow_unauthenticated: bool = False,
     grpc_port: int | None = None,
     allowed_hosts: list[str] | None = None,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> None:
     """Serve ``service`` over HTTP (and gRPC on ``grpc_port``) until SIGTERM or Ctrl-C; then finish
     in-flight requests and return. Both transports run in one event loop, over one service.
@@ -68,8 +76,14 @@ def run_server(
         raise UsageError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
     # No access log (metrics count requests), no proxy-header rewriting (put a TLS proxy in front
     # and it forwards to loopback; docs/serving.md), no Server/Date headers: less work per request.
+    from .connections import BoundedHttpTools
+
+    raise_descriptor_limit()
     config = uvicorn.Config(
         app,
+        # head size and time limits, connection cap: connections.py
+        http=type("HttpProtocol", (BoundedHttpTools,), {"max_connections": max_connections}),
+        timeout_keep_alive=KEEP_ALIVE_S,
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         access_log=False,
@@ -111,6 +125,19 @@ def _serve_both(
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(both())
+
+
+def raise_descriptor_limit() -> None:
+    """Raise the soft limit on open files to the hard one (often 1,024 -> 1,048,576): each
+    connection is a descriptor, and the connection cap (connections.py) should be what binds."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
+    except (ImportError, ValueError, OSError):  # Windows, or a limit this process may not change
+        pass
 
 
 def _server(config: uvicorn.Config) -> uvicorn.Server:
