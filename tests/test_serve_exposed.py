@@ -263,3 +263,23 @@ def test_9_names_and_versions_are_validated(tmp_path):
     assert "config.pbtxt files are not read" in s.log
     assert "bad\nname" not in s.log  # names are logged escaped
     assert "Traceback" not in s.log
+
+
+def test_the_docs_exposed_command_runs_as_written():
+    """docs/serving.md's command line for a server under a DNS name, with --port 0 added."""
+    import re
+    import shlex
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
+    (line,) = [m for m in re.findall(r"^(CIFAR_PACK_API_KEY=.*cifar-pack serve .*)$", text, flags=re.M)]
+    env_part, command = line.split(" ", 1)
+    key = env_part.split("=", 1)[1]
+    args = shlex.split(command)[2:]  # after "cifar-pack serve"
+    s = Server(*args, env={"CIFAR_PACK_API_KEY": key})
+    try:
+        auth = {"Authorization": f"Bearer {key}"}
+        assert s.request("GET", "/v2", headers={"Host": "cifar.example.com"} | auth)[0] == 200
+        assert s.request("GET", "/v2", headers={"Host": "cifar.example.com"})[0] == 401
+        assert s.request("GET", "/v2", headers={"Host": "evil.example"} | auth)[0] == 403
+    finally:
+        assert s.stop() == 0, s.log
