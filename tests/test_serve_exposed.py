@@ -11,6 +11,7 @@ import io
 import json
 import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -283,3 +284,26 @@ def test_the_docs_exposed_command_runs_as_written():
         assert s.request("GET", "/v2", headers={"Host": "evil.example"} | auth)[0] == 403
     finally:
         assert s.stop() == 0, s.log
+
+
+def test_10_sigterm_past_the_grace_period_answers_json():
+    """A request still waiting when the 30 s grace period ends gets a JSON 503, not a plain-text 500."""
+    s = Server("--max-queue-delay-ms", "100000")  # the request waits for batch company for 100 s
+    body = json.dumps(
+        {"inputs": [{"name": "images", "datatype": "UINT8", "shape": [1, 32, 32, 3], "data": [0] * 3072}]}
+    ).encode()
+    answer: list[tuple[int, dict, bytes]] = []
+    client = threading.Thread(
+        target=lambda: answer.append(s.request("POST", "/v2/models/cifar10/infer", body, timeout=120))
+    )
+    client.start()
+    for _ in range(300):  # until the request waits in the queue (at most 30 s)
+        if 'cifar_pack_queue_depth{model="cifar10"} 1.0' in s.request("GET", "/metrics")[2].decode():
+            break
+        time.sleep(0.1)
+    assert s.stop() == 0, s.log
+    client.join()
+    status, headers, data = answer[0]
+    assert status == 503 and headers["content-type"] == "application/json"
+    assert "shutting down" in json.loads(data)["error"]
+    assert "Traceback" not in s.log

@@ -314,10 +314,11 @@ class Guard:
             await self.app(scope, receive, send_and_count)
         except asyncio.CancelledError:
             # SIGTERM's grace period ran out with this request unanswered: say so in JSON (uvicorn
-            # would send a plain-text 500), then let the cancellation go on.
-            if not status[0]:
-                await error(503, "the server is shutting down; retry on another replica")(scope, receive, send)
-            raise
+            # would send a plain-text 500 and log a traceback). The task ends here, answered.
+            if status[0]:
+                raise
+            status[0] = 503
+            await error(503, "the server is shutting down; retry on another replica")(scope, receive, send)
         finally:
             matched = scope.get("route")  # set by Starlette's router once a route matched
             route = matched.path if matched is not None else "unmatched"
