@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from .runtime.columns import classify_columns, convert_all, decode_all
+from .runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
 from .runtime.predictor import Predictor
 
 Batch = dict[str, np.ndarray]  # Ray Data's "numpy" batch format: column name -> array
@@ -43,7 +44,9 @@ class Classifier:
         model: an exported ``.onnx`` (default: the one ``cifar-pack predict`` uses).
         top_k: with K > 1, ``top_k_labels`` and ``top_k_probabilities`` columns, best first.
         device: as for ``Predictor`` (``"cpu"`` by default here: actors ask Ray for GPUs explicitly).
-        threads: onnxruntime threads; default: the actor's CPUs.
+        threads: the engine's threads; default: the actor's CPUs.
+        engine, precision: as for ``Predictor`` (``engine="openvino"`` with the ``[openvino]`` extra
+            on the workers).
 
     Input columns: ``bytes`` (encoded files, as ``read_binary_files`` gives them; ``path`` is
     kept when present) or ``image`` (decoded arrays of any size, as ``read_images`` gives them).
@@ -52,9 +55,16 @@ class Classifier:
     """
 
     def __init__(
-        self, model: str | os.PathLike | None = None, top_k: int = 1, device: str = "cpu", threads: int | None = None
+        self,
+        model: str | os.PathLike | None = None,
+        top_k: int = 1,
+        device: str = "cpu",
+        threads: int | None = None,
+        engine: str = DEFAULT_ENGINE,
+        precision: str = DEFAULT_PRECISION,
     ):
-        self.predictor = Predictor(model, device=device, threads=threads or actor_cpus())
+        threads = threads or actor_cpus()
+        self.predictor = Predictor(model, device=device, threads=threads, engine=engine, precision=precision)
         self.top_k = top_k
 
     def __call__(self, batch: Batch) -> Batch:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .runtime.columns import classify_columns, decode_all
-from .runtime.config import DEFAULT_BATCH_SIZE
+from .runtime.config import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE, DEFAULT_PRECISION
 from .runtime.predictor import Predictor
 
 if TYPE_CHECKING:
@@ -49,7 +49,11 @@ def result_type(top_k: int = 1) -> StructType:
 
 
 def classify_udf(
-    model: str | os.PathLike | None = None, top_k: int = 1, batch_size: int = DEFAULT_BATCH_SIZE
+    model: str | os.PathLike | None = None,
+    top_k: int = 1,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    engine: str = DEFAULT_ENGINE,
+    precision: str = DEFAULT_PRECISION,
 ) -> Callable:
     """A column function: the ``content`` (bytes) of ``binaryFile`` rows -> ``result_type(top_k)``.
 
@@ -57,13 +61,15 @@ def classify_udf(
         model: an exported ``.onnx``, readable at this path on every worker (default: the model
             ``cifar-pack predict`` uses, e.g. the bundled one).
         top_k: with K > 1, a ``top_k`` array of the K best ``{label, probability}``.
-        batch_size: images per onnxruntime call (``predict_batch_udf``'s batch size).
+        batch_size: images per engine call (``predict_batch_udf``'s batch size).
+        engine, precision: as for ``Predictor`` (``engine="openvino"`` with the ``[openvino]`` extra
+            on the workers).
     """
     from pyspark.ml.functions import predict_batch_udf
 
     path = None if model is None else os.fspath(model)
     return predict_batch_udf(
-        lambda: make_predict_fn(path, top_k), return_type=result_type(top_k), batch_size=batch_size
+        lambda: make_predict_fn(path, top_k, engine, precision), return_type=result_type(top_k), batch_size=batch_size
     )
 
 
@@ -75,7 +81,9 @@ def task_cpus() -> int:
     return max(1, int(context.cpus())) if context is not None else 1
 
 
-def make_predict_fn(model: str | None, top_k: int) -> PredictFn:
-    """Runs once per Python worker: one onnxruntime session, then one call per Arrow batch."""
-    predictor = Predictor(model, device="cpu", threads=task_cpus())
+def make_predict_fn(
+    model: str | None, top_k: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION
+) -> PredictFn:
+    """Runs once per Python worker: one loaded model, then one call per Arrow batch."""
+    predictor = Predictor(model, device="cpu", threads=task_cpus(), engine=engine, precision=precision)
     return lambda contents: classify_columns(predictor, decode_all(predictor, contents), top_k)

@@ -122,3 +122,23 @@ def test_docs_scale_snippets_run_as_written(engine, files):
     assert len(rows) == 20
     labels = {Path(r["path"].removeprefix("file:")).name: r.get("label") or r["prediction"]["label"] for r in rows}
     assert sum(labels[name] == name.split("_")[0] for name in labels) >= 16  # the bundled model's ~80 %
+
+
+def test_the_adapters_run_on_openvino_too(files, cli_labels):
+    """Ray's callable class and Spark's per-worker function, called as the engines call them, with
+    engine="openvino": the same labels as `cifar-pack predict`, and the broken file an error row."""
+    from cifar_pack.ray import Classifier
+    from cifar_pack.spark import make_predict_fn
+
+    paths = sorted(files.iterdir())
+    contents = np.array([p.read_bytes() for p in paths], dtype=object)
+    classifier = Classifier(threads=1, engine="openvino")
+    assert classifier.predictor.engine_info()["engine"] == "openvino"
+    ray_rows = classifier({"bytes": contents, "path": np.array([str(p) for p in paths])})
+    spark_rows = make_predict_fn(None, 1, "openvino")(contents)
+    for rows in (ray_rows, spark_rows):
+        for i, path in enumerate(paths):
+            if path.name == "broken.jpg":
+                assert rows["label"][i] is None and "not a readable image" in rows["error"][i]
+            else:
+                assert rows["label"][i] == cli_labels[path.name]["label"], path.name
