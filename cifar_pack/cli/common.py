@@ -10,16 +10,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
 from ..runtime.config import ComputePrecision, Engine
 from ..runtime.data import source_help
 from ..runtime.errors import CifarPackError, MissingExtraError
-
-if TYPE_CHECKING:
-    from ..runtime.predictor import Predictor
 
 state = {"debug": False}  # set by the app's callback (--debug) before any command runs
 
@@ -38,12 +35,6 @@ PrecisionOpt = Annotated[
     ComputePrecision,
     typer.Option("--precision", help="Float arithmetic: f32, or bf16 (--engine openvino; int8 files run int8)."),
 ]
-
-
-def engine_line(predictor: Predictor) -> str:
-    """ "cpu (onnxruntime, f32)": where and how a model runs, for the line commands print at start."""
-    info = predictor.engine_info()
-    return f"{info['device']} ({info['engine']}, {info['precision']})"
 
 
 def _setup_logging() -> None:

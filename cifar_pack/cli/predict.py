@@ -17,7 +17,7 @@ from ..runtime.errors import UsageError
 from ..runtime.providers import DEVICE_PROVIDERS
 from ..runtime.results import JsonArray, check_output, result_file
 from .app import app
-from .common import EngineOpt, JsonOpt, ModelOpt, PrecisionOpt, ThreadsOpt, command, engine_line, printable
+from .common import EngineOpt, JsonOpt, ModelOpt, PrecisionOpt, ThreadsOpt, command, printable
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -75,7 +75,7 @@ def predict(
     predictor = Predictor(
         model, device=device, threads=threads, max_pixels=max_pixels, engine=engine, precision=precision
     )
-    typer.echo(f"model: {printable(predictor.path)} on {engine_line(predictor)}", err=True)
+    typer.echo(f"model: {printable(predictor.path)} on {predictor.runs_on()}", err=True)
     with _sink(output, top_k, as_json) as write, _progress(enabled=True) as advance:
         results = in_input_order(predictor, iter_images(inputs), top_k, batch_size, advance)
         total, failed = _report(results, write)

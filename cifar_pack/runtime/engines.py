@@ -55,6 +55,7 @@ class Backend(Protocol):
     outputs: list[TensorSpec]
     metadata: Mapping[str, str]  # the file's metadata_props
     device: str  # where it runs: "cpu", "cuda", ...
+    precision: str  # the float arithmetic it computes: "f32" or "bf16"
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -86,13 +87,20 @@ class OnnxruntimeBackend:
         self.inputs = [TensorSpec(v.name, v.type, list(v.shape)) for v in self.session.get_inputs()]
         self.outputs = [TensorSpec(v.name, v.type, list(v.shape)) for v in self.session.get_outputs()]
         self.metadata: Mapping[str, str] = self.session.get_modelmeta().custom_metadata_map
+        self.precision = str(ComputePrecision.f32)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.inputs[0].name: batch})[0]
 
     def describe(self) -> dict:
         version = import_onnxruntime().__version__
-        return {"engine": "onnxruntime", "version": version, "device": self.device, "provider": self.provider}
+        return {
+            "engine": "onnxruntime",
+            "version": version,
+            "device": self.device,
+            "provider": self.provider,
+            "precision": self.precision,
+        }
 
 
 class OpenVINOBackend:
@@ -117,6 +125,8 @@ class OpenVINOBackend:
             config["INFERENCE_NUM_THREADS"] = settings.threads
         self.compiled = core.compile_model(model, "CPU", config)
         self.device = "cpu"
+        # What it will compute, which may differ from the hint: f32 where the CPU has no bf16.
+        self.precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.version = ov.get_version()
         self.inputs = [_ov_spec(p) for p in model.inputs]
         self.outputs = [_ov_spec(p) for p in model.outputs]
@@ -143,21 +153,21 @@ class OpenVINOBackend:
     def describe(self) -> dict:
         """Engine, precision and, per reported layer type, the kernels OpenVINO compiled (e.g.
         ``"Convolution": "brgconv_avx512_I8 (u8) x4"``). Kernels are chosen on the first call."""
-        kernels: Counter[tuple[str, str, str]] = Counter()
+        counts: Counter[tuple[str, str]] = Counter()  # (layer type, "kernel (precision)") -> layers
         for op in self.compiled.get_runtime_model().get_ordered_ops():
             info = op.get_rt_info()
             layer = info["layerType"].astype(str) if "layerType" in info else ""
             if layer in _REPORTED_LAYERS:
-                kernels[(layer, info["primitiveType"].astype(str), info["runtimePrecision"].astype(str))] += 1
+                counts[(layer, f"{info['primitiveType'].astype(str)} ({info['runtimePrecision'].astype(str)})")] += 1
+        kernels: dict[str, list[str]] = {}
+        for (layer, kernel), n in counts.items():
+            kernels.setdefault(layer, []).append(f"{kernel} x{n}")
         return {
             "engine": "openvino",
             "version": self.version,
             "device": self.device,
-            "precision": _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT")),
-            "kernels": {
-                layer: ", ".join(f"{kind} ({prec}) x{n}" for (lay, kind, prec), n in kernels.items() if lay == layer)
-                for layer in dict.fromkeys(lay for lay, _, _ in kernels)
-            },
+            "precision": self.precision,
+            "kernels": {layer: ", ".join(found) for layer, found in kernels.items()},
         }
 
 

@@ -60,9 +60,9 @@ def onnx_classifier(
     meta = predictor.metadata
     quantization = meta.get("quantization") if isinstance(meta.get("quantization"), dict) else None
     training = TrainingRecord.from_metadata(meta.get("training"))
-    classifier = Classifier(path, predictor.class_names, predictor.predict_proba, training, "onnx", quantization)
-    classifier.engine = predictor.engine_info
-    return classifier
+    return Classifier(
+        path, predictor.class_names, predictor.predict_proba, training, "onnx", quantization, predictor.engine_info
+    )
 
 
 def evaluate(

@@ -142,10 +142,13 @@ class Predictor:
         """The device the engine actually runs on, e.g. "cpu" or "cuda"."""
         return self.backend.device
 
+    def runs_on(self) -> str:
+        """ "cpu (onnxruntime, f32)": where and how this model runs, for the line commands print at start."""
+        return f"{self.device} ({self.settings.engine}, {self.backend.precision})"
+
     def engine_info(self) -> dict:
         """What runs this model: engine, version, device, precision, kernels (``info``, ``--json``)."""
         info = self.backend.describe()
-        info.setdefault("precision", str(self.settings.precision))
         if "quantization" in self.metadata and self.settings.engine is Engine.onnxruntime:  # OpenVINO lists its kernels
             machine = cpu_info()
             info["int8"] = f"QDQ file; this CPU's int8 kernel: {int8_kernel(machine['flags'], machine['machine'])}"

@@ -96,9 +96,7 @@ def run_server(
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     log.info("serving %s at %s (Ctrl-C or SIGTERM to stop)", ", ".join(service.models), url)
     for name, m in service.models.items():
-        ran = m.predictor.engine_info()
-        how = f"{ran['device']} ({ran['engine']}, {ran['precision']})"
-        log.info("  %s: %s on %s, %d classes", name, m.path, how, m.predictor.num_classes)
+        log.info("  %s: %s on %s, %d classes", name, m.path, m.predictor.runs_on(), m.predictor.num_classes)
     if grpc_port is None:
         server.run(sockets=[sock])
     else:
