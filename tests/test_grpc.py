@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -28,10 +29,13 @@ class GrpcServer(Server):
 
     def __init__(self, *args, env: dict | None = None):
         super().__init__("--grpc-port", "0", *args, env=env)
-        while not (match := re.search(r"GRPCInferenceService\) at 127\.0\.0\.1:(\d+)", self.log)):
-            line = self.proc.stderr.readline()
-            assert line, self.log
-            self.log += line
+        for _ in range(600):  # the log is read by the helper's thread; wait at most 60 s for the line
+            if match := re.search(r"GRPCInferenceService\) at 127\.0\.0\.1:(\d+)", self.log):
+                break
+            assert self.proc.poll() is None, self.log
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"no gRPC port in the log: {self.log}")
         self.grpc = f"127.0.0.1:{match.group(1)}"
 
 

@@ -36,7 +36,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cifar_pack", "serve", "--port", "0", *map(str, args)],
             stderr=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
             text=True,
             env={**os.environ, **(env or {})},
         )
@@ -50,6 +50,14 @@ class Server:
                 self.port = int(match.group(1))
                 break
         self.host = f"127.0.0.1:{self.port}"
+        # The rest of stderr, read by the same buffered file as the lines above: communicate() reads
+        # the descriptor itself and would miss lines already sitting in this file's buffer.
+        self.reader = threading.Thread(target=self._read_log, daemon=True)
+        self.reader.start()
+
+    def _read_log(self) -> None:
+        for line in self.proc.stderr:
+            self.log += line
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -61,8 +69,8 @@ class Server:
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=60)
-        self.log += err
+        self.proc.wait(timeout=60)
+        self.reader.join(timeout=60)
         return self.proc.returncode
 
 
