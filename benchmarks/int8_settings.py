@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,10 +47,12 @@ def main() -> None:
     import onnxruntime as ort
 
     from cifar_pack.runtime import data
-    from cifar_pack.runtime.cpu_emulation import EMULATED_CPUS, emulated_probabilities, qemu_unavailable_reason
     from cifar_pack.runtime.predictor import BUNDLED_MODEL
     from cifar_pack.training.config import DEFAULT_INT8
     from cifar_pack.training.quantize import accuracy, avx2_pair_bound, measure_speedup, quantize_model
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the QEMU harness lives with the tests
+    from tests.cpu_emulation import EMULATED_CPUS, emulated_probabilities, qemu_unavailable_reason
 
     info = header("int8 settings", __doc__.split("\n\n", 1)[1].strip().replace("\n", " "))
     meta = json.loads(Path(f"{BUNDLED_MODEL}.json").read_text())

@@ -17,6 +17,17 @@ from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# The rule for comparing probabilities across batch sizes, thread counts, engines or CPU kinds:
+# never bit-equality. The same float32 model sums its products in another order when the kernel
+# blocks the batch differently, splits work across threads, or uses 256- instead of 512-bit
+# vectors: ~1e-7 relative error on logits of magnitude <= 20, through softmax (dp = p (1 - p) dz)
+# at most ~5e-7 on a probability. 1e-6 leaves a factor of two and still catches any real
+# difference (a wrong image, a lost scaling, a wrong layout moves probabilities by 1e-2 or more).
+FLOAT32_REORDER_ATOL = 1e-6
+
+# The tiny shared run's precision (see trained_run).
+TRAIN_PRECISION = "float32" if os.environ.get("ONEDNN_MAX_CPU_ISA") else "mixed_bfloat16"
+
 COLOURS = {"blue": (30, 40, 220), "green": (30, 200, 40), "red": (220, 30, 40)}
 
 
@@ -61,12 +72,14 @@ def trained_run(tiny_data, tmp_path_factory) -> Path:
 
     bf16 is forced, not left to ``auto``: export's float32 rebuild of a mixed-precision model is
     then tested on every CPU (on AVX2-only ones TensorFlow emulates bf16: slow, but this run is tiny).
+    Except under ``ONEDNN_MAX_CPU_ISA`` (tests/test_kernel_families.py): TensorFlow decides from
+    CPUID, not from that cap, to give bf16 convolutions to oneDNN, which then has no bf16 kernel.
     """
     from cifar_pack.training.config import RECIPES
     from cifar_pack.training.train import train
 
     out = tmp_path_factory.mktemp("run")
-    config = RECIPES["default"].with_overrides(epochs=3, batch_size=32, learning_rate=3e-3, precision="mixed_bfloat16")
+    config = RECIPES["default"].with_overrides(epochs=3, batch_size=32, learning_rate=3e-3, precision=TRAIN_PRECISION)
     train(str(tiny_data), out, config)
     return out
 

@@ -19,16 +19,23 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from cifar_pack.runtime import data
 from cifar_pack.runtime.config import CIFAR10_CLASSES
+from cifar_pack.runtime.records import TrainingRecord
 
 from .conftest import make_images, run_cli
+from .cpu_emulation import emulated_probabilities, qemu_unavailable_reason
 from .test_data import _release_arrays, write_python_release
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = "../shared/data/cifar10-train-jpeg.tar.gz"
+needs_qemu = pytest.mark.skipif(
+    qemu_unavailable_reason() is not None, reason=f"int8 kernels not forced: {qemu_unavailable_reason()}"
+)
 EXPECTED_FAILURES = {"--device cuda": "not available"}  # the doc says: strict, an error without CUDA
 
 
@@ -96,10 +103,17 @@ def _run_bash_blocks(work: Path) -> int:
     return ran
 
 
+@pytest.fixture(scope="module")
+def docs_run(tmp_path_factory) -> tuple[Path, int]:
+    """The doc's commands, run once in order in a scratch folder: (that folder, commands run)."""
+    work = _scratch(tmp_path_factory.mktemp("usage"))
+    return work, _run_bash_blocks(work)
+
+
 @pytest.mark.slow
-def test_every_usage_command_and_the_python_example_run_as_written(tmp_path):
-    work = _scratch(tmp_path)
-    assert _run_bash_blocks(work) >= 20
+def test_every_usage_command_and_the_python_example_run_as_written(docs_run):
+    work, ran = docs_run
+    assert ran >= 20
     assert (work / "runs" / "seed" / "model.keras").exists() and (work / "preview.png").exists()
     assert (work / "artifacts" / "model.int8.onnx").exists() and (work / "MODEL_CARD.md").exists()
     # The Python API example, with the names it leaves to the reader defined first.
@@ -113,3 +127,26 @@ def test_every_usage_command_and_the_python_example_run_as_written(tmp_path):
         [sys.executable, "-c", setup + example], cwd=work, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@needs_qemu
+@pytest.mark.slow
+def test_the_docs_int8_step_passes_its_gate_on_both_int8_kernel_families(docs_run, monkeypatch):
+    """`export --onnx --int8` gated the doc's tiny model on this CPU's int8 kernels; the same files,
+    run under each emulated kernel family, pass the same gate on the same validation images. On 10
+    images the gate allows one image (quantize.allowed_drop): a near-tie may flip on one family."""
+    import json
+
+    monkeypatch.chdir(docs_run[0])  # where the doc's commands ran: the record's data path is relative to it
+    work = docs_run[0] / "artifacts"
+    report = json.loads((work / "model.int8.onnx.json").read_text())["quantization"]
+    record = TrainingRecord.from_metadata(json.loads((work / "model.onnx.json").read_text()).get("training"))
+    x_all, y_all = data.load(record.data_location).split("train")
+    val = data.stratified_split(y_all, *record.split)[1]
+    x, y = x_all[val], y_all[val]
+    for kernels in ("avx2", "exact-int32"):
+        acc32 = np.mean(emulated_probabilities(work / "model.onnx", x, kernels).argmax(1) == y)
+        acc8 = np.mean(emulated_probabilities(work / "model.int8.onnx", x, kernels).argmax(1) == y)
+        drop = 100 * (acc32 - acc8)
+        print(f"{kernels}: float32 {acc32:.3f}, int8 {acc8:.3f} on {len(y)} images")
+        assert drop <= report["allowed_drop_points"] + 1e-9, (kernels, acc32, acc8)

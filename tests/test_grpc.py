@@ -17,6 +17,7 @@ import pytest
 from cifar_pack.runtime.images import load_image
 from cifar_pack.runtime.predictor import Predictor
 
+from .conftest import FLOAT32_REORDER_ATOL
 from .test_serve import SAMPLES, Server
 
 grpc_client = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is in the [dev] extra")
@@ -68,7 +69,7 @@ def test_health_metadata_and_inference_equal_predictor_and_http(server, photos):
     for batch in (photos[:1], np.resize(photos, (256, 32, 32, 3))):
         got = client.infer("cifar10", _images(batch)).as_numpy("probabilities")
         want = Predictor().predict_proba(batch)
-        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(got, want, atol=FLOAT32_REORDER_ATOL, rtol=0)
     status, _, body = server.request(
         "POST",
         "/v2/models/cifar10/infer",

@@ -1,7 +1,7 @@
 """int8 on both CPU kinds, each forced by emulation instead of read from the host.
 
 onnxruntime's AVX2 U8S8 kernel (AMD Zen 3 here) adds pairs of u8*s8 products in a saturating
-int16; VNNI/AMX and the SSE4.1 kernels sum exactly in int32 (see cifar_pack/runtime/cpu_emulation.py).
+int16; VNNI/AMX and the SSE4.1 kernels sum exactly in int32 (see tests/cpu_emulation.py).
 QEMU user-mode emulation of an EPYC-Milan forces the first, of a Nehalem the second, on any
 x86-64 host. The first test proves the harness sees saturation when it happens; the others
 prove the shipped and the exported int8 models cannot meet it.
@@ -16,12 +16,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cifar_pack.runtime.cpu_emulation import emulated_probabilities, qemu_unavailable_reason
 from cifar_pack.runtime.predictor import BUNDLED_MODEL
 from cifar_pack.training.config import DEFAULT_INT8, Int8Settings
 from cifar_pack.training.quantize import avx2_pair_bound, quantize_model
 
 from .conftest import make_images
+from .cpu_emulation import emulated_probabilities, qemu_unavailable_reason
 
 SAMPLES = Path(__file__).resolve().parents[1] / "artifacts" / "samples"
 needs_qemu = pytest.mark.skipif(

@@ -17,7 +17,7 @@ from cifar_pack.runtime.errors import InputError, ModelError, UsageError
 from cifar_pack.runtime.predictor import Predictor
 from cifar_pack.runtime.providers import choose_providers
 
-from .conftest import COLOURS, assert_one_line_error, make_images, run_cli
+from .conftest import COLOURS, FLOAT32_REORDER_ATOL, assert_one_line_error, make_images, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +221,7 @@ def test_output_files_hold_every_result_in_order(tmp_path, sample_files):
     rows = list(__import__("csv").reader(csv_path.open()))
     assert rows[0] == ["path", "label", "probability", "label_2", "probability_2", "error"]
     assert rows[1][:2] == [expected[0]["path"], expected[0]["label"]] and rows[1][-1] == ""
-    assert float(rows[1][2]) == pytest.approx(expected[0]["probability"], abs=1e-6)
+    assert float(rows[1][2]) == pytest.approx(expected[0]["probability"], abs=FLOAT32_REORDER_ATOL)
     assert rows[1][3] == expected[0]["top_k"][1]["label"] and rows[2][-1] == expected[1]["error"]
     assert len(rows) == 5
 

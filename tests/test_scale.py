@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import run_cli
+from .conftest import FLOAT32_REORDER_ATOL, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "artifacts" / "samples"
@@ -69,7 +69,7 @@ def test_ray_data_gives_the_cli_labels_and_an_error_row(files, cli_labels):
             assert row["error"] and row["label"] is None and "not a readable image" in row["error"]
             continue
         assert row["error"] is None and row["label"] == want["label"], row["path"]
-        assert row["probability"] == pytest.approx(want["probability"], abs=1e-6)
+        assert row["probability"] == pytest.approx(want["probability"], abs=FLOAT32_REORDER_ATOL)
         assert list(row["top_k_labels"]) == [t["label"] for t in want["top_k"]]
     assert decoded[0]["label"] == cli_labels["cat_1444.jpg"]["label"]  # the `image` column of read_images
 
@@ -96,7 +96,7 @@ def test_spark_gives_the_cli_labels_and_an_error_row(files, cli_labels):
             assert row.p.error and row.p.label is None
             continue
         assert row.p.error is None and row.p.label == want["label"], row.path
-        assert row.p.probability == pytest.approx(want["probability"], abs=1e-6)
+        assert row.p.probability == pytest.approx(want["probability"], abs=FLOAT32_REORDER_ATOL)
         assert row.p.top_k_labels == [t["label"] for t in want["top_k"]]
 
 

@@ -22,7 +22,7 @@ import pytest
 from cifar_pack.runtime.images import load_image
 from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
 
-from .conftest import assert_one_line_error, run_cli
+from .conftest import FLOAT32_REORDER_ATOL, assert_one_line_error, run_cli
 
 http_client = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the [dev] extra")
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_tritonclient_infer_equals_predictor(server, photos, binary, n):
     result = client.infer("cifar10", [tensor], outputs=[out])
     probs = result.as_numpy("probabilities")
     assert probs.shape == (n, 10) and probs.dtype == np.float32
-    np.testing.assert_allclose(probs, Predictor().predict_proba(x), atol=1e-6)
+    np.testing.assert_allclose(probs, Predictor().predict_proba(x), atol=FLOAT32_REORDER_ATOL)
 
 
 def test_tritonclient_metadata_health_and_classification(server, photos):
@@ -125,7 +125,7 @@ def test_tritonclient_metadata_health_and_classification(server, photos):
         got = [s.decode().split(":") for s in row]
         assert [g[2] for g in got] == [t["label"] for t in want["top_k"]]
         assert [int(g[1]) for g in got] == [t["index"] for t in want["top_k"]]
-        assert float(got[0][0]) == pytest.approx(want["probability"], abs=1e-6)
+        assert float(got[0][0]) == pytest.approx(want["probability"], abs=FLOAT32_REORDER_ATOL)
 
 
 def _multipart(files: list[tuple[str, bytes]], boundary="cifarpackboundary") -> tuple[bytes, dict]:
@@ -152,7 +152,7 @@ def test_predict_endpoint_equals_the_cli(server):
     for got, want in zip(items, cli):  # the same preprocessing as Predictor, so the same numbers
         assert [t["label"] for t in got["top_k"]] == [t["label"] for t in want["top_k"]]
         assert [t["probability"] for t in got["top_k"]] == pytest.approx(
-            [t["probability"] for t in want["top_k"]], abs=1e-6
+            [t["probability"] for t in want["top_k"]], abs=FLOAT32_REORDER_ATOL
         )
     status, _, data = server.request(
         "POST", "/predict?filename=ship.jpg", SAMPLES[0].read_bytes(), {"Content-Type": "image/jpeg"}

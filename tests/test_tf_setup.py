@@ -111,7 +111,7 @@ BARE = "bool(__import__('tensorflow.python.util._pywrap_util_port', fromlist=['x
 def test_on_an_emulated_avx2_cpu_tensorflow_alone_runs_eigen_and_cifar_pack_runs_onednn():
     """The reason for the default, on the CPU it is for: QEMU reports AMD Zen 3's CPUID (AVX2, no
     AVX-512) to TensorFlow, which then leaves oneDNN off by itself; cifar-pack's import turns it on."""
-    from cifar_pack.runtime.cpu_emulation import emulated_environment, emulated_python, qemu_unavailable_reason
+    from .cpu_emulation import emulated_environment, emulated_python, qemu_unavailable_reason
 
     if qemu_unavailable_reason():
         pytest.skip(qemu_unavailable_reason())

@@ -107,7 +107,7 @@ def benchmark(
 def _gate_cell(gate: dict | None) -> str:
     if gate is None:
         return "-"
-    drop, bound = gate["accuracy_drop_points"], gate["max_accuracy_drop"]
+    drop, bound = gate["accuracy_drop_points"], gate["allowed_drop_points"]
     return f"pass {drop:.2f}" if gate["passed"] else f"FAIL {drop:.2f} > {bound:g}"
 
 
@@ -140,3 +140,5 @@ def _print_table(result: dict, as_json: bool) -> None:
     failed = [r for r in result["rows"] if r["gate"] and not r["gate"]["passed"]]
     for r in failed:
         console.print(f"{r['format']} fails the accuracy gate: `cifar-pack export --int8` would not write this file")
+    if result["int8_advice"]:
+        console.print(f"note: {result['int8_advice']}")

@@ -20,5 +20,4 @@ folder, pyproject.toml), so a new module here is covered without editing the con
     metrics.py       confusion matrix and its picture
     model_card.py    a Markdown model card from measured results
     sysinfo.py       CPU model and ISA flags for reports
-    cpu_emulation.py onnxruntime under QEMU, to force each int8 kernel family
 """

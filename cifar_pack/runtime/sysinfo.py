@@ -33,7 +33,7 @@ def cpu_info() -> dict:
 def int8_kernel(flags: list[str], machine: str = "x86_64") -> str:
     """Which onnxruntime (MLAS) U8S8 kernel family these ISA flags select, in words.
 
-    The families differ in arithmetic, not only speed: see ``cifar_pack.cpu_emulation``.
+    The families differ in arithmetic, not only speed: see docs/int8.md and tests/cpu_emulation.py.
     """
     if machine not in ("x86_64", "AMD64"):
         return f"{machine} (int32 accumulation)"
@@ -44,3 +44,19 @@ def int8_kernel(flags: list[str], machine: str = "x86_64") -> str:
     if "avx2" in flags or "avx512f" in flags:
         return "AVX2/AVX-512 without VNNI (VPMADDUBSW: int16 pair sums, can saturate)"
     return "SSE (int32 accumulation)"
+
+
+def int8_advice(machine: dict) -> str | None:
+    """A warning for CPUs where an int8 file pays little, from ``cpu_info()``; None where it pays.
+
+    Without VNNI or AMX, onnxruntime's U8S8 kernels multiply with VPMADDUBSW (two products summed
+    in int16, then widened): fewer int8 operations per cycle than VNNI, and OpenVINO documents the
+    same for its 8-bit kernels. Measured gains are in docs/int8.md ("Where int8 pays").
+    """
+    flags, arch = machine["flags"], machine["machine"]
+    if arch not in ("x86_64", "AMD64") or {"amx_int8", "avx512_vnni", "avx_vnni"} & set(flags):
+        return None
+    return (
+        f"this CPU ({machine['model']}) has no VNNI or AMX int8 instructions: the int8 file may be little or "
+        "no faster than float32 here (docs/int8.md, 'Where int8 pays'); `cifar-pack benchmark` measures it"
+    )

@@ -32,8 +32,9 @@ from ..runtime.evaluation import map_labels
 from ..runtime.fileio import package_versions
 from ..runtime.onnx_file import model_proto_metadata, read_metadata, write_model
 from ..runtime.records import TrainingRecord, read_record
-from ..runtime.sysinfo import cpu_info
+from ..runtime.sysinfo import cpu_info, int8_advice
 from .config import DEFAULT_MAX_ACCURACY_DROP
+from .quantize import allowed_drop
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -89,9 +90,11 @@ def run_benchmark(
             | {"kept": files[name][1] if name in files else True}
             for name, (path, fn) in runners.items()
         ]
-    _add_speedup_and_gate(rows, max_accuracy_drop)
+    _add_speedup_and_gate(rows, max_accuracy_drop, len(y))
+    machine = cpu_info()
     return {
-        "machine": cpu_info(),
+        "machine": machine,
+        "int8_advice": int8_advice(machine),
         "versions": package_versions(),
         "method": f"{len(y)} {split} images for accuracy; batch-256 throughput median of {rounds} rounds x 3, "
         f"batch-1 latency over {latency_runs} runs, after warm-up; formats interleaved; int8 gate: top-1 drop "
@@ -112,7 +115,7 @@ def _record(model: Path, keras_model: bool) -> TrainingRecord:
     return TrainingRecord.from_metadata(Predictor(model, device="cpu").metadata.get("training"))
 
 
-def _add_speedup_and_gate(rows: list[dict], max_accuracy_drop: float) -> None:
+def _add_speedup_and_gate(rows: list[dict], max_accuracy_drop: float, samples: int) -> None:
     """Speed against the first row; on the int8 row, export's accuracy gate against the float32 row."""
     baseline = rows[0]["throughput_batch256"]
     by_format = {row["format"]: row for row in rows}
@@ -122,10 +125,12 @@ def _add_speedup_and_gate(rows: list[dict], max_accuracy_drop: float) -> None:
             row["speedup_vs_keras"] = row["speedup"]
         row["gate"] = None
     drop = 100.0 * (by_format["onnx-fp32"]["accuracy"] - by_format["onnx-int8"]["accuracy"])
+    allowed = allowed_drop(max_accuracy_drop, samples)
     by_format["onnx-int8"]["gate"] = {
         "accuracy_drop_points": drop,
         "max_accuracy_drop": max_accuracy_drop,
-        "passed": drop <= max_accuracy_drop,
+        "allowed_drop_points": allowed,
+        "passed": drop <= allowed + 1e-9,  # as export's gate (quantize.allowed_drop)
     }
 
 

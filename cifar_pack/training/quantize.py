@@ -39,7 +39,7 @@ from ..runtime.data import Dataset
 from ..runtime.errors import ExportError, ModelError, ParityError, UsageError
 from ..runtime.onnx_file import model_proto_metadata, read_metadata, write_model
 from ..runtime.records import TrainingRecord
-from ..runtime.sysinfo import cpu_info, int8_kernel
+from ..runtime.sysinfo import cpu_info, int8_advice, int8_kernel
 from .config import DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, CalibrateMethod, Int8Settings, choices
 from .graph import simplify
 
@@ -151,6 +151,17 @@ def avx2_pair_bound(int8_model: ModelProto) -> dict:
     return {"avx2_worst_pair_sum": worst, "int16_max": INT16_MAX, "saturation_free": worst <= INT16_MAX}
 
 
+def allowed_drop(max_accuracy_drop: float, images: int) -> float:
+    """The int8 gate's limit in top-1 points: ``max_accuracy_drop``, but never less than one image.
+
+    On fewer than 100 / max_accuracy_drop validation images (100 at the default 1.0) a single
+    image is more than the limit, and which image of a near-tie flips depends on the CPU's int8
+    kernel family (AVX2's saturating pair sums vs VNNI's exact int32): on 10 images one flip is 10
+    points. Such a gate would pass on one CPU and fail on another, so it allows one image.
+    """
+    return max(max_accuracy_drop, 100.0 / images if images else 0.0)
+
+
 def measure_int8(
     fp32_path: Path,
     dataset: Dataset | None,
@@ -188,6 +199,7 @@ def measure_int8(
     int8_session = ort.InferenceSession(int8_model.SerializeToString(), providers=["CPUExecutionProvider"])
     acc32, acc8 = accuracy(fp32_session, x_eval, y_eval), accuracy(int8_session, x_eval, y_eval)
     drop = 100.0 * (acc32 - acc8)
+    allowed = allowed_drop(max_accuracy_drop, len(y_eval))
     machine = cpu_info()
     report = {
         "format": settings.describe(),
@@ -199,7 +211,8 @@ def measure_int8(
         "int8_accuracy": acc8,
         "accuracy_drop_points": drop,
         "max_accuracy_drop": max_accuracy_drop,
-        "passed": drop <= max_accuracy_drop,
+        "allowed_drop_points": allowed,
+        "passed": drop <= allowed + 1e-9,  # + 1e-9: one image's 100/n points computed two ways
         "measured_on": {
             "cpu": machine["model"],
             "isa": machine["flags"],
@@ -231,11 +244,25 @@ def quantize_int8(
     )
     acc8, acc32, drop = report["int8_accuracy"], report["float32_accuracy"], report["accuracy_drop_points"]
     if not report["passed"]:
+        limit = f"--max-accuracy-drop {max_accuracy_drop}"
+        if report["allowed_drop_points"] > max_accuracy_drop:
+            limit += f" (one image of {report['eval_set']}: {report['allowed_drop_points']:.2f})"
         raise ParityError(
             f"int8 accuracy gate failed: top-1 {acc8:.4f} vs float32 {acc32:.4f}, a drop of {drop:.2f} points "
-            f"> --max-accuracy-drop {max_accuracy_drop}; no int8 file written",
+            f"> {limit}; no int8 file written",
             report,
         )
+    if report["allowed_drop_points"] > max_accuracy_drop:
+        log.warning(
+            "int8 gate on %s: one image is %.2f points, more than --max-accuracy-drop %s, so the gate allows "
+            "one image; validate on more images for a meaningful int8 figure",
+            report["eval_set"],
+            report["allowed_drop_points"],
+            max_accuracy_drop,
+        )
+    advice = int8_advice(cpu_info())
+    if advice:
+        log.warning("%s", advice)
     log.info(
         "int8: accuracy %.4f (float32 %.4f, drop %.2f points, measured on %s), %.2fx throughput at batch 256",
         acc8,

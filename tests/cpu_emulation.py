@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import INPUT_NAME
+from cifar_pack.runtime.config import INPUT_NAME
 
 # Which kernel family each name forces, and the QEMU CPU model that forces it. QEMU's TCG has no
 # AVX-512 or AVX-VNNI, so the exact-int32 family is reached through the SSE4.1 kernels, which
