@@ -20,6 +20,7 @@ import numpy as np
 
 from .runtime.columns import classify_columns, convert_all, decode_all
 from .runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
+from .runtime.engines import EngineSettings
 from .runtime.predictor import Predictor
 
 Batch = dict[str, np.ndarray]  # Ray Data's "numpy" batch format: column name -> array
@@ -64,7 +65,7 @@ class Classifier:
         precision: str = DEFAULT_PRECISION,
     ):
         threads = threads or actor_cpus()
-        self.predictor = Predictor(model, device=device, threads=threads, engine=engine, precision=precision)
+        self.predictor = Predictor(model, settings=EngineSettings.of(engine, precision, device, threads))
         self.top_k = top_k
 
     def __call__(self, batch: Batch) -> Batch:

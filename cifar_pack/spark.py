@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .runtime.columns import classify_columns, decode_all
 from .runtime.config import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE, DEFAULT_PRECISION
+from .runtime.engines import EngineSettings
 from .runtime.predictor import Predictor
 
 if TYPE_CHECKING:
@@ -68,8 +70,9 @@ def classify_udf(
     from pyspark.ml.functions import predict_batch_udf
 
     path = None if model is None else os.fspath(model)
+    settings = EngineSettings.of(engine, precision, device="cpu")  # checked here, on the driver, before any task
     return predict_batch_udf(
-        lambda: make_predict_fn(path, top_k, engine, precision), return_type=result_type(top_k), batch_size=batch_size
+        lambda: make_predict_fn(path, top_k, settings), return_type=result_type(top_k), batch_size=batch_size
     )
 
 
@@ -82,8 +85,8 @@ def task_cpus() -> int:
 
 
 def make_predict_fn(
-    model: str | None, top_k: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION
+    model: str | None, top_k: int, settings: EngineSettings = EngineSettings(device="cpu")
 ) -> PredictFn:
-    """Runs once per Python worker: one loaded model, then one call per Arrow batch."""
-    predictor = Predictor(model, device="cpu", threads=task_cpus(), engine=engine, precision=precision)
+    """Runs once per Python worker: one loaded model (on the task's CPUs), then one call per Arrow batch."""
+    predictor = Predictor(model, settings=replace(settings, threads=task_cpus()))
     return lambda contents: classify_columns(predictor, decode_all(predictor, contents), top_k)

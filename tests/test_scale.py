@@ -128,6 +128,8 @@ def test_the_adapters_run_on_openvino_too(files, cli_labels):
     """Ray's callable class and Spark's per-worker function, called as the engines call them, with
     engine="openvino": the same labels as `cifar-pack predict`, and the broken file an error row."""
     from cifar_pack.ray import Classifier
+    from cifar_pack.runtime.config import Engine
+    from cifar_pack.runtime.engines import EngineSettings
     from cifar_pack.spark import make_predict_fn
 
     paths = sorted(files.iterdir())
@@ -135,7 +137,7 @@ def test_the_adapters_run_on_openvino_too(files, cli_labels):
     classifier = Classifier(threads=1, engine="openvino")
     assert classifier.predictor.engine_info()["engine"] == "openvino"
     ray_rows = classifier({"bytes": contents, "path": np.array([str(p) for p in paths])})
-    spark_rows = make_predict_fn(None, 1, "openvino")(contents)
+    spark_rows = make_predict_fn(None, 1, EngineSettings(engine=Engine.openvino, device="cpu"))(contents)
     for rows in (ray_rows, spark_rows):
         for i, path in enumerate(paths):
             if path.name == "broken.jpg":

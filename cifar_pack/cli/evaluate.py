@@ -49,9 +49,10 @@ def evaluate(
 
         classifier = keras_classifier(model)
     else:
+        from ..runtime.engines import EngineSettings
         from ..runtime.evaluation import onnx_classifier
 
-        classifier = onnx_classifier(model, engine, precision)
+        classifier = onnx_classifier(model, EngineSettings.of(engine, precision))
     report = run_evaluation(classifier, data, split.value if split else None, out, model_card)
     if as_json:
         emit(report, True)

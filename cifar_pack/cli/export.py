@@ -178,9 +178,10 @@ def info(
     as_json: JsonOpt = False,
 ) -> None:
     """Print an ONNX model's input/output contract, what runs it (engine, precision, kernels), its metadata."""
+    from ..runtime.engines import EngineSettings
     from ..runtime.predictor import describe_model
 
-    result = describe_model(model, engine, precision)
+    result = describe_model(model, EngineSettings.of(engine, precision))
     if as_json:
         emit(result, True)
         return

@@ -65,6 +65,7 @@ def predict(
     Results stream: each is printed (or written to --output) as soon as its batch is done, so
     memory does not grow with the number of images.
     """
+    from ..runtime.engines import EngineSettings
     from ..runtime.inputs import iter_images
     from ..runtime.predictor import Predictor
 
@@ -72,9 +73,7 @@ def predict(
         if as_json:
             raise UsageError("--output and --json: give one (--output writes JSON Lines with a .jsonl name)")
         check_output(output, overwrite)  # before the model loads: a mistake answers at once
-    predictor = Predictor(
-        model, device=device, threads=threads, max_pixels=max_pixels, engine=engine, precision=precision
-    )
+    predictor = Predictor(model, max_pixels=max_pixels, settings=EngineSettings.of(engine, precision, device, threads))
     typer.echo(f"model: {printable(predictor.path)} on {predictor.runs_on()}", err=True)
     with _sink(output, top_k, as_json) as write, _progress(enabled=True) as advance:
         results = in_input_order(predictor, iter_images(inputs), top_k, batch_size, advance)

@@ -102,7 +102,7 @@ def serve(
 
     if model_control_mode == ModelControl.explicit and model_repository is None:
         raise UsageError("--model-control-mode explicit needs --model-repository DIR (what to load from)")
-    settings = EngineSettings(engine, device, threads, precision)
+    settings = EngineSettings.of(engine, precision, device, threads)
     served, failures = load_models(model, model_repository, settings, max_models)
     repository = None
     if model_repository is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 IMAGE_SIZE = 32
 CHANNELS = 3
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+INPUT_BYTES = IMAGE_SIZE * IMAGE_SIZE * CHANNELS  # 3072 uint8 values per image
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"

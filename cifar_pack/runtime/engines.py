@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +25,7 @@ import numpy as np
 from .config import DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_PRECISION, ComputePrecision, Engine
 from .errors import ModelError, UsageError
 from .providers import device_name, import_onnxruntime, not_onnx_message, open_session
+from .sysinfo import cpu_info, int8_kernel
 
 OPENVINO_EXTRA = "pip install 'cifar-pack[openvino]'"
 # OpenVINO element types -> ONNX's spelling, which the contract check and `info` use.
@@ -35,12 +36,35 @@ _REPORTED_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Softmax")
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """How a model is run: engine, device ("auto", "cpu", "cuda", ...), threads, float precision."""
+    """How a model is run, one value built once and passed whole: engine, device ("auto", "cpu",
+    "cuda", ...), intra-op threads (None: the engine's choice, all cores), float precision.
+
+    Build it with ``EngineSettings.of(...)`` from user input: it checks the choices and says which
+    option is wrong.
+    """
 
     engine: Engine = DEFAULT_ENGINE
     device: str = DEFAULT_DEVICE
-    threads: int | None = None  # intra-op threads; None: the engine's choice (all cores)
+    threads: int | None = None
     precision: ComputePrecision = DEFAULT_PRECISION
+
+    @classmethod
+    def of(
+        cls,
+        engine: Engine | str = DEFAULT_ENGINE,
+        precision: ComputePrecision | str = DEFAULT_PRECISION,
+        device: str = DEFAULT_DEVICE,
+        threads: int | None = None,
+    ) -> EngineSettings:
+        """Settings from option values (strings as users type them).
+
+        Raises:
+            UsageError: an engine or precision that is not one of the choices, or threads < 1.
+        """
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {threads}")
+        chosen = _choice(Engine, engine, "--engine"), _choice(ComputePrecision, precision, "--precision")
+        return cls(chosen[0], device, threads, chosen[1])
 
 
 @dataclass(frozen=True)
@@ -63,24 +87,21 @@ class Backend(Protocol):
 
 
 def open_backend(path: Path, settings: EngineSettings) -> Backend:
-    """The engine of ``settings`` with ``path`` loaded.
+    """The engine of ``settings`` (a ``BACKENDS`` entry) with ``path`` loaded.
 
     Raises:
         ModelError: the file does not load. UsageError: engine/device/precision not available.
     """
-    engine = Engine(settings.engine)
-    if engine is Engine.openvino:
-        return OpenVINOBackend(path, settings)
-    if settings.precision != ComputePrecision.f32:
-        raise UsageError(
-            f"--precision {settings.precision}: onnxruntime computes float32 (int8 with an int8 file); "
-            "bf16 needs --engine openvino"
-        )
-    return OnnxruntimeBackend(path, settings)
+    return BACKENDS[Engine(settings.engine)](path, settings)
 
 
 class OnnxruntimeBackend:
     def __init__(self, path: Path, settings: EngineSettings):
+        if settings.precision != ComputePrecision.f32:
+            raise UsageError(
+                f"--precision {settings.precision}: onnxruntime computes float32 (int8 with an int8 file); "
+                "bf16 needs --engine openvino"
+            )
         self.session = open_session(path, settings.device, settings.threads)
         self.provider: str = self.session.get_providers()[0]
         self.device = device_name(self.provider)
@@ -93,14 +114,19 @@ class OnnxruntimeBackend:
         return self.session.run(None, {self.inputs[0].name: batch})[0]
 
     def describe(self) -> dict:
-        version = import_onnxruntime().__version__
-        return {
-            "engine": "onnxruntime",
-            "version": version,
+        """Engine, version, device, provider, precision; for an int8 (QDQ) file, this CPU's int8 kernel
+        family (OpenVINO lists its kernels per layer instead)."""
+        info = {
+            "engine": Engine.onnxruntime.value,
+            "version": import_onnxruntime().__version__,
             "device": self.device,
             "provider": self.provider,
             "precision": self.precision,
         }
+        if "quantization" in self.metadata:
+            machine = cpu_info()
+            info["int8"] = f"QDQ file; this CPU's int8 kernel: {int8_kernel(machine['flags'], machine['machine'])}"
+        return info
 
 
 class OpenVINOBackend:
@@ -163,7 +189,7 @@ class OpenVINOBackend:
         for (layer, kernel), n in counts.items():
             kernels.setdefault(layer, []).append(f"{kernel} x{n}")
         return {
-            "engine": "openvino",
+            "engine": Engine.openvino.value,
             "version": self.version,
             "device": self.device,
             "precision": self.precision,
@@ -185,12 +211,23 @@ def _ov_spec(port: Any) -> TensorSpec:
     return TensorSpec(port.get_any_name(), _OV_TYPES.get(element, f"tensor({element})"), shape)
 
 
-def _ov_text(value: Any) -> str:
-    """An rt_info value (OpenVINO's ``OVAny``) as the string the file stored."""
-    return value.astype(str) if hasattr(value, "astype") else str(value)
-
-
 def _precision_name(element_type: Any) -> str:
     """OpenVINO's ``<Type: 'float32'>`` / ``bf16`` -> "f32" / "bf16" (the ``--precision`` spelling)."""
     name = element_type.get_type_name() if hasattr(element_type, "get_type_name") else str(element_type)
     return {"float32": "f32", "bfloat16": "bf16"}.get(name, name)
+
+
+# Every engine, by its --engine name: a new engine is one Backend class and one entry here (and
+# its name in config.Engine, which the command line lists).
+BACKENDS: dict[Engine, Callable[[Path, EngineSettings], Backend]] = {
+    Engine.onnxruntime: OnnxruntimeBackend,
+    Engine.openvino: OpenVINOBackend,
+}
+
+
+def _choice(enum: type[Engine] | type[ComputePrecision], value: str, option: str) -> Any:
+    """``enum(value)``, or a ``UsageError`` naming ``option`` and its choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise UsageError(f"{option} {value!r}: use one of {', '.join(m.value for m in enum)}") from None

@@ -1,7 +1,7 @@
 """Evaluate stage: accuracy, per-class precision/recall, confusion matrix, class balance.
 
-An ``.onnx`` model runs on onnxruntime only (TensorFlow is not imported); a ``.keras``/``.h5``
-model runs in Keras. Classes are matched by name, never by position.
+An ``.onnx`` model runs on its engine (onnxruntime or OpenVINO; TensorFlow is not imported); a
+``.keras``/``.h5`` model runs in Keras. Classes are matched by name, never by position.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import numpy as np
 
 from . import data as data_mod
 from .batching import BatchFn, run_batched
-from .config import DEFAULT_ENGINE, DEFAULT_PRECISION, KERAS_SUFFIXES, ComputePrecision, Engine
+from .config import KERAS_SUFFIXES
+from .engines import EngineSettings
 from .errors import DataError, ModelError
 from .fileio import write_json_atomic
 from .metrics import confusion_matrix, summarize, write_confusion_png
@@ -41,11 +42,7 @@ class Classifier:
     engine: Callable[[], dict] | None = None
 
 
-def onnx_classifier(
-    model: str | os.PathLike | None,
-    engine: Engine | str = DEFAULT_ENGINE,
-    precision: ComputePrecision | str = DEFAULT_PRECISION,
-) -> Classifier:
+def onnx_classifier(model: str | os.PathLike | None, settings: EngineSettings | None = None) -> Classifier:
     """Open an ONNX model with onnxruntime or OpenVINO (``None``: the model ``cifar-pack predict`` uses).
 
     Raises:
@@ -56,7 +53,7 @@ def onnx_classifier(
     path = resolve_model(model)
     if path.suffix in KERAS_SUFFIXES:
         raise ModelError(f"{path}: a Keras model; load it with cifar_pack.training.model.keras_classifier")
-    predictor = Predictor(path, engine=engine, precision=precision)
+    predictor = Predictor(path, settings=settings)
     meta = predictor.metadata
     quantization = meta.get("quantization") if isinstance(meta.get("quantization"), dict) else None
     training = TrainingRecord.from_metadata(meta.get("training"))

@@ -13,8 +13,9 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, Union
+from typing import TYPE_CHECKING, TypedDict, Union
 
 import numpy as np
 
@@ -32,9 +33,8 @@ from .config import (
     Engine,
 )
 from .engines import EngineSettings, TensorSpec, open_backend
-from .errors import CifarPackError, InputError, ModelError, UsageError
+from .errors import CifarPackError, InputError, ModelError
 from .onnx_file import read_metadata
-from .sysinfo import cpu_info, int8_kernel
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -98,6 +98,8 @@ class Predictor:
         max_pixels: refuse image files larger than this (default: ``CIFAR_PACK_MAX_PIXELS``, else 50 MP).
         engine: "onnxruntime" (default) or "openvino" (the ``[openvino]`` extra), same file, same results.
         precision: "f32" (default) or "bf16" (OpenVINO only; an int8 file runs int8 either way).
+        settings: all of device, threads, engine and precision as one ``EngineSettings`` (what the
+            package passes inside); given, it replaces those four arguments.
 
     Raises:
         ModelError: missing/corrupt file, or a graph that does not take uint8 [N, 32, 32, 3].
@@ -113,13 +115,12 @@ class Predictor:
         *,
         engine: Engine | str = DEFAULT_ENGINE,
         precision: ComputePrecision | str = DEFAULT_PRECISION,
+        settings: EngineSettings | None = None,
     ):
         self.path = resolve_model(model)
         # Read once: every decode of this predictor uses the same cap.
         self.max_pixels = img_mod.resolve_max_pixels(max_pixels)
-        self.settings = EngineSettings(
-            _choice(Engine, engine, "--engine"), device, threads, _choice(ComputePrecision, precision, "--precision")
-        )
+        self.settings = settings or EngineSettings.of(engine, precision, device, threads)
         self.backend = open_backend(self.path, self.settings)
         self.input_name, self.num_classes = _check_contract(self.backend.inputs, self.backend.outputs, self.path)
         self.metadata = read_metadata(self.backend.metadata, self.path)
@@ -148,11 +149,7 @@ class Predictor:
 
     def engine_info(self) -> dict:
         """What runs this model: engine, version, device, precision, kernels (``info``, ``--json``)."""
-        info = self.backend.describe()
-        if "quantization" in self.metadata and self.settings.engine is Engine.onnxruntime:  # OpenVINO lists its kernels
-            machine = cpu_info()
-            info["int8"] = f"QDQ file; this CPU's int8 kernel: {int8_kernel(machine['flags'], machine['machine'])}"
-        return info
+        return self.backend.describe()
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, 32, 32, 3) RGB -> float32 (N, C) probabilities."""
@@ -263,14 +260,6 @@ def _as_items(inputs: ImageInput | Iterable[ImageInput]) -> list[object]:
     return list(inputs)
 
 
-def _choice(enum: type[Engine] | type[ComputePrecision], value: str, option: str) -> Any:
-    """``enum(value)``, or a ``UsageError`` naming ``option`` and its choices."""
-    try:
-        return enum(value)
-    except ValueError:
-        raise UsageError(f"{option} {value!r}: use one of {', '.join(m.value for m in enum)}") from None
-
-
 def _check_contract(inputs: list[TensorSpec], outputs: list[TensorSpec], path: Path) -> tuple[str, int]:
     if len(inputs) != 1 or len(outputs) < 1:
         raise ModelError(f"{path}: expected one input, found {len(inputs)}")
@@ -285,13 +274,10 @@ def _check_contract(inputs: list[TensorSpec], outputs: list[TensorSpec], path: P
     return inp.name, int(out.shape[1])
 
 
-def describe_model(
-    model: str | os.PathLike | None = None,
-    engine: Engine | str = DEFAULT_ENGINE,
-    precision: ComputePrecision | str = DEFAULT_PRECISION,
-) -> dict:
-    """``{"path", "inputs", "outputs", "engine", "metadata"}`` for ``cifar-pack info``."""
-    predictor = Predictor(model, device="cpu", engine=engine, precision=precision)
+def describe_model(model: str | os.PathLike | None = None, settings: EngineSettings | None = None) -> dict:
+    """``{"path", "inputs", "outputs", "engine", "metadata"}`` for ``cifar-pack info`` (on the CPU)."""
+    settings = replace(settings or EngineSettings(), device="cpu")
+    predictor = Predictor(model, settings=settings)
     backend = predictor.backend
 
     def io(values: list[TensorSpec]) -> list[dict]:

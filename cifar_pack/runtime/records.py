@@ -57,6 +57,8 @@ class TrainingRecord:
     val_accuracy: float | None = None
     test_accuracy: float | None = None
     config: dict | None = None  # the full TrainConfig of the run (manifests only)
+    train_seconds: float | None = None  # fit + validation, summed over the recorded epochs
+    trained_on: str | None = None  # "AMD EPYC (2 cores; avx2 avx512f ...)": the CPU those seconds are for
 
     @property
     def data_location(self) -> str | None:
@@ -88,6 +90,8 @@ class TrainingRecord:
             val_accuracy=metrics.get("best_val_accuracy"),
             test_accuracy=metrics.get("test_accuracy"),
             config=config or None,
+            train_seconds=manifest.get("seconds"),
+            trained_on=manifest.get("trained_on"),
         )
 
     @classmethod
@@ -95,7 +99,8 @@ class TrainingRecord:
         """From an exported model's ``training`` metadata (``to_metadata``'s keys); {} or None: unknown."""
         training = training if isinstance(training, dict) else {}
         fraction, seed = _split(training)
-        known = {k: training.get(k) for k in ("data_source", "data_sha256", "epochs", "recipe", "precision")}
+        keys = ("data_source", "data_sha256", "epochs", "recipe", "precision", "train_seconds", "trained_on")
+        known = {k: training.get(k) for k in keys}
         return cls(
             **known,
             validation_split=fraction,
@@ -109,7 +114,7 @@ class TrainingRecord:
     def to_metadata(self) -> dict:
         """The ``training`` block export writes into a model's metadata (and ``from_metadata`` reads)."""
         keys = ("data_source", "data_sha256", "validation_split", "split_seed", "epochs", "recipe", "precision")
-        block = {k: getattr(self, k) for k in keys}
+        block = {k: getattr(self, k) for k in keys + ("train_seconds", "trained_on")}
         return block | {
             "best_epoch": self.best_epoch,
             "val_accuracy": self.val_accuracy,

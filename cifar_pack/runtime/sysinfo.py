@@ -30,6 +30,12 @@ def cpu_info() -> dict:
     }
 
 
+def describe_cpu(machine: dict | None = None) -> str:
+    """ "AMD EPYC (2 cores; avx2 fma avx512f ...)": the CPU a figure was measured on, in one line."""
+    machine = machine or cpu_info()
+    return f"{machine['model']} ({machine['cores']} cores; {' '.join(machine['flags']) or machine['machine']})"
+
+
 def int8_kernel(flags: list[str], machine: str = "x86_64") -> str:
     """Which onnxruntime (MLAS) U8S8 kernel family these ISA flags select, in words.
 

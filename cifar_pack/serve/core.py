@@ -2,8 +2,8 @@
 
 It owns the served models, one dynamic batcher per model, the per-request limits, the API key
 check and the metrics; transports (``http.py`` today) only translate their wire format to these
-calls and back. Errors are ``ProtocolError`` with an HTTP status; another transport maps the
-status to its own codes (404 -> NOT_FOUND, 503 -> UNAVAILABLE, ...).
+calls and back. Errors are the typed ``errors.ServeError`` kinds (``NotFound``, ``InvalidInput``,
+``Unavailable``, ...); each transport maps a kind to its own status once.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..runtime.config import INPUT_SHAPE, OUTPUT_NAME
+from ..runtime.config import INPUT_SHAPE
 from ..runtime.engines import EngineSettings
 from ..runtime.errors import ModelError, UsageError
 from ..runtime.images import resolve_max_pixels
 from .batcher import DynamicBatcher, QueueFull
 from .config import DEFAULT_BATCHING, DEFAULT_LIMITS, DEFAULT_MAX_MODELS, Batching, Limits, ModelControl
 from .decoding import DecodePool
+from .errors import Conflict, InvalidInput, NotFound, Unavailable, UnsupportedMedia
 from .metrics import ServeMetrics
 from .models import ServedModel, load_one, repository_names
-from .protocol import ProtocolError
+from .repository import triton_config
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics", "model_configuration"]
 
@@ -99,29 +100,29 @@ class InferenceService:
         return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key.encode())
 
     def model(self, name: str, version: str | None = None) -> ServedModel:
-        """The served model ``name``; with ``version``, only if that is the version served (else 404)."""
+        """The served model ``name``; with ``version``, only if that is the version served (else NotFound)."""
         if name not in self.models:
-            raise ProtocolError(f"unknown model {name[:80]!r}; served: {', '.join(self.models)}", 404)
+            raise NotFound(f"unknown model {name[:80]!r}; served: {', '.join(self.models)}")
         m = self.models[name]
         if version not in (None, "", m.version):
-            raise ProtocolError(f"model {name!r} has no version {version[:20]!r}; served: {m.version}", 404)
+            raise NotFound(f"model {name!r} has no version {version[:20]!r}; served: {m.version}")
         return m
 
     async def infer(self, model: ServedModel, images: np.ndarray) -> np.ndarray:
-        """(N, 32, 32, 3) uint8 -> (N, C) float32 through the model's batcher; 503 when its queue is full."""
+        """(N, 32, 32, 3) uint8 -> (N, C) float32 through the model's batcher; Unavailable when its queue is full."""
         started, stats = time.perf_counter_ns(), self.stats[model.name]
         try:
             probs = await self.batchers[model.name].infer(images)
         except QueueFull as exc:
             stats.failed(time.perf_counter_ns() - started)
-            raise ProtocolError(f"server busy: {exc}; retry shortly", 503) from None
+            raise Unavailable(f"server busy: {exc}; retry shortly") from None
         stats.succeeded(len(images), time.perf_counter_ns() - started)
         return probs
 
     def check_top_k(self, top_k: int) -> int:
-        """``top_k`` if the default model has that many classes; else 400, before any upload is read."""
+        """``top_k`` if the default model has that many classes; else InvalidInput, before any upload is read."""
         if not 1 <= top_k <= self.default.predictor.num_classes:
-            raise ProtocolError(f"top_k must be in 1..{self.default.predictor.num_classes}")
+            raise InvalidInput(f"top_k must be in 1..{self.default.predictor.num_classes}")
         return top_k
 
     async def classify_uploads(
@@ -141,7 +142,8 @@ class InferenceService:
         good = [arr for arr in decoded if isinstance(arr, np.ndarray)]
         if not good:
             reasons = "; ".join(d for d in decoded if isinstance(d, str))
-            raise ProtocolError(f"no readable image: {reasons}", 415 if "not a readable image" in reasons else 400)
+            kind = UnsupportedMedia if "not a readable image" in reasons else InvalidInput
+            raise kind(f"no readable image: {reasons}")
         probs = iter(await self.infer(m, np.stack(good)))
         return [
             {"path": name} | m.predictor.describe(next(probs), top_k)
@@ -157,22 +159,15 @@ class InferenceService:
         return {
             "name": m.name,
             "versions": [m.version],
-            "platform": "onnxruntime_onnx",
+            "platform": f"{m.predictor.settings.engine.value}_onnx",
             "inputs": [{"name": m.predictor.input_name, "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
             "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, m.predictor.num_classes]}],
         }
 
     def model_config(self, m: ServedModel) -> dict:
         """The model's configuration as Triton reports it (``GET /v2/models/NAME/config``, ModelConfig)."""
-        return {
-            "name": m.name,
-            "platform": "onnxruntime_onnx",
-            "backend": "onnxruntime",
-            "max_batch_size": self.batching.max_batch_size,
-            "input": [{"name": m.predictor.input_name, "data_type": "TYPE_UINT8", "dims": list(INPUT_SHAPE)}],
-            "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [m.predictor.num_classes]}],
-            "dynamic_batching": {"max_queue_delay_microseconds": round(self.batching.max_queue_delay_ms * 1000)},
-        }
+        p = m.predictor
+        return triton_config(m.name, p.input_name, p.num_classes, self.batching, p.settings.engine.value)
 
     def model_statistics(self, m: ServedModel) -> dict:
         """Triton's statistics extension for one model: requests, images, onnxruntime calls, times."""
@@ -187,7 +182,7 @@ class InferenceService:
     def repository_index(self) -> list[dict]:
         """Every model folder of the repository: name, version when served, state, reason when not."""
         if self.repository is None:
-            raise ProtocolError("no model repository: serve --model-repository DIR to have an index")
+            raise InvalidInput("no model repository: serve --model-repository DIR to have an index")
         repo = self.repository
         index = []
         for name in repository_names(repo.root):
@@ -204,16 +199,16 @@ class InferenceService:
         it was served) as they were, and the reason in the index."""
         repo = self._control()
         if name not in repository_names(repo.root):
-            raise ProtocolError(f"no model folder {name[:80]!r} in the repository", 404)
+            raise NotFound(f"no model folder {name[:80]!r} in the repository")
         if name not in self.models and len(self.models) >= repo.max_models:
-            raise ProtocolError(f"{len(self.models)} models are served, the --max-models cap; unload one first", 409)
+            raise Conflict(f"{len(self.models)} models are served, the --max-models cap; unload one first")
         try:
             model = await asyncio.to_thread(
                 lambda: warm_up(load_one(repo.root, name, repo.engine), self.batching.max_batch_size)
             )
         except (ModelError, UsageError) as exc:
             self.failures[name] = str(exc)
-            raise ProtocolError(f"model '{name}' failed to load: {exc}") from None
+            raise InvalidInput(f"model '{name}' failed to load: {exc}") from None
         old = self._add(model)
         if self.default.name == name:
             self.default = model
@@ -222,12 +217,12 @@ class InferenceService:
         return model
 
     async def unload(self, name: str) -> None:
-        """Stop serving ``name``: new requests get 404, those in flight finish."""
+        """Stop serving ``name``: new requests get NotFound, those in flight finish."""
         self._control()
         if name not in self.models:
-            raise ProtocolError(f"model '{name[:80]}' is not loaded", 404)
+            raise NotFound(f"model '{name[:80]}' is not loaded")
         if len(self.models) == 1:
-            raise ProtocolError(f"model '{name[:80]}' is the last one served; load another first")
+            raise InvalidInput(f"model '{name[:80]}' is the last one served; load another first")
         del self.models[name]
         asyncio.get_running_loop().create_task(_retire(self.batchers.pop(name)))
         if self.default.name == name:
@@ -235,7 +230,7 @@ class InferenceService:
 
     def _control(self) -> Repository:
         if self.repository is None or self.repository.mode != ModelControl.explicit:
-            raise ProtocolError(
+            raise InvalidInput(
                 "model control is off: serve --model-repository DIR --model-control-mode explicit to load and unload"
             )
         return self.repository

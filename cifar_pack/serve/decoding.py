@@ -31,7 +31,7 @@ from PIL import Image
 
 from ..runtime.images import decode_or_error
 from .config import DEFAULT_LIMITS, Limits
-from .protocol import ProtocolError
+from .errors import ClientGone, TooLarge
 
 T = TypeVar("T")
 TRIM_ABOVE_PIXELS = 4_000_000  # after decoding an image larger than this, return freed memory to the OS
@@ -56,16 +56,15 @@ class DecodePool:
         """Each upload -> a (32, 32, 3) uint8 array or its one-line error, in order.
 
         Raises:
-            ProtocolError: 413 when the images' pixels add up to more than the request's budget;
-                499 when the client disconnected (nobody is left to answer).
+            TooLarge: when the images' pixels add up to more than the request's budget;
+            ClientGone: when the client disconnected (nobody is left to answer).
         """
         sizes = await self.run(lambda: [_pixels(data) for _, data in uploads])
         total, budget = sum(sizes), self.limits.max_request_pixels
         if total > budget:
-            raise ProtocolError(
+            raise TooLarge(
                 f"the request's images add up to {total / 1e6:,.0f} megapixels; one request may decode "
-                f"{budget / 1e6:,.0f} (send fewer or smaller images per request)",
-                413,
+                f"{budget / 1e6:,.0f} (send fewer or smaller images per request)"
             )
         if total <= TRIM_ABOVE_PIXELS:  # small images: one job, nothing worth interrupting
             return await self.run(lambda: [decode_or_error(d, name, self.max_pixels) for name, d in uploads])
@@ -73,7 +72,7 @@ class DecodePool:
         results: list[np.ndarray | str] = []
         for (name, data), pixels in zip(uploads, sizes):
             if disconnected is not None and await disconnected():
-                raise ProtocolError("the client disconnected", 499)
+                raise ClientGone("the client disconnected")
             if time.monotonic() > deadline:
                 why = f"not decoded: the request's {self.limits.decode_timeout_s:g} s decoding time ran out"
                 results.append(f"{name}: {why}")

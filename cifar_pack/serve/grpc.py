@@ -13,8 +13,6 @@ memory, tracing, logging settings, streaming) answer UNIMPLEMENTED.
 from __future__ import annotations
 
 import inspect
-import math
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,21 +22,21 @@ import numpy as np
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from ..runtime.config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from ..runtime.config import INPUT_BYTES, INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from . import errors
 from .core import InferenceService
-from .protocol import InferRequest, OutputSpec, ProtocolError, check_shape, classification_strings
+from .tensors import InferRequest, OutputSpec, bytes_tensor, check_shape, classification_strings
 
-PIXELS = math.prod(INPUT_SHAPE)  # 3072 uint8 values per image
 PUBLIC = ("ServerLive", "ServerReady")  # health answers without the key, as /v2/health/* does on HTTP
-# ProtocolError's HTTP status -> the gRPC status Triton's clients expect for it.
-STATUS = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    404: grpc.StatusCode.NOT_FOUND,
-    408: grpc.StatusCode.DEADLINE_EXCEEDED,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    415: grpc.StatusCode.INVALID_ARGUMENT,
-    503: grpc.StatusCode.UNAVAILABLE,
+# The service's errors -> the gRPC status Triton's clients expect (errors.status_of: nearest base).
+GRPC_STATUS: dict[type[errors.ServeError], grpc.StatusCode] = {
+    errors.ServeError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Conflict: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.RequestTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.ClientGone: grpc.StatusCode.CANCELLED,
 }
 
 
@@ -106,7 +104,7 @@ def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
 
 
 class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
-    """Each call a few lines over the service; a ProtocolError becomes the matching status code."""
+    """Each call a few lines over the service; a ServeError becomes the matching status code."""
 
     def __init__(self, service: InferenceService):
         self.service = service
@@ -140,8 +138,8 @@ class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
         try:
             parsed = parse_grpc_infer(request, m.predictor.num_classes, self.service.limits.max_images)
             probs = await self.service.infer(m, parsed.images)
-        except ProtocolError as exc:
-            await context.abort(STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc))
+        except errors.ServeError as exc:
+            await _abort(context, exc)
         return encode_grpc_infer(m.name, m.version, parsed, probs, m.predictor.class_names)
 
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
@@ -167,38 +165,53 @@ class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.RepositoryModelUnloadResponse()
 
     async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` (awaited when it is a coroutine function), a ProtocolError as its status code."""
+        """``fn(*args)`` (awaited when it is a coroutine function), a ServeError as its status code."""
         try:
             result = fn(*args)
             return await result if inspect.isawaitable(result) else result
-        except ProtocolError as exc:
-            await context.abort(STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc))
+        except errors.ServeError as exc:
+            await _abort(context, exc)
 
     async def _model(self, name: str, context: grpc.aio.ServicerContext, version: str = "") -> Any:
         try:
             return self.service.model(name, version)
-        except ProtocolError as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except errors.ServeError as exc:
+            await _abort(context, exc)
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: errors.ServeError) -> None:
+    await context.abort(errors.status_of(exc, GRPC_STATUS), str(exc))
 
 
 def parse_grpc_infer(request: Any, num_classes: int, max_images: int) -> InferRequest:
-    """A ModelInferRequest -> images and what the client wants back (ProtocolError as on HTTP)."""
+    """A ModelInferRequest -> images and what the client wants back (errors as on HTTP).
+
+    Sizes are checked against the declared shape before any conversion: a message of millions of
+    ``uint_contents`` values claiming one image is refused by its length alone.
+    """
     if len(request.inputs) != 1 or request.inputs[0].name != INPUT_NAME:
-        raise ProtocolError(f"expected one input tensor named '{INPUT_NAME}'")
+        raise errors.InvalidInput(f"expected one input tensor named '{INPUT_NAME}'")
     tensor = request.inputs[0]
     if tensor.datatype != "UINT8":
-        raise ProtocolError(f"input '{INPUT_NAME}' must be UINT8, got {tensor.datatype[:20]!r}")
+        raise errors.InvalidInput(f"input '{INPUT_NAME}' must be UINT8, got {tensor.datatype[:20]!r}")
     count = check_shape(list(tensor.shape), max_images)
-    expected = count * PIXELS
+    expected = count * INPUT_BYTES
     if request.raw_input_contents:
         raw = request.raw_input_contents[0]
         if len(raw) != expected:
-            raise ProtocolError(f"{len(raw)} bytes of raw input contents; [{count}, 32, 32, 3] UINT8 needs {expected}")
+            raise errors.InvalidInput(
+                f"{len(raw)} bytes of raw input contents; [{count}, 32, 32, 3] UINT8 needs {expected}"
+            )
         images = np.frombuffer(raw, dtype=np.uint8).reshape(count, *INPUT_SHAPE)
     else:
-        values = np.asarray(tensor.contents.uint_contents, dtype=np.int64)
-        if values.size != expected or (values.size and (values.min() < 0 or values.max() > 255)):
-            raise ProtocolError(f"input '{INPUT_NAME}' needs {expected} values in 0..255 (raw or uint_contents)")
+        contents = tensor.contents.uint_contents
+        if len(contents) != expected:
+            raise errors.InvalidInput(
+                f"input '{INPUT_NAME}' has {len(contents)} uint_contents values; [{count}, 32, 32, 3] needs {expected}"
+            )
+        values = np.asarray(contents, dtype=np.int64)
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise errors.InvalidInput(f"input '{INPUT_NAME}' needs {expected} values in 0..255 (raw or uint_contents)")
         images = values.astype(np.uint8).reshape(count, *INPUT_SHAPE)
     return InferRequest(request.id or None, images, _output_spec(request, num_classes))
 
@@ -207,11 +220,11 @@ def _output_spec(request: Any, num_classes: int) -> OutputSpec:
     if not request.outputs:
         return OutputSpec(True, 0)
     if len(request.outputs) != 1 or request.outputs[0].name != OUTPUT_NAME:
-        raise ProtocolError(f"'outputs' must list the one output, '{OUTPUT_NAME}'")
+        raise errors.InvalidInput(f"'outputs' must list the one output, '{OUTPUT_NAME}'")
     params = request.outputs[0].parameters
     k = params["classification"].int64_param if "classification" in params else 0
     if not 0 <= k <= num_classes:
-        raise ProtocolError(f"classification must be an integer in 0..{num_classes}, got {k}")
+        raise errors.InvalidInput(f"classification must be an integer in 0..{num_classes}, got {k}")
     return OutputSpec(True, int(k))
 
 
@@ -220,7 +233,7 @@ def encode_grpc_infer(model: str, version: str, request: InferRequest, probs: np
     k = request.output.classification
     if k:
         strings = classification_strings(probs, k, labels)
-        raw = b"".join(struct.pack("<I", len(b)) + b for row in strings for b in (s.encode() for s in row))
+        raw = bytes_tensor(strings)
         output = service_pb2.ModelInferResponse.InferOutputTensor(
             name=OUTPUT_NAME, datatype="BYTES", shape=[len(probs), k]
         )

@@ -31,11 +31,12 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import errors
 from .config import LOCAL_HOSTS, ORT_WEB_VARIABLE
 from .core import InferenceService
 from .metrics import CONTENT_TYPE
 from .models import ServedModel
-from .protocol import ProtocolError, encode_infer, parse_infer
+from .protocol import encode_infer, parse_infer
 
 PAGE = Path(__file__).resolve().parent / "page"  # index.html, app.mjs, preprocess.mjs, style.css
 PAGE_FILES = {"app.mjs": "text/javascript", "preprocess.mjs": "text/javascript", "style.css": "text/css"}
@@ -66,6 +67,19 @@ def ort_web_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "web" / "node_modules" / "onnxruntime-web" / "dist"
 
 
+# The service's errors -> HTTP statuses (errors.status_of: the nearest listed base class).
+HTTP_STATUS: dict[type[errors.ServeError], int] = {
+    errors.ServeError: 400,
+    errors.UnsupportedMedia: 415,
+    errors.TooLarge: 413,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Unavailable: 503,
+    errors.RequestTimeout: 408,
+    errors.ClientGone: 499,
+}
+
+
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -78,8 +92,10 @@ def create_app(service: InferenceService, allowed_hosts: frozenset[str] | None =
     api = HttpApi(service)
     routes = api.routes()
 
-    async def protocol_error(request: Request, exc: Exception) -> Response:
-        status = exc.status if isinstance(exc, ProtocolError) else 500  # registered for ProtocolError only
+    async def serve_error(request: Request, exc: Exception) -> Response:
+        status = (
+            errors.status_of(exc, HTTP_STATUS) if isinstance(exc, errors.ServeError) else 500
+        )  # registered for ServeError only
         return error(status, str(exc), {"Retry-After": "1"} if status == 503 else None)
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -94,7 +110,7 @@ def create_app(service: InferenceService, allowed_hosts: frozenset[str] | None =
     app = Starlette(
         routes=routes,
         middleware=[Middleware(Guard, service=service, routes=routes, allowed_hosts=allowed_hosts)],
-        exception_handlers={ProtocolError: protocol_error, 404: not_found, 405: not_found},
+        exception_handlers={errors.ServeError: serve_error, 404: not_found, 405: not_found},
         lifespan=lifespan,
     )
     app.state.service = service
@@ -191,7 +207,7 @@ class HttpApi:
         try:
             top_k = int(request.query_params.get("top_k", "1"))
         except ValueError:
-            raise ProtocolError("top_k must be an integer") from None
+            raise errors.InvalidInput("top_k must be an integer") from None
         self.service.check_top_k(top_k)
         uploads = await self.read_uploads(request)
         return JSONResponse(await self.service.classify_uploads(uploads, top_k, request.is_disconnected))
@@ -203,10 +219,9 @@ class HttpApi:
         if content_type in IMAGE_TYPES or content_type == "application/octet-stream":
             return [(request.query_params.get("filename", "upload"), body)]
         if content_type != "multipart/form-data":
-            raise ProtocolError(
+            raise errors.UnsupportedMedia(
                 f"unsupported Content-Type {content_type[:60]!r}: send multipart/form-data 'file' fields "
-                "or one image as the body (image/png, image/jpeg, ...)",
-                415,
+                "or one image as the body (image/png, image/jpeg, ...)"
             )
 
         async def replay() -> Message:
@@ -216,10 +231,10 @@ class HttpApi:
         try:
             form = await Request(request.scope, replay).form(max_files=most, max_fields=most)
         except Exception as exc:  # python-multipart / Starlette raise several types for bad multipart
-            raise ProtocolError(f"malformed multipart body ({str(exc)[:120]})") from None
+            raise errors.InvalidInput(f"malformed multipart body ({str(exc)[:120]})") from None
         files = [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
         if not files:
-            raise ProtocolError("no 'file' fields in the multipart body")
+            raise errors.InvalidInput("no 'file' fields in the multipart body")
         return [(f.filename or "upload", await f.read()) for f in files]
 
     async def read_body(self, request: Request, most: int | None = None) -> bytes:
@@ -228,7 +243,7 @@ class HttpApi:
         most = min(most or limits.max_request_bytes, limits.max_request_bytes)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > most:
-            raise ProtocolError(f"request body of {int(declared):,} bytes; the limit is {most:,}", 413)
+            raise errors.TooLarge(f"request body of {int(declared):,} bytes; the limit is {most:,}")
         chunks: list[bytes] = []
         size = 0
 
@@ -237,7 +252,7 @@ class HttpApi:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > most:
-                    raise ProtocolError(f"request body over the {most:,}-byte limit", 413)
+                    raise errors.TooLarge(f"request body over the {most:,}-byte limit")
                 chunks.append(chunk)
 
         try:
@@ -245,7 +260,7 @@ class HttpApi:
             async with asyncio.timeout(limits.body_timeout_s):
                 await collect()
         except TimeoutError:
-            raise ProtocolError(f"the request body did not arrive within {limits.body_timeout_s:g} s", 408) from None
+            raise errors.RequestTimeout(f"the request body did not arrive within {limits.body_timeout_s:g} s") from None
         return b"".join(chunks)
 
     # -- metrics, model files and the page (docs/serving.md#the-web-page) ----------------------
@@ -265,17 +280,16 @@ class HttpApi:
     async def page_file(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in PAGE_FILES:
-            raise ProtocolError(f"no such page file: {name[:60]}", 404)
+            raise errors.NotFound(f"no such page file: {name[:60]}")
         return FileResponse(PAGE / name, media_type=PAGE_FILES[name], headers=PAGE_HEADERS)
 
     async def ort_file(self, request: Request) -> Response:
         name = request.path_params["name"]
         path = ort_web_dir() / name
         if name not in ORT_FILES or not path.is_file():
-            raise ProtocolError(
+            raise errors.NotFound(
                 f"onnxruntime-web's {name[:60]} is not installed here: run `npm install --ignore-scripts` in web/ "
-                f"of the cifar-pack checkout, or set {ORT_WEB_VARIABLE} to its dist/ folder",
-                404,
+                f"of the cifar-pack checkout, or set {ORT_WEB_VARIABLE} to its dist/ folder"
             )
         return FileResponse(path, media_type=ORT_FILES[name], headers=PAGE_HEADERS)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..runtime.engines import EngineSettings
@@ -102,7 +102,7 @@ def load_one(root: Path, name: str, engine: EngineSettings = EngineSettings()) -
 
 
 def _served(name: str, version: str, path: Path, engine: EngineSettings) -> ServedModel:
-    predictor = Predictor(path, **asdict(engine))
+    predictor = Predictor(path, settings=engine)
     # Predictor.metadata already holds the embedded metadata, or the sidecar where the file has
     # none (checked against the model's sha256): /model.json serves it with the labels in use.
     sidecar = dict(predictor.metadata) | {"class_names": predictor.class_names}

@@ -4,83 +4,60 @@ Supported: JSON tensors; the binary tensor data extension in both directions (th
 length in ``Inference-Header-Content-Length``, raw little-endian tensors after it,
 ``binary_data_size`` on inputs, ``binary_data`` on requested outputs, ``binary_data_output`` on
 the request); the classification extension (``"classification": k`` on an output returns BYTES
-strings ``"probability:index:label"``). Pure functions on bytes and numpy: no web framework here.
+strings ``"probability:index:label"``). Pure functions on bytes and numpy: no web framework
+here; what both transports share is in ``tensors.py``.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import struct
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..runtime.config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
-
-PIXELS = math.prod(INPUT_SHAPE)  # 3072 uint8 values per image
-
-
-class ProtocolError(ValueError):
-    """A request the protocol cannot accept; ``status`` is the HTTP code to answer with."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class OutputSpec:
-    binary: bool
-    classification: int  # 0: the probabilities themselves; k: the top-k "p:index:label" strings
-
-
-@dataclass
-class InferRequest:
-    id: str | None
-    images: np.ndarray  # (N, 32, 32, 3) uint8
-    output: OutputSpec
+from ..runtime.config import INPUT_BYTES, INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
+from .errors import InvalidInput
+from .tensors import InferRequest, OutputSpec, bytes_tensor, check_shape, classification_strings
 
 
 def parse_infer(body: bytes, header_length: str | None, num_classes: int, max_images: int) -> InferRequest:
     """Decode an infer request body into images and what the client wants back.
 
     Raises:
-        ProtocolError: malformed JSON, wrong tensor name/shape/datatype/byte count (400), too many
-            images (413).
+        InvalidInput: malformed JSON, wrong tensor name/shape/datatype/byte count. TooLarge: too many
+            images.
     """
     header, binary = _split_body(body, header_length)
     try:
         request = json.loads(header)
     except (ValueError, RecursionError) as exc:
-        raise ProtocolError(f"the request is not valid JSON ({str(exc)[:120]})") from None
+        raise InvalidInput(f"the request is not valid JSON ({str(exc)[:120]})") from None
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or len(request["inputs"]) != 1:
-        raise ProtocolError(f"expected {{'inputs': [one tensor named '{INPUT_NAME}']}}")
+        raise InvalidInput(f"expected {{'inputs': [one tensor named '{INPUT_NAME}']}}")
     tensor = request["inputs"][0]
     if not isinstance(tensor, dict) or tensor.get("name") != INPUT_NAME:
-        raise ProtocolError(f"the input tensor must be named '{INPUT_NAME}'")
+        raise InvalidInput(f"the input tensor must be named '{INPUT_NAME}'")
     if tensor.get("datatype") != "UINT8":
-        raise ProtocolError(f"input '{INPUT_NAME}' must be UINT8, got {str(tensor.get('datatype'))[:20]!r}")
+        raise InvalidInput(f"input '{INPUT_NAME}' must be UINT8, got {str(tensor.get('datatype'))[:20]!r}")
     shape = tensor.get("shape")
     count = check_shape(shape if isinstance(shape, list) else [], max_images)
     params = _parameters(tensor)
-    expected = count * PIXELS
+    expected = count * INPUT_BYTES
     if "binary_data_size" in params:
         size = params["binary_data_size"]
         if size != expected:
-            raise ProtocolError(f"binary_data_size is {size!r}; [{count}, 32, 32, 3] UINT8 needs {expected} bytes")
+            raise InvalidInput(f"binary_data_size is {size!r}; [{count}, 32, 32, 3] UINT8 needs {expected} bytes")
         if len(binary) != size:
-            raise ProtocolError(f"{len(binary)} bytes of binary tensor data follow the header; expected {size}")
+            raise InvalidInput(f"{len(binary)} bytes of binary tensor data follow the header; expected {size}")
         images = np.frombuffer(binary, dtype=np.uint8).reshape(count, *INPUT_SHAPE)
     else:
         data = tensor.get("data")
         if not isinstance(data, list):
-            raise ProtocolError(f"input '{INPUT_NAME}' has neither 'data' nor a binary_data_size parameter")
+            raise InvalidInput(f"input '{INPUT_NAME}' has neither 'data' nor a binary_data_size parameter")
         flat = _integers(data)
         if flat.size != expected:
-            raise ProtocolError(f"input '{INPUT_NAME}' has {flat.size} values; [{count}, 32, 32, 3] needs {expected}")
+            raise InvalidInput(f"input '{INPUT_NAME}' has {flat.size} values; [{count}, 32, 32, 3] needs {expected}")
         if flat.min() < 0 or flat.max() > 255:
-            raise ProtocolError(f"input '{INPUT_NAME}' values must be in 0..255 (UINT8)")
+            raise InvalidInput(f"input '{INPUT_NAME}' values must be in 0..255 (UINT8)")
         images = flat.astype(np.uint8).reshape(count, *INPUT_SHAPE)
     return InferRequest(
         str(request["id"])[:256] if "id" in request else None, images, _output_spec(request, num_classes)
@@ -95,13 +72,13 @@ def _integers(data: list) -> np.ndarray:
     try:
         values = np.asarray(data, dtype=object).reshape(-1)
     except (ValueError, TypeError):
-        raise ProtocolError(f"input '{INPUT_NAME}' data must be a list of integers 0..255") from None
+        raise InvalidInput(f"input '{INPUT_NAME}' data must be a list of integers 0..255") from None
     if not all(type(v) is int for v in values):  # bool is a subclass of int: `type(...) is` refuses it
-        raise ProtocolError(f"input '{INPUT_NAME}' data must be integers 0..255 (no strings, floats or booleans)")
+        raise InvalidInput(f"input '{INPUT_NAME}' data must be integers 0..255 (no strings, floats or booleans)")
     try:
         return values.astype(np.int64)
     except OverflowError:
-        raise ProtocolError(f"input '{INPUT_NAME}' values must be in 0..255 (UINT8)") from None
+        raise InvalidInput(f"input '{INPUT_NAME}' values must be in 0..255 (UINT8)") from None
 
 
 def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -111,9 +88,9 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     try:
         split = int(header_length)
     except ValueError:
-        raise ProtocolError(f"Inference-Header-Content-Length {header_length[:40]!r} is not an integer") from None
+        raise InvalidInput(f"Inference-Header-Content-Length {header_length[:40]!r} is not an integer") from None
     if not 0 < split <= len(body):
-        raise ProtocolError(f"Inference-Header-Content-Length {split} does not fit the {len(body)}-byte body")
+        raise InvalidInput(f"Inference-Header-Content-Length {split} does not fit the {len(body)}-byte body")
     return body[:split], body[split:]
 
 
@@ -129,35 +106,15 @@ def _output_spec(request: dict, num_classes: int) -> OutputSpec:
     if outputs is None:
         return OutputSpec(binary, 0)
     if not isinstance(outputs, list) or len(outputs) != 1 or not isinstance(outputs[0], dict):
-        raise ProtocolError(f"'outputs' must list the one output, '{OUTPUT_NAME}'")
+        raise InvalidInput(f"'outputs' must list the one output, '{OUTPUT_NAME}'")
     if outputs[0].get("name") != OUTPUT_NAME:
-        raise ProtocolError(f"unknown output {str(outputs[0].get('name'))[:40]!r}; this model has '{OUTPUT_NAME}'")
+        raise InvalidInput(f"unknown output {str(outputs[0].get('name'))[:40]!r}; this model has '{OUTPUT_NAME}'")
     params = _parameters(outputs[0])
     binary = bool(params.get("binary_data", binary))
     k = params.get("classification", 0)
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= num_classes:
-        raise ProtocolError(f"classification must be an integer in 0..{num_classes}, got {str(k)[:20]!r}")
+        raise InvalidInput(f"classification must be an integer in 0..{num_classes}, got {str(k)[:20]!r}")
     return OutputSpec(binary, k)
-
-
-def classification_strings(probs: np.ndarray, k: int, labels: list[str]) -> list[list[str]]:
-    """Triton's classification extension: per image the ``k`` best as "value:index:label", 6 decimals."""
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return [[f"{probs[n, i]:f}:{i}:{labels[i]}" for i in row] for n, row in enumerate(order)]
-
-
-def check_shape(shape: list, max_images: int) -> int:
-    """N of an ``images`` tensor shape [N, 32, 32, 3]; 400 for another shape, 413 for too many images."""
-    if (
-        len(shape) != 4
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
-        or tuple(shape[1:]) != INPUT_SHAPE
-        or shape[0] < 1
-    ):
-        raise ProtocolError(f"input '{INPUT_NAME}' must have shape [N, 32, 32, 3], got {str(shape)[:80]}")
-    if shape[0] > max_images:
-        raise ProtocolError(f"{shape[0]} images in one request; the limit is {max_images}", status=413)
-    return int(shape[0])
 
 
 def encode_infer(
@@ -170,7 +127,7 @@ def encode_infer(
     if spec.classification:
         strings = classification_strings(probs, spec.classification, labels)
         output = {"name": OUTPUT_NAME, "datatype": "BYTES", "shape": [len(strings), spec.classification]}
-        raw = b"".join(struct.pack("<I", len(b)) + b for row in strings for b in (s.encode() for s in row))
+        raw = bytes_tensor(strings)
         data = [s for row in strings for s in row]
     else:
         output = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": list(probs.shape)}

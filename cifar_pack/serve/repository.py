@@ -20,8 +20,9 @@ from pathlib import Path
 from ..runtime.config import INPUT_SHAPE, OUTPUT_NAME
 from ..runtime.fileio import atomic_path, write_bytes_atomic
 from ..runtime.onnx_file import sidecar_path
-from .config import DEFAULT_BATCHING
+from .config import DEFAULT_BATCHING, Batching
 
+LABELS_FILE = "labels.txt"  # one class name per line, in output order
 MODEL_FILE = "model.onnx"  # DIR/<name>/<version>/model.onnx, as Triton's onnxruntime backend expects
 # Model names travel in URLs, metric labels and logs: letters, digits, "_", "-" and "." (not first),
 # at most 128 characters. A folder named otherwise is not served (said in the index and the log).
@@ -47,38 +48,39 @@ def model_name(onnx_path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", Path(onnx_path).stem)
 
 
-def config_pbtxt(name: str, input_name: str, num_classes: int, max_batch_size: int, max_queue_delay_us: int) -> str:
-    dims = ", ".join(str(d) for d in INPUT_SHAPE)
-    return f"""# Written by cifar-pack: uint8 [N, 32, 32, 3] RGB images -> float32 [N, {num_classes}] probabilities.
-name: "{name}"
-backend: "onnxruntime"
-max_batch_size: {max_batch_size}
-input [
-  {{
-    name: "{input_name}"
-    data_type: TYPE_UINT8
-    dims: [ {dims} ]
-  }}
-]
-output [
-  {{
-    name: "{OUTPUT_NAME}"
-    data_type: TYPE_FP32
-    dims: [ {num_classes} ]
-    label_filename: "labels.txt"
-  }}
-]
-dynamic_batching {{
-  max_queue_delay_microseconds: {max_queue_delay_us}
-}}
-"""
+def triton_config(
+    name: str, input_name: str, num_classes: int, batching: Batching = DEFAULT_BATCHING, backend: str = "onnxruntime"
+) -> dict:
+    """A model's configuration in Triton's ModelConfig schema (its JSON form): what ``config.pbtxt``
+    holds and what the server answers to ``GET /v2/models/NAME/config`` and gRPC ModelConfig."""
+    return {
+        "name": name,
+        "platform": f"{backend}_onnx",
+        "backend": backend,
+        "max_batch_size": batching.max_batch_size,
+        "input": [{"name": input_name, "data_type": "TYPE_UINT8", "dims": list(INPUT_SHAPE)}],
+        "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [num_classes]}],
+        "dynamic_batching": {"max_queue_delay_microseconds": round(batching.max_queue_delay_ms * 1000)},
+    }
+
+
+def config_pbtxt(config: dict) -> str:
+    """``triton_config``'s value as protobuf text, with the labels file named on the output."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = config | {"output": [config["output"][0] | {"label_filename": LABELS_FILE}]}
+    config.pop("platform")  # Triton takes backend or platform; "onnxruntime" alone is its usual form
+    message = json_format.ParseDict(config, model_config_pb2.ModelConfig())
+    classes = config["output"][0]["dims"][0]
+    header = f"# Written by cifar-pack: uint8 [N, 32, 32, 3] RGB images -> float32 [N, {classes}] probabilities.\n"
+    return header + text_format.MessageToString(message)
 
 
 def write_repository(
     onnx_paths: list[str | Path],
     root: str | Path,
-    max_batch_size: int = DEFAULT_BATCHING.max_batch_size,
-    max_queue_delay_ms: float = DEFAULT_BATCHING.max_queue_delay_ms,
+    batching: Batching = DEFAULT_BATCHING,
 ) -> list[Path]:
     """Add each model to the repository at ``root`` (created if missing); return the model folders.
 
@@ -98,10 +100,8 @@ def write_repository(
         if sidecar_path(onnx_path).is_file():
             with atomic_path(sidecar_path(folder / "1" / MODEL_FILE)) as tmp:
                 shutil.copyfile(sidecar_path(onnx_path), tmp)
-        write_bytes_atomic(folder / "labels.txt", ("\n".join(predictor.class_names) + "\n").encode())
-        text = config_pbtxt(
-            name, predictor.input_name, predictor.num_classes, max_batch_size, round(max_queue_delay_ms * 1000)
-        )
-        write_bytes_atomic(folder / "config.pbtxt", text.encode())
+        write_bytes_atomic(folder / LABELS_FILE, ("\n".join(predictor.class_names) + "\n").encode())
+        config = triton_config(name, predictor.input_name, predictor.num_classes, batching)
+        write_bytes_atomic(folder / "config.pbtxt", config_pbtxt(config).encode())
         written.append(folder)
     return written

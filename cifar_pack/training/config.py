@@ -18,6 +18,12 @@ from ..runtime.errors import UsageError
 class Recipe(StrEnum):
     default = "default"
     seed = "seed"
+    fast = "fast"
+
+
+class Architecture(StrEnum):
+    seed = "seed"  # the notebook's CNN (model.build_model)
+    fast = "fast"  # BatchNorm CNN with a frozen whitening layer, after airbench (model.build_fast_model)
 
 
 class Precision(StrEnum):
@@ -53,16 +59,19 @@ class Augment:
     zoom: float = 0.0
     horizontal_flip: bool = True
     fill_mode: str = "nearest"
+    interpolation: str = "bilinear"  # "nearest": shifts move whole pixels (as a padded random crop does)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; stored in the manifest and in the resume state.
 
-    ``schedule`` is "constant" (the notebook) or "onecycle" (linear warm-up then cosine decay).
+    ``schedule`` is "constant" (the notebook), "onecycle" (linear warm-up then cosine decay) or
+    "triangular" (linear warm-up over ``warmup_epochs``, then linear decay to 7 % of the peak).
     """
 
     recipe: str = "default"
+    architecture: str = "seed"  # an Architecture value
     epochs: int = 20
     batch_size: int = 128
     optimizer: str = "adamw"
@@ -124,7 +133,28 @@ DEFAULT_RECIPE = TrainConfig(
     augment=Augment(horizontal_flip=True),
 )
 
-RECIPES = {Recipe.default.value: DEFAULT_RECIPE, Recipe.seed.value: SEED_RECIPE}
+# Fast: airbench's ideas sized for two CPU cores (docs/recipes.md has the ablation and the seeds):
+# a BatchNorm CNN of widths 48-160-160 (~0.8 M parameters, ~110 MFLOP an image) whose first layer
+# is a frozen 2x2 patch-whitening convolution computed from the training images; Nesterov SGD at
+# batch 512 with a triangular schedule, label smoothing 0.2, flips and 2-pixel translations
+# (reflected borders, whole pixels), bf16 compute where the CPU has it.
+FAST_RECIPE = TrainConfig(
+    recipe="fast",
+    architecture="fast",
+    epochs=15,
+    batch_size=512,
+    optimizer="sgd",
+    learning_rate=0.2,
+    weight_decay=5e-4,
+    schedule="triangular",
+    warmup_epochs=3.0,
+    label_smoothing=0.2,
+    augment=Augment(
+        width_shift=2 / 32, height_shift=2 / 32, horizontal_flip=True, fill_mode="reflect", interpolation="nearest"
+    ),
+)
+
+RECIPES = {Recipe.default.value: DEFAULT_RECIPE, Recipe.seed.value: SEED_RECIPE, Recipe.fast.value: FAST_RECIPE}
 
 # Export's defaults, shared by the library and the command line.
 DEFAULT_OPSET = 17
@@ -171,6 +201,7 @@ def validate_config(config: TrainConfig) -> None:
     for option, enum, value in (
         ("--precision", Precision, config.precision),
         ("--strategy", Strategy, config.strategy),
+        ("architecture", Architecture, config.architecture),
     ):
         if value not in choices(enum):
             raise UsageError(f"{option} must be one of {', '.join(choices(enum))}, got {value!r}")

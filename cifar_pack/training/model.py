@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from ..runtime.batching import BatchFn
 from ..runtime.config import INPUT_NAME, INPUT_SHAPE, KERAS_SUFFIXES, OUTPUT_NAME
 from ..runtime.errors import ModelError
@@ -53,6 +55,67 @@ def build_model(num_classes: int = 10, input_shape: tuple[int, int, int] = INPUT
         ],
         name="cifar_pack_cnn",
     )
+
+
+FAST_WIDTHS = (48, 160, 160)  # the three blocks' channels; 32x32 -> 31 -> 15 -> 7 -> 3 pixels
+WHITEN_PATCH = 2  # the whitening layer's patch size: 2x2x3 = 12 dimensions, 24 filters (+ and -)
+
+
+@keras.saving.register_keras_serializable(package="cifar_pack")
+def gelu(x: tf.Tensor) -> tf.Tensor:
+    """Exact GELU written with erf: Keras' own computes it with erfc, which tf2onnx cannot convert;
+    erf is ONNX's ``Erf`` (opset 9), which onnxruntime, OpenVINO, OpenCV DNN and tract all run."""
+    return 0.5 * x * (1.0 + keras.ops.erf(x * 0.7071067811865476))
+
+
+def whitening_kernel(images: np.ndarray, eps: float = 5e-4, samples: int = 5000) -> np.ndarray:
+    """The frozen first layer's weights: (2, 2, 3, 24) filters that whiten 2x2 RGB patches.
+
+    ``images``: uint8 (N, 32, 32, 3) training images (the first ``samples`` are used). The patch
+    covariance's eigenvectors, each divided by the square root of its eigenvalue (+ ``eps``), and
+    their negatives, so a following GELU keeps both signs (airbench's first layer).
+    """
+    k = WHITEN_PATCH
+    x = images[:samples].astype(np.float32) / 255.0
+    patches = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))  # (N, 31, 31, 3, k, k)
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * 3)  # rows in (row, col, channel) order
+    patches = patches - patches.mean(axis=0)
+    eigenvalues, vectors = np.linalg.eigh(patches.T @ patches / len(patches))
+    filters = (vectors / np.sqrt(eigenvalues + eps)).T.reshape(k * k * 3, k, k, 3).transpose(1, 2, 3, 0)
+    return np.concatenate([filters, -filters], axis=-1).astype(np.float32)
+
+
+def build_fast_model(
+    num_classes: int,
+    whitening: np.ndarray,
+    widths: tuple[int, ...] = FAST_WIDTHS,
+    input_shape: tuple[int, int, int] = INPUT_SHAPE,
+) -> keras.Model:
+    """The ``fast`` recipe's CNN: raw pixels (N, 32, 32, 3) 0..255 -> (N, C) probabilities.
+
+    Rescaling(1/255) -> frozen 2x2 whitening conv (24 filters, valid: 31x31) -> GELU -> three blocks
+    of [conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU] -> global max pool -> dense
+    (no bias) scaled by 1/9 -> softmax (float32). Convolutions have no bias (BatchNorm follows).
+    """
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    whiten = layers.Conv2D(whitening.shape[-1], WHITEN_PATCH, name="whiten", trainable=False)
+    x = layers.Activation(gelu, name="whiten_act")(whiten(x))
+    whiten.set_weights([whitening, np.zeros(whitening.shape[-1], np.float32)])
+    for i, width in enumerate(widths, start=1):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i}_conv1")(x)
+        x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+        x = layers.BatchNormalization(momentum=0.6, name=f"block{i}_bn1")(x)
+        x = layers.Activation(gelu, name=f"block{i}_act1")(x)
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i}_conv2")(x)
+        x = layers.BatchNormalization(momentum=0.6, name=f"block{i}_bn2")(x)
+        x = layers.Activation(gelu, name=f"block{i}_act2")(x)
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    x = layers.Dense(num_classes, use_bias=False, name="logits")(x)
+    x = layers.Rescaling(1.0 / 9.0, name="logit_scale")(x)  # airbench's output scale: softer early softmax
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="cifar_pack_fast_cnn")
 
 
 # ---------------------------------------------------------------------------------------------

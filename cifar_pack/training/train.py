@@ -31,9 +31,10 @@ from ..runtime import data as data_mod
 from ..runtime.errors import Interrupted, UsageError
 from ..runtime.fileio import package_versions, remove_stale_temps, write_json_atomic
 from ..runtime.records import HISTORY_FILE, MANIFEST_FILE
+from ..runtime.sysinfo import describe_cpu
 from .checkpoints import RunTracker, load_checkpoint, restore_rng_states, save_model
 from .config import DEFAULT_RECIPE, TrainConfig, validate_config
-from .model import build_model
+from .model import build_fast_model, build_model, whitening_kernel
 from .multi_worker import is_chief, multi_worker_step_logs, work_around_keras_multi_worker
 from .pipeline import (
     describe_kernels,
@@ -218,7 +219,10 @@ def _build_or_restore(run: _Run, strategy: tf.distribute.Strategy) -> keras.Mode
                 save_model(model, run.out / BEST_FILE, include_optimizer=False)
             return model
         steps_per_epoch = int(np.ceil(len(run.arrays[1]) / run.config.batch_size))
-        model = build_model(run.num_classes)
+        if run.config.architecture == "fast":
+            model = build_fast_model(run.num_classes, whitening_kernel(run.arrays[0]))
+        else:
+            model = build_model(run.num_classes)
         model.compile(
             optimizer=make_optimizer(run.config, steps_per_epoch),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=run.config.label_smoothing),
@@ -320,6 +324,7 @@ def _write_run_record(run: _Run, history: list[dict]) -> TrainResult:
             "test_accuracy": test_accuracy,
         },
         "seconds": round(seconds, 2),
+        "trained_on": describe_cpu(),
         "images_per_second": round(images_per_second, 1) if seconds else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

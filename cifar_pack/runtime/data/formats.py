@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from ..config import CIFAR10_CLASSES, IMAGE_SIZE
+from ..config import CIFAR10_CLASSES, IMAGE_SIZE, INPUT_BYTES
 from ..errors import DataError, InputError
 from ..images import IMAGE_SUFFIXES, decode_bytes, resolve_max_pixels
 from .sources import Listing, Reader
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 MAX_BATCH_ROWS = 50_000  # images in one release batch: 10,000 (CIFAR-10), 50,000 (CIFAR-100 train)
-PIXELS_PER_ROW = 3 * IMAGE_SIZE * IMAGE_SIZE  # 3072 bytes: one 32x32 RGB image, R plane, G, B
+PIXELS_PER_ROW = INPUT_BYTES  # one 32x32 RGB image, R plane, G, B
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (x (N, 32, 32, 3) uint8, y (N,) int64)
 
@@ -88,7 +88,7 @@ def _python_batch(name: str, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{name}: not a CIFAR batch (`data` must be a 2-D uint8 array)")
     rows, width = data.shape
     if width != PIXELS_PER_ROW or not 0 < rows <= MAX_BATCH_ROWS:
-        raise DataError(f"{name}: `data` has shape {data.shape}, expected (N <= {MAX_BATCH_ROWS:,}, 3072)")
+        raise DataError(f"{name}: `data` has shape {data.shape}, expected (N <= {MAX_BATCH_ROWS:,}, {PIXELS_PER_ROW})")
     if data.nbytes > len(raw) or any(stride <= 0 for stride in data.strides):
         raise DataError(f"{name}: `data` claims {data.nbytes:,} bytes of pixels in a {len(raw):,}-byte file")
     if not isinstance(labels, (list, np.ndarray)) or len(labels) != rows:
@@ -125,7 +125,7 @@ def _read_python_release(listing: Listing) -> tuple[list[str], Splits]:
 
 
 def _binary_batch(name: str, raw_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
-    record = 1 + PIXELS_PER_ROW  # 1 label byte + 3072 pixel bytes (R plane, G, B)
+    record = 1 + PIXELS_PER_ROW  # 1 label byte + the pixel bytes (R plane, G, B)
     raw = np.frombuffer(raw_bytes, dtype=np.uint8)
     if raw.size == 0 or raw.size % record:
         raise DataError(f"{name}: truncated or not a CIFAR-10 binary batch ({raw.size} bytes)")
