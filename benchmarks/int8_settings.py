@@ -46,10 +46,10 @@ def main() -> None:
 
     import onnxruntime as ort
 
+    from cifar_pack.formats.config import DEFAULT_INT8
+    from cifar_pack.formats.int8 import accuracy, avx2_pair_bound, measure_speedup, quantize_model
     from cifar_pack.runtime import data
     from cifar_pack.runtime.predictor import BUNDLED_MODEL
-    from cifar_pack.training.config import DEFAULT_INT8
-    from cifar_pack.training.quantize import accuracy, avx2_pair_bound, measure_speedup, quantize_model
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the QEMU harness lives with the tests
     from tests.cpu_emulation import EMULATED_CPUS, emulated_probabilities, qemu_unavailable_reason

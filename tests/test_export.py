@@ -10,10 +10,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from cifar_pack.formats.config import DEFAULT_INT8
+from cifar_pack.formats.parity import check_parity
 from cifar_pack.runtime.errors import ModelError, ParityError
-from cifar_pack.training.config import DEFAULT_INT8
 from cifar_pack.training.export import export_onnx
-from cifar_pack.training.parity import check_parity
 
 from .conftest import FLOAT32_REORDER_ATOL, TRAIN_PRECISION, assert_one_line_error, make_images, run_cli
 

@@ -261,7 +261,7 @@ def test_glob_with_link_loops_terminates_and_finds_each_image_once(tmp_path):
         Image.fromarray(make_images(1, (200, 30, 30), 0)[0]).save(tmp_path / "dir" / name)
     (folder / "up1").symlink_to("..")
     (folder / "up2").symlink_to("..")
-    found = inputs.find_images([str(tmp_path / "dir" / "**" / "*.jpg")])
+    found = list(inputs.iter_images([str(tmp_path / "dir" / "**" / "*.jpg")]))
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["dir/a.jpg", "dir/sub/b.jpg"]
     proc = run_limited("predict", f"{tmp_path}/dir/**/*.jpg", timeout=60)
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2, proc.stderr

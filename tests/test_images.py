@@ -124,11 +124,11 @@ def test_decompression_bomb_is_an_error_not_a_crash(tmp_path, monkeypatch):
         images.load_image(path)
 
 
-def test_find_images_expands_dirs_and_globs(tmp_path):
+def test_iter_images_expands_dirs_and_globs(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/1.png", "a/b/2.jpg", "a/notes.txt", "3.png"):
         (tmp_path / name).write_bytes(b"x")
-    found = inputs.find_images([str(tmp_path / "a"), str(tmp_path / "*.png"), str(tmp_path / "nope.png")])
+    found = list(inputs.iter_images([str(tmp_path / "a"), str(tmp_path / "*.png"), str(tmp_path / "nope.png")]))
     assert [p.name for p in found[:3]] == ["1.png", "2.jpg", "3.png"]
     assert found[3] == {"path": str(tmp_path / "nope.png"), "error": f"{tmp_path / 'nope.png'}: no such file"}
 

@@ -16,9 +16,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from cifar_pack.formats.config import DEFAULT_INT8, Int8Settings
+from cifar_pack.formats.int8 import avx2_pair_bound, quantize_model
 from cifar_pack.runtime.predictor import BUNDLED_MODEL
-from cifar_pack.training.config import DEFAULT_INT8, Int8Settings
-from cifar_pack.training.quantize import avx2_pair_bound, quantize_model
 
 from .conftest import make_images
 from .cpu_emulation import emulated_probabilities, qemu_unavailable_reason

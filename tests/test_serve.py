@@ -67,6 +67,14 @@ class Server:
         conn.close()
         return response.status, dict(response.getheaders()), data
 
+    def wait_until_queued(self, images: int = 1, model: str = "cifar10", timeout: float = 30) -> None:
+        """Until ``images`` wait in ``model``'s batcher queue, read from /metrics (not a sleep and a hope)."""
+        want = f'cifar_pack_queue_depth{{model="{model}"}} {float(images)}'
+        deadline = time.time() + timeout
+        while want not in self.request("GET", "/metrics")[2].decode():
+            assert time.time() < deadline, f"no request queued within {timeout} s"
+            time.sleep(0.05)
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=60)
@@ -335,7 +343,7 @@ def test_sigterm_finishes_the_request_in_flight():
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(0.5)  # the request is waiting in the batcher for its 1.5 s window
+    s.wait_until_queued()  # the request waits in the batcher for its 1.5 s window
     assert s.stop() == 0
     thread.join()
     assert result["status"] == 200

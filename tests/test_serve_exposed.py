@@ -11,7 +11,6 @@ import io
 import json
 import socket
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,7 @@ def raw_exchange(port: int, data: bytes, timeout: float = 30) -> bytes:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's peak memory from /proc")
-def test_1_concurrent_16_bit_uploads_stay_within_memory():
+def test_concurrent_16_bit_uploads_stay_within_memory():
     """Eight 49 MP 16-bit PNGs at once: before, +1.3 GB each (past 8 GB); the goal is <= 1.5 GB peak."""
     png = sixteen_bit_png()
     s = Server("--max-queue-delay-ms", "2")
@@ -97,7 +96,7 @@ def test_1_concurrent_16_bit_uploads_stay_within_memory():
         assert s.stop() == 0, s.log
 
 
-def test_2_a_request_over_its_pixel_budget_is_refused_before_decoding(server):
+def test_a_request_over_its_pixel_budget_is_refused_before_decoding(server):
     """40 images of 49 MP in one multipart body (31 CPU-seconds before): 413 from the headers alone."""
     png = sixteen_bit_png()
     body, headers = _multipart([(f"{i}.png", png) for i in range(40)])
@@ -106,7 +105,7 @@ def test_2_a_request_over_its_pixel_budget_is_refused_before_decoding(server):
     assert "1,960 megapixels" in json.loads(data)["error"] and "200" in json.loads(data)["error"]
 
 
-def test_2_images_are_still_decoded_one_by_one_within_budget(server):
+def test_images_are_still_decoded_one_by_one_within_budget(server):
     body, headers = _multipart([("a.jpg", SAMPLES[0].read_bytes()), ("big.png", sixteen_bit_png(3000))])
     status, _, data = server.request("POST", "/predict", body, headers)
     assert status == 200, data
@@ -126,7 +125,7 @@ def _json_infer(images: np.ndarray) -> bytes:
     ).encode()
 
 
-def test_3_json_bodies_have_their_own_limit_and_large_ones_still_work(server):
+def test_json_bodies_have_their_own_limit_and_large_ones_still_work(server):
     photos = np.stack([np.asarray(Image.open(p).convert("RGB").resize((32, 32))) for p in SAMPLES])
     big = _json_infer(np.resize(photos, (200, 32, 32, 3)))  # ~2.4 MB: parsed in the decode pool
     status, _, data = server.request("POST", "/v2/models/cifar10/infer", big, {"Content-Type": "application/json"})
@@ -141,7 +140,7 @@ def test_3_json_bodies_have_their_own_limit_and_large_ones_still_work(server):
 # -- 4 and 5: heads and connections, before any key is checked --------------------------------
 
 
-def test_4_a_huge_or_crowded_head_gets_431_before_the_api_key():
+def test_a_huge_or_crowded_head_gets_431_before_the_api_key():
     s = Server(env={"CIFAR_PACK_API_KEY": "k"})
     try:
         huge = raw_exchange(s.port, b"GET /v2 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (8 << 20) + b"\r\n\r\n")
@@ -154,13 +153,13 @@ def test_4_a_huge_or_crowded_head_gets_431_before_the_api_key():
         assert s.stop() == 0, s.log
 
 
-def test_5_idle_and_slowloris_connections_are_closed(server):
+def test_idle_and_slowloris_connections_are_closed(server):
     idle = raw_exchange(server.port, b"", timeout=60)  # returns once the server closes it
     slow = raw_exchange(server.port, b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n", timeout=60)
     assert idle == b"" and slow == b""
 
 
-def test_5_connections_past_the_cap_are_closed_and_the_others_served(server):
+def test_connections_past_the_cap_are_closed_and_the_others_served(server):
     socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(60)]
     try:
         closed = 0
@@ -176,7 +175,7 @@ def test_5_connections_past_the_cap_are_closed_and_the_others_served(server):
     assert server.request("GET", "/v2/health/live")[0] == 200
 
 
-def test_10_malformed_requests_are_not_logged_as_warnings(server):
+def test_malformed_requests_are_not_logged_as_warnings(server):
     for _ in range(20):
         assert raw_exchange(server.port, b"NOT HTTP\r\n\r\n").startswith(b"HTTP/1.1 400")
     assert server.request("GET", "/v2/health/live")[0] == 200
@@ -187,13 +186,13 @@ def test_10_malformed_requests_are_not_logged_as_warnings(server):
 
 
 @pytest.mark.parametrize("path", ["/model.json", "/model.onnx", "/v2/health/live"])
-def test_6_a_foreign_host_is_refused(server, path):
+def test_a_foreign_host_is_refused(server, path):
     status, headers, data = server.request("GET", path, headers={"Host": "evil.example"})
     assert status == 403 and "--allowed-host" in json.loads(data)["error"]
     assert headers["x-content-type-options"] == "nosniff"
 
 
-def test_6_cross_origin_posts_are_refused_same_origin_ones_served(server):
+def test_cross_origin_posts_are_refused_same_origin_ones_served(server):
     body, headers = _multipart([("a.jpg", SAMPLES[0].read_bytes())])
     foreign = server.request("POST", "/predict", body, headers | {"Origin": "http://evil.example"})
     local_page = server.request("POST", "/predict", body, headers | {"Origin": "http://localhost:3000"})
@@ -203,7 +202,7 @@ def test_6_cross_origin_posts_are_refused_same_origin_ones_served(server):
     assert plain[0] == 403
 
 
-def test_6_allowed_host_adds_names():
+def test_allowed_host_adds_names():
     s = Server("--allowed-host", "cifar.internal")
     try:
         assert s.request("GET", "/v2/health/live", headers={"Host": "cifar.internal:8000"})[0] == 200
@@ -213,7 +212,7 @@ def test_6_allowed_host_adds_names():
         assert s.stop() == 0, s.log
 
 
-def test_7_every_response_has_security_headers(server):
+def test_every_response_has_security_headers(server):
     for method, path in (("GET", "/v2/models/cifar10"), ("GET", "/nowhere"), ("POST", "/predict")):
         _, headers, _ = server.request(method, path)
         assert headers["x-content-type-options"] == "nosniff", path
@@ -234,13 +233,13 @@ def _repository(root: Path, names: list[str], version: str = "1") -> Path:
     return root
 
 
-def test_8_a_repository_over_the_model_cap_is_refused_in_one_line(tmp_path):
+def test_a_repository_over_the_model_cap_is_refused_in_one_line(tmp_path):
     repo = _repository(tmp_path / "repo", ["a", "b", "c"])
     proc = run_cli("serve", "--model-repository", repo, "--max-models", "2", "--port", "0", timeout=120)
     assert_one_line_error(proc, "3 model folders", "--max-models 2", code=2)
 
 
-def test_9_names_and_versions_are_validated(tmp_path):
+def test_names_and_versions_are_validated(tmp_path):
     repo = _repository(tmp_path / "repo", ["good"])
     _repository(repo, ["bad\nname", "<b>html"])
     (repo / "superscript" / "²").mkdir(parents=True)  # int("²") raised at start-up before
@@ -286,7 +285,8 @@ def test_the_docs_exposed_command_runs_as_written():
         assert s.stop() == 0, s.log
 
 
-def test_10_sigterm_past_the_grace_period_answers_json():
+@pytest.mark.slow  # the server's 30 s grace period runs out
+def test_sigterm_past_the_grace_period_answers_json():
     """A request still waiting when the 30 s grace period ends gets a JSON 503, not a plain-text 500."""
     s = Server("--max-queue-delay-ms", "100000")  # the request waits for batch company for 100 s
     body = json.dumps(
@@ -297,10 +297,7 @@ def test_10_sigterm_past_the_grace_period_answers_json():
         target=lambda: answer.append(s.request("POST", "/v2/models/cifar10/infer", body, timeout=120))
     )
     client.start()
-    for _ in range(300):  # until the request waits in the queue (at most 30 s)
-        if 'cifar_pack_queue_depth{model="cifar10"} 1.0' in s.request("GET", "/metrics")[2].decode():
-            break
-        time.sleep(0.1)
+    s.wait_until_queued()
     assert s.stop() == 0, s.log
     client.join()
     status, headers, data = answer[0]

@@ -7,10 +7,17 @@ from typing import Annotated
 
 import typer
 
-from ..runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION, KERAS_SUFFIXES, Split
+from ..formats.config import DEFAULT_MAX_ACCURACY_DROP
+from ..runtime.config import (
+    DEFAULT_ENGINE,
+    DEFAULT_EVAL_DIR,
+    DEFAULT_KERAS_MODEL,
+    DEFAULT_PRECISION,
+    KERAS_SUFFIXES,
+    Split,
+)
 from ..runtime.data import check_source
 from ..runtime.errors import UsageError
-from ..training.config import DEFAULT_MAX_ACCURACY_DROP
 from .app import app
 from .common import DataOpt, EngineOpt, JsonOpt, PrecisionOpt, command, emit
 
@@ -28,9 +35,7 @@ def evaluate(
             "--split", help="val is the training run's validation split; default: test when present, else train."
         ),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Directory for report.json and confusion.png.")] = Path(
-        "artifacts/eval"
-    ),
+    out: Annotated[Path, typer.Option("--out", help="Directory for report.json and confusion.png.")] = DEFAULT_EVAL_DIR,
     model_card: Annotated[
         Path | None, typer.Option("--model-card", help="Also write a Markdown model card here.")
     ] = None,
@@ -77,7 +82,7 @@ def benchmark(
             "--model",
             help="Keras model (its .onnx and .int8.onnx are built for the run if missing), or a float32 .onnx.",
         ),
-    ] = Path("artifacts/model.keras"),
+    ] = DEFAULT_KERAS_MODEL,
     data: Annotated[
         str | None, typer.Option("--data", help="Labelled images (default: the training run's validation split).")
     ] = None,

@@ -9,18 +9,18 @@ from typing import Annotated
 
 import typer
 
-from ..runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
-from ..runtime.data import check_source
-from ..runtime.errors import UsageError
-from ..training.config import (
+from ..formats.config import (
     DEFAULT_ATOL,
     DEFAULT_INT8,
     DEFAULT_MAX_ACCURACY_DROP,
-    DEFAULT_OPSET,
     DEFAULT_PARITY_SAMPLES,
     CalibrateMethod,
     Int8Settings,
 )
+from ..runtime.config import DEFAULT_ENGINE, DEFAULT_KERAS_MODEL, DEFAULT_PRECISION
+from ..runtime.data import check_source
+from ..runtime.errors import UsageError
+from ..training.config import DEFAULT_OPSET
 from .app import app
 from .common import EngineOpt, JsonOpt, PrecisionOpt, command, emit, printable
 
@@ -37,7 +37,7 @@ def export(
     model: Annotated[
         Path,
         typer.Option("--model", help="Keras model (.keras or .h5), or an exported float32 .onnx to quantize (--int8)."),
-    ] = Path("artifacts/model.keras"),
+    ] = DEFAULT_KERAS_MODEL,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -133,15 +133,18 @@ def _export_from_onnx(
     result: dict = {"onnx": str(model), "int8": None, "int8_report": None}
     lines = []
     if output is not None:
-        from ..training.graph import resimplify_onnx
+        from ..formats.graph import resimplify_onnx
 
         model, parity = resimplify_onnx(model, output)
         result |= {"onnx": str(model), "parity": parity.to_json()}
         lines.append(f"wrote {model} (graph simplified; max abs diff {parity.max_abs_diff:.2g} vs the source)")
     if int8:
-        from ..training.quantize import int8_from_onnx
+        from ..formats.pipeline import Steps, run_steps_on_onnx
 
-        path, report = int8_from_onnx(model, data, settings=settings, max_accuracy_drop=max_accuracy_drop)
+        after = run_steps_on_onnx(
+            model, data, Steps(int8=True, int8_settings=settings, max_accuracy_drop=max_accuracy_drop)
+        )
+        path, report = after["int8"], after["int8_report"]
         result |= {"int8": str(path), "int8_report": report}
         lines.append(_int8_line(path, report))
     if triton is not None:

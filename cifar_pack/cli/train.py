@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..runtime.config import ARTIFACTS, DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT
 from ..runtime.data import check_source
 from ..runtime.errors import Interrupted
 from ..runtime.records import TRAIN_OPTIONS
@@ -20,24 +21,43 @@ def _recipe(name: Recipe) -> TrainConfig:
     return RECIPES[name.value]
 
 
+def _per_recipe(option: str) -> str:
+    """ "default 20, seed 20, fast 15": an option's value in each recipe, for --help."""
+    return ", ".join(f"{name} {getattr(config, option)}" for name, config in RECIPES.items())
+
+
+RECIPE_HELP = (
+    "default (AdamW one-cycle, tuned on validation), seed (the notebook) or fast (BatchNorm CNN, "
+    "airbench-style; docs/recipes.md)."
+)
+
+
 @app.command()
 @command
 def train(
     data: Annotated[str | None, typer.Option("--data", help=DATA_HELP, show_default="cifar10")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and reports.")] = Path("artifacts"),
-    recipe: Annotated[
-        Recipe, typer.Option("--recipe", help="default (AdamW one-cycle, tuned on validation) or seed (the notebook).")
-    ] = Recipe.default,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe's value if omitted: 20).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size (recipe: 128).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and reports.")] = ARTIFACTS,
+    recipe: Annotated[Recipe, typer.Option("--recipe", help=RECIPE_HELP)] = Recipe.default,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help=f"Epochs (the recipe's if omitted: {_per_recipe('epochs')}).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help=f"Global batch size (the recipe's: {_per_recipe('batch_size')}).")
+    ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (recipe's if omitted).")] = None,
     validation_split: Annotated[
         float | None,
-        typer.Option("--validation-split", help="Stratified validation fraction in (0, 1).", show_default="0.2"),
+        typer.Option(
+            "--validation-split",
+            help="Stratified validation fraction in (0, 1).",
+            show_default=str(DEFAULT_VALIDATION_SPLIT),
+        ),
     ] = None,
     seed: Annotated[
         int | None,
-        typer.Option("--seed", min=0, help="Seed for the split, shuffling and augmentation.", show_default="1337"),
+        typer.Option(
+            "--seed", min=0, help="Seed for the split, shuffling and augmentation.", show_default=str(DEFAULT_SEED)
+        ),
     ] = None,
     precision: Annotated[
         Precision | None,
@@ -56,7 +76,7 @@ def train(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train the seed CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
+    """Train a recipe's CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
     options: dict[str, str | int | float | None] = {
         "--epochs": epochs,
         "--batch-size": batch_size,
@@ -92,9 +112,8 @@ def train(
 @command
 def preview_augment(
     data: DataOpt = "cifar10",
-    output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write.")] = Path(
-        "artifacts/augment-preview.png"
-    ),
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG grid to write.")] = ARTIFACTS
+    / "augment-preview.png",
     recipe: Annotated[Recipe, typer.Option("--recipe", help="Whose augmentation to show.")] = Recipe.default,
     images: Annotated[int, typer.Option("--images", min=1, max=64, help="Source images (rows).")] = 8,
     variants: Annotated[

@@ -5,7 +5,7 @@ Nothing here imports anything heavy, so the command line reads its defaults chea
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 
 # The image contract of every model cifar-pack builds or exports: (32, 32, 3) uint8 RGB, NHWC.
@@ -35,8 +35,12 @@ CIFAR10_CLASSES = (
 DEFAULT_VALIDATION_SPLIT = 0.2
 DEFAULT_SEED = 1337
 
+# Where the commands write and read a run's files when no path is given (relative to the cwd).
+ARTIFACTS = Path("artifacts")
+DEFAULT_KERAS_MODEL = ARTIFACTS / "model.keras"  # what train writes and export, evaluate, benchmark read
+DEFAULT_EVAL_DIR = ARTIFACTS / "eval"
 # Which model `predict`, `evaluate`, `info` and `serve` use when none is named.
-DEFAULT_MODEL = Path("artifacts/model.onnx")
+DEFAULT_MODEL = ARTIFACTS / "model.onnx"
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "cifar10.onnx"
 
 DEFAULT_BATCH_SIZE = 256  # images per onnxruntime call in predict
@@ -79,3 +83,8 @@ class Split(StrEnum):
 # Keras model files: export, evaluate and benchmark read them (the [train] extra); predict and
 # serve refuse them with the export command to run.
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def choices(enum: type[Enum]) -> list[str]:
+    """The values of a choice Enum, in order: what the library accepts and what errors list."""
+    return [member.value for member in enum]

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import data as data_mod
 from .batching import BatchFn, run_batched
-from .config import KERAS_SUFFIXES
+from .config import DEFAULT_EVAL_DIR, KERAS_SUFFIXES
 from .engines import EngineSettings
 from .errors import DataError, ModelError
 from .fileio import write_json_atomic
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Classifier:
+class EvalModel:
     """What evaluation needs from a model, whatever its format (the Keras adapter lives in
     ``cifar_pack.training.model.keras_classifier``, so this side never imports TensorFlow)."""
 
@@ -42,7 +42,7 @@ class Classifier:
     engine: Callable[[], dict] | None = None
 
 
-def onnx_classifier(model: str | os.PathLike | None, settings: EngineSettings | None = None) -> Classifier:
+def onnx_classifier(model: str | os.PathLike | None, settings: EngineSettings | None = None) -> EvalModel:
     """Open an ONNX model with onnxruntime or OpenVINO (``None``: the model ``cifar-pack predict`` uses).
 
     Raises:
@@ -57,23 +57,23 @@ def onnx_classifier(model: str | os.PathLike | None, settings: EngineSettings | 
     meta = predictor.metadata
     quantization = meta.get("quantization") if isinstance(meta.get("quantization"), dict) else None
     training = TrainingRecord.from_metadata(meta.get("training"))
-    return Classifier(
+    return EvalModel(
         path, predictor.class_names, predictor.predict_proba, training, "onnx", quantization, predictor.engine_info
     )
 
 
 def evaluate(
-    model: Classifier | str | os.PathLike | None,
+    model: EvalModel | str | os.PathLike | None,
     data: str,
     split: str | None = None,
-    out: str | os.PathLike = "artifacts/eval",
+    out: str | os.PathLike = DEFAULT_EVAL_DIR,
     model_card: str | os.PathLike | None = None,
     batch_size: int = 512,
 ) -> dict:
     """Evaluate ``model`` on one split of ``data``; write a JSON report and a confusion PNG.
 
     Args:
-        model: a ``Classifier`` (e.g. ``keras_classifier(path)``), or an ``.onnx`` path; ``None`` =
+        model: a ``EvalModel`` (e.g. ``keras_classifier(path)``), or an ``.onnx`` path; ``None`` =
             the model ``cifar-pack predict`` uses.
         data: any ``data.load`` source. split: ``test`` (default when present), ``val``
             (the training run's stratified split, same fraction and seed) or ``train``.
@@ -88,7 +88,7 @@ def evaluate(
         DataError: missing split, empty set, class names that do not match the model's.
     """
     started = time.perf_counter()
-    clf = model if isinstance(model, Classifier) else onnx_classifier(model)
+    clf = model if isinstance(model, EvalModel) else onnx_classifier(model)
     dataset = data_mod.load(data)
     split, x, y = data_mod.select(dataset, split, *clf.training.split)
     if len(y) == 0:
@@ -131,7 +131,7 @@ def evaluate(
     return report
 
 
-def _warn_about_mismatches(clf: Classifier, dataset: data_mod.Dataset, data: str, split: str) -> list[str]:
+def _warn_about_mismatches(clf: EvalModel, dataset: data_mod.Dataset, data: str, split: str) -> list[str]:
     """The model's classes the data has no images of (said, then returned); a 'val' that is not the run's."""
     absent = [name for name in clf.class_names if name not in dataset.class_names]
     if absent:
@@ -149,7 +149,7 @@ def _warn_about_mismatches(clf: Classifier, dataset: data_mod.Dataset, data: str
     return absent
 
 
-def out_of_scope_probe(clf: Classifier, n: int = 500, seed: int = 0) -> dict:
+def out_of_scope_probe(clf: EvalModel, n: int = 500, seed: int = 0) -> dict:
     """What the model says about images of none of its classes: uniform noise and flat colours.
 
     Returns per kind the mean top-1 probability, the share answered with probability >= 0.5 and

@@ -39,11 +39,6 @@ def iter_images(inputs: Iterable[str]) -> Iterator[Path | Miss]:
             yield {"path": item, "error": f"{item}: no such file"}
 
 
-def find_images(inputs: Iterable[str]) -> list[Path | Miss]:
-    """``iter_images`` as a list, for callers that want them all at once."""
-    return list(iter_images(inputs))
-
-
 def _or_miss(hits: Iterator[Path], item: str, why: str) -> Iterator[Path | Miss]:
     found = False
     for hit in hits:

@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..formats.config import DEFAULT_MAX_ACCURACY_DROP
+from ..formats.int8 import allowed_drop
 from ..runtime import data as data_mod
 from ..runtime.batching import BatchFn, call_seconds, run_batched
-from ..runtime.config import INPUT_NAME, KERAS_SUFFIXES
+from ..runtime.config import DEFAULT_KERAS_MODEL, INPUT_NAME, KERAS_SUFFIXES
 from ..runtime.errors import UsageError
 from ..runtime.evaluation import map_labels
 from ..runtime.fileio import package_versions
 from ..runtime.onnx_file import model_proto_metadata, read_metadata, write_model
 from ..runtime.records import TrainingRecord, read_record
 from ..runtime.sysinfo import cpu_info, int8_advice
-from .config import DEFAULT_MAX_ACCURACY_DROP
-from .quantize import allowed_drop
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -45,7 +45,7 @@ BATCH = 256  # the throughput batch
 
 
 def run_benchmark(
-    model: str | Path = "artifacts/model.keras",
+    model: str | Path = DEFAULT_KERAS_MODEL,
     data: str | None = None,
     samples: int = 10_000,
     rounds: int = 5,
@@ -148,7 +148,7 @@ def _onnx_files(
     A built int8 file is measured, not gated (``quantize.measure_int8``); it is written beside the
     model only with ``keep`` and a passing gate, so no file appears that ``export`` would refuse.
     """
-    from .quantize import measure_int8
+    from ..formats.int8 import measure_int8
 
     fp32, int8 = model.with_suffix(".onnx"), model.with_name(f"{model.stem}.int8.onnx")  # fp32 may be `model`
     files = {"onnx-fp32": (fp32, True), "onnx-int8": (int8, True)}

@@ -1,4 +1,4 @@
-"""The training side's settings and defaults, one home: recipes, export and int8 defaults, choices.
+"""The training side's settings and defaults, one home: recipes, the opset, the command line's choices.
 
 Nothing here imports TensorFlow, so the command line reads its defaults and choices cheaply.
 The image contract and the split defaults are the runtime's (``cifar_pack.runtime.config``).
@@ -7,9 +7,9 @@ The image contract and the split defaults are the runtime's (``cifar_pack.runtim
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from enum import Enum, StrEnum
+from enum import StrEnum
 
-from ..runtime.config import DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT
+from ..runtime.config import DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT, choices
 from ..runtime.errors import UsageError
 
 
@@ -36,17 +36,6 @@ class Strategy(StrEnum):
     default = "default"
     mirrored = "mirrored"
     multi_worker = "multi-worker"
-
-
-class CalibrateMethod(StrEnum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-def choices(enum: type[Enum]) -> list[str]:
-    """The values of a choice Enum, in order: what the library accepts and what errors list."""
-    return [member.value for member in enum]
 
 
 @dataclass(frozen=True)
@@ -156,38 +145,8 @@ FAST_RECIPE = TrainConfig(
 
 RECIPES = {Recipe.default.value: DEFAULT_RECIPE, Recipe.seed.value: SEED_RECIPE, Recipe.fast.value: FAST_RECIPE}
 
-# Export's defaults, shared by the library and the command line.
+# Export's defaults, shared by the library and the command line (parity and int8: formats/config.py).
 DEFAULT_OPSET = 17
-DEFAULT_PARITY_SAMPLES = 1000  # validation images compared, Keras vs onnxruntime
-DEFAULT_ATOL = 1e-5  # largest |Keras - onnxruntime| probability difference allowed
-DEFAULT_MAX_ACCURACY_DROP = 1.0  # int8 gate, top-1 points on the validation split
-
-
-@dataclass(frozen=True)
-class Int8Settings:
-    """What ``quantize_static`` is asked for; recorded in the int8 model's metadata.
-
-    The defaults were chosen on the validation split, both CPU kinds: docs/int8.md.
-
-    ``activations``/``weights``: "uint8" or "int8". ``reduce_range``: 7-bit weights, which
-    onnxruntime's AVX2 kernel cannot saturate (cifar_pack/training/quantize.py). ``per_channel``: one
-    scale per output channel of each Conv/Gemm weight.
-    """
-
-    activations: str = "uint8"
-    weights: str = "int8"
-    per_channel: bool = True
-    reduce_range: bool = True
-    calibrate_method: str = "percentile"  # a CalibrateMethod value
-    calibration_samples: int = 400
-
-    def describe(self) -> str:
-        bits = "7-bit (reduce_range)" if self.reduce_range and self.weights == "int8" else "8-bit"
-        per = "per-channel" if self.per_channel else "per-tensor"
-        return f"QDQ, {per} {bits} {self.weights} weights, {self.activations} activations"
-
-
-DEFAULT_INT8 = Int8Settings()
 
 
 def validate_config(config: TrainConfig) -> None:

@@ -21,21 +21,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import __version__
+from ..formats.config import DEFAULT_ATOL, DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, DEFAULT_PARITY_SAMPLES, Int8Settings
+from ..formats.graph import graph_report, simplify
+from ..formats.parity import ParityReport, check_parity
+from ..formats.pipeline import Steps, run_steps
 from ..runtime import data as data_mod
 from ..runtime.config import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
 from ..runtime.errors import DataError, ExportError
 from ..runtime.fileio import package_versions, sha256_file
 from ..runtime.onnx_file import write_model
 from ..runtime.records import TrainingRecord, read_record
-from .config import (
-    DEFAULT_ATOL,
-    DEFAULT_INT8,
-    DEFAULT_MAX_ACCURACY_DROP,
-    DEFAULT_OPSET,
-    DEFAULT_PARITY_SAMPLES,
-    Int8Settings,
-)
-from .graph import graph_report, simplify
+from .config import DEFAULT_OPSET
 from .model import (
     check_classifier,
     ends_in_softmax,
@@ -44,7 +40,6 @@ from .model import (
     load_keras_model,
     serving_function,
 )
-from .parity import ParityReport, check_parity
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -131,20 +126,9 @@ def export_onnx(
     metadata["graph"] = graph_report(converted, onnx_model)
     write_model(output, onnx_model, metadata)
 
-    int8_path, int8_report = None, None
-    if int8:
-        from .quantize import quantize_int8
-
-        int8_path, int8_report = quantize_int8(
-            output,
-            dataset,
-            record or TrainingRecord(),
-            metadata,
-            settings=int8_settings,
-            max_accuracy_drop=max_accuracy_drop,
-            eval_samples=eval_samples,
-        )
-    return ExportResult(output, report, int8_path, int8_report, time.perf_counter() - started)
+    steps = Steps(int8, int8_settings, max_accuracy_drop, eval_samples)
+    after = run_steps(output, dataset, record or TrainingRecord(), metadata, steps)
+    return ExportResult(output, report, after["int8"], after["int8_report"], time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------------------------------

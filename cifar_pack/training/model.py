@@ -11,7 +11,7 @@ import numpy as np
 from ..runtime.batching import BatchFn
 from ..runtime.config import INPUT_NAME, INPUT_SHAPE, KERAS_SUFFIXES, OUTPUT_NAME
 from ..runtime.errors import ModelError
-from ..runtime.evaluation import Classifier
+from ..runtime.evaluation import EvalModel
 from ..runtime.records import TrainingRecord, read_record
 from .tf_setup import keras, tf
 
@@ -202,8 +202,8 @@ def keras_probabilities(model: keras.Model, softmax_added: bool) -> BatchFn:
     return lambda images: serve(images)[OUTPUT_NAME].numpy()
 
 
-def keras_classifier(path: Path) -> Classifier:
-    """A Keras model as evaluation's ``Classifier``: float32 probabilities, names from its run's manifest.
+def keras_classifier(path: Path) -> EvalModel:
+    """A Keras model as evaluation's ``EvalModel``: float32 probabilities, names from its run's manifest.
 
     Raises:
         ModelError: not a loadable classifier, or a manifest whose class count differs from the model's.
@@ -215,4 +215,4 @@ def keras_classifier(path: Path) -> Classifier:
     names = list(record.class_names or [str(i) for i in range(num_classes)])
     if len(names) != num_classes:
         raise ModelError(f"{path}: manifest lists {len(names)} classes but the model outputs {num_classes}")
-    return Classifier(path, names, keras_probabilities(model, False), record, "keras")
+    return EvalModel(path, names, keras_probabilities(model, False), record, "keras")

@@ -34,13 +34,13 @@ import numpy as np
 
 from ..runtime import data as data_mod
 from ..runtime.batching import median_seconds, run_batched
-from ..runtime.config import INPUT_NAME
+from ..runtime.config import INPUT_NAME, choices
 from ..runtime.data import Dataset
-from ..runtime.errors import ExportError, ModelError, ParityError, UsageError
-from ..runtime.onnx_file import model_proto_metadata, read_metadata, write_model
+from ..runtime.errors import ExportError, ParityError, UsageError
+from ..runtime.onnx_file import write_model
 from ..runtime.records import TrainingRecord
 from ..runtime.sysinfo import cpu_info, int8_advice, int8_kernel
-from .config import DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, CalibrateMethod, Int8Settings, choices
+from .config import DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, CalibrateMethod, Int8Settings
 from .graph import simplify
 
 if TYPE_CHECKING:
@@ -274,48 +274,6 @@ def quantize_int8(
     meta = dict(metadata) | {"quantization": report}
     out_path = write_model(fp32_path.with_name(f"{fp32_path.stem}.int8.onnx"), int8_model, meta)
     return out_path, report
-
-
-def int8_from_onnx(
-    fp32_path: str | Path,
-    data: str | None = None,
-    *,
-    settings: Int8Settings = DEFAULT_INT8,
-    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
-    eval_samples: int | None = None,
-) -> tuple[Path, dict]:
-    """Quantize an already exported float32 cifar-pack ``.onnx`` (no Keras, no TensorFlow).
-
-    Its metadata gives the training data, the validation split and the labels; ``data``
-    overrides where the images are read from (the split stays the recorded one).
-
-    Raises:
-        ModelError: not a cifar-pack float32 export. DataError/ExportError/ParityError: as
-        ``quantize_int8``.
-    """
-    import onnx
-
-    fp32_path = Path(fp32_path)
-    try:
-        model = onnx.load(str(fp32_path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError, ...
-        raise ModelError(f"{fp32_path}: not a loadable ONNX model ({type(exc).__name__})") from None
-    metadata = read_metadata(model_proto_metadata(model), fp32_path)
-    if "quantization" in metadata or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
-        raise ModelError(f"{fp32_path}: already quantized; quantize the float32 model it came from")
-    record = TrainingRecord.from_metadata(metadata.get("training"))
-    source = data or record.data_source
-    if not source:
-        raise ModelError(f"{fp32_path}: its metadata names no training data; pass --data")
-    return quantize_int8(
-        fp32_path,
-        data_mod.load(source),
-        record,
-        metadata,
-        settings=settings,
-        max_accuracy_drop=max_accuracy_drop,
-        eval_samples=eval_samples,
-    )
 
 
 def accuracy(session: InferenceSession, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:

@@ -1,0 +1,78 @@
+"""The steps after a float32 ``.onnx`` exists, one pipeline for both export paths: Keras -> tf2onnx
+(``training/export.py``) and an already exported ``.onnx`` (``export --model M.onnx``).
+
+Today one optional step, int8 (``int8.py``); the next targets (an ``.ort`` file for onnxruntime
+mobile, an OpenVINO IR) are one module here each and one field of ``Steps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..runtime import data as data_mod
+from ..runtime.data import Dataset
+from ..runtime.errors import ModelError
+from ..runtime.onnx_file import model_proto_metadata, read_metadata
+from ..runtime.records import TrainingRecord
+from .config import DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, Int8Settings
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Which steps run after the float32 file, with their settings."""
+
+    int8: bool = False
+    int8_settings: Int8Settings = DEFAULT_INT8
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP  # the int8 gate, top-1 points
+    eval_samples: int | None = None  # validation images the int8 gate uses (None: all)
+
+
+def run_steps(fp32_path: Path, dataset: Dataset | None, record: TrainingRecord, metadata: dict, steps: Steps) -> dict:
+    """Run ``steps`` on the written float32 model; ``{"int8": path or None, "int8_report": dict or None}``.
+
+    Raises:
+        ExportError: a step could not run (no images to calibrate on). ParityError: a gate failed
+            (its file is not written).
+    """
+    result: dict = {"int8": None, "int8_report": None}
+    if steps.int8:
+        from .int8 import quantize_int8
+
+        path, report = quantize_int8(
+            fp32_path,
+            dataset,
+            record,
+            metadata,
+            settings=steps.int8_settings,
+            max_accuracy_drop=steps.max_accuracy_drop,
+            eval_samples=steps.eval_samples,
+        )
+        result = {"int8": path, "int8_report": report}
+    return result
+
+
+def run_steps_on_onnx(fp32_path: str | Path, data: str | None, steps: Steps) -> dict:
+    """``run_steps`` on an already exported float32 cifar-pack ``.onnx`` (no Keras, no TensorFlow).
+
+    Its metadata gives the training data, the validation split and the labels; ``data`` overrides
+    where the images are read from (the split stays the recorded one).
+
+    Raises:
+        ModelError: not a cifar-pack float32 export. DataError/ExportError/ParityError: as ``run_steps``.
+    """
+    import onnx
+
+    fp32_path = Path(fp32_path)
+    try:
+        model = onnx.load(str(fp32_path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise ModelError(f"{fp32_path}: not a loadable ONNX model ({type(exc).__name__})") from None
+    metadata = read_metadata(model_proto_metadata(model), fp32_path)
+    if "quantization" in metadata or any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        raise ModelError(f"{fp32_path}: already quantized; quantize the float32 model it came from")
+    record = TrainingRecord.from_metadata(metadata.get("training"))
+    source = data or record.data_source
+    if not source:
+        raise ModelError(f"{fp32_path}: its metadata names no training data; pass --data")
+    return run_steps(fp32_path, data_mod.load(source), record, metadata, steps)
