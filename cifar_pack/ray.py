@@ -78,4 +78,20 @@ class Classifier:
         else:
             raise ValueError(f"cifar_pack.ray.Classifier needs a 'bytes' or an 'image' column, got {sorted(batch)}")
         columns = classify_columns(self.predictor, inputs, self.top_k)
+        for name in ("top_k_labels", "top_k_probabilities"):
+            if name in columns:
+                columns[name] = _rows_as_lists(columns[name])
         return ({"path": np.asarray(paths)} if paths is not None else {}) | columns
+
+
+def _rows_as_lists(table: np.ndarray) -> np.ndarray:
+    """(N, K) -> (N,) object array whose items are K-element lists: what Arrow reads as list<...>.
+
+    Ray converts a 2-D *object* array (the labels) to Arrow by trying a tensor column, fails
+    (ArrowConversionError), and its fallback wrote row 1's labels down the first rows of
+    ``write_json``'s output while the other rows lost the column. Lists convert cleanly.
+    """
+    out = np.empty(len(table), dtype=object)
+    for i, row in enumerate(table):
+        out[i] = [None if isinstance(v, float) and np.isnan(v) else v.item() if hasattr(v, "item") else v for v in row]
+    return out

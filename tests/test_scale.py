@@ -44,7 +44,7 @@ def cli_labels(files) -> dict[str, dict]:
     return {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
 
 
-def test_ray_data_gives_the_cli_labels_and_an_error_row(files, cli_labels):
+def test_ray_data_gives_the_cli_labels_and_an_error_row_also_in_written_files(files, cli_labels, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is in the [ray] extra")
     from cifar_pack.ray import Classifier
 
@@ -58,6 +58,12 @@ def test_ray_data_gives_the_cli_labels_and_an_error_row(files, cli_labels):
             num_cpus=1,
             batch_size=8,
         ).take_all()
+        # What users do with the result: Ray's own writers, read back from the files.
+        predicted = ds.map_batches(
+            Classifier, fn_constructor_kwargs={"top_k": 3}, compute=ray.data.ActorPoolStrategy(size=1), batch_size=8
+        )
+        predicted.write_json(str(tmp_path / "json"))
+        predicted.write_parquet(str(tmp_path / "parquet"))
         images = ray.data.read_images(str(files / "cat_1444.jpg"), include_paths=True)
         decoded = images.map_batches(Classifier, compute=ray.data.ActorPoolStrategy(size=1), batch_size=4).take_all()
     finally:
@@ -72,6 +78,22 @@ def test_ray_data_gives_the_cli_labels_and_an_error_row(files, cli_labels):
         assert row["probability"] == pytest.approx(want["probability"], abs=FLOAT32_REORDER_ATOL)
         assert list(row["top_k_labels"]) == [t["label"] for t in want["top_k"]]
     assert decoded[0]["label"] == cli_labels["cat_1444.jpg"]["label"]  # the `image` column of read_images
+    import pyarrow.parquet as pq
+
+    written = {
+        "json": [json.loads(line) for f in sorted((tmp_path / "json").glob("*.json")) for line in f.open()],
+        "parquet": [r for f in sorted((tmp_path / "parquet").glob("*.parquet")) for r in pq.read_table(f).to_pylist()],
+    }
+    for kind, table in written.items():
+        assert len(table) == 22, kind
+        for row in table:
+            want = cli_labels[Path(row["path"]).name]
+            if "error" in want:
+                assert row["label"] is None and row["top_k_labels"] == [None, None, None], (kind, row)
+                continue
+            assert row["top_k_labels"] == [t["label"] for t in want["top_k"]], (kind, row["path"])
+            got = row["top_k_probabilities"]
+            assert got == pytest.approx([t["probability"] for t in want["top_k"]], abs=FLOAT32_REORDER_ATOL), kind
 
 
 def test_spark_gives_the_cli_labels_and_an_error_row(files, cli_labels):
