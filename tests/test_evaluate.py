@@ -120,6 +120,10 @@ def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
     assert f"{report['accuracy']:.2%}" in card and "still answers one of them" in card
     assert "| red |" in card and "consent" in card
     assert "uniform noise (500 images): mean top-1 probability" in card
+    # A 3-class model of one's own data: its own facts, none of CIFAR-10's (issue 32, item 2).
+    assert "over 3 classes" in card and "the classic Keras CIFAR-10 CNN" in card
+    assert "CIFAR-10 (Krizhevsky" not in card and "tiny-images" not in card and "10 classes" not in card
+    assert "is not recorded" in card and "Trained in" in card
     _assert_card_reproduces_the_run(card, exported, tmp_path / "card.md")
 
 

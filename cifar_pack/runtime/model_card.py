@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import CIFAR10_CLASSES
 from .fileio import write_bytes_atomic
 from .records import TRAIN_OPTIONS, TrainingRecord
 
@@ -15,26 +16,48 @@ def write_model_card(
     (the run's record), ``probe`` (``evaluation.out_of_scope_probe``) or ``quantization`` (the
     int8 gate's report in an int8 model's metadata)."""
     lines = [
-        *_model_lines(report, quantization),
+        *_model_lines(report, training, quantization),
         *_use_lines(report, probe),
         *_data_lines(report, training),
         *_result_lines(report),
-        *_ethics_lines(report),
+        *_ethics_lines(report, training),
         *_reproduce_lines(report, training, path),
     ]
     return write_bytes_atomic(path, "\n".join(lines).encode())
 
 
-def _model_lines(report: dict, quantization: dict | None) -> list[str]:
+# What each architecture is, by the run record's config (training/config.py's Architecture).
+ARCHITECTURES = {
+    "seed": "the classic Keras CIFAR-10 CNN (4 convolutions, 2 dense layers, dropout)",
+    "fast": "a BatchNorm CNN after airbench (a frozen 2x2 whitening convolution, then 6 convolutions "
+    "of widths 48-160-160, GELU, global max pooling)",
+}
+
+
+def is_cifar10(report: dict, training: TrainingRecord) -> bool:
+    """Whether the model was trained on CIFAR-10 (its ten class names, in order): only then does the
+    card describe CIFAR-10's collection and its caveats."""
+    names = tuple(training.class_names or report["class_names"])
+    return names == CIFAR10_CLASSES
+
+
+def _model_lines(report: dict, training: TrainingRecord, quantization: dict | None) -> list[str]:
     names = report["class_names"]
+    config = training.config or {}
+    recipe = training.recipe or config.get("recipe")
+    # Runs from before the fast recipe record no architecture: theirs was the seed CNN.
+    architecture = config.get("architecture") or ("seed" if recipe in ("default", "seed") else None)
+    trained = ""
+    if training.train_seconds:
+        trained = f"- Trained in {training.train_seconds:,.0f} s on {training.trained_on or 'an unrecorded CPU'}."
     return [
         f"# Model card: {Path(report['model']).name}",
         "",
         "## Model",
         f"- File: `{report['model']}` ({report['format']}). Input: uint8 RGB images, `[N, 32, 32, 3]`; "
         f"output: probabilities over {len(names)} classes.",
-        "- Architecture: the classic Keras CIFAR-10 CNN (4 convolutions, 2 dense layers, dropout), "
-        "2.17 M parameters for 10 classes.",
+        f"- Architecture: {ARCHITECTURES.get(architecture or '', 'not recorded (a model cifar-pack did not train)')}.",
+        *([trained] if trained else []),
         *_quantization_lines(quantization),
         "",
     ]
@@ -66,11 +89,20 @@ def _data_lines(report: dict, training: TrainingRecord) -> list[str]:
     fraction, seed = training.split
     balance = report["class_balance"]
     val = f" (validation accuracy {training.val_accuracy:.2%})." if training.val_accuracy else "."
+    if is_cifar10(report, training):
+        about = (
+            "- CIFAR-10 (Krizhevsky, 2009): 32x32 images collected from the web (the 80 Million Tiny Images "
+            "collection) and labelled by paid annotators."
+        )
+    else:
+        about = (
+            f"- {len(report['class_names'])} classes from the folder names. How these images were collected and "
+            "labelled is not recorded: write it here (who took them, with what consent, who labelled them)."
+        )
     return [
         "## Training data",
         f"- Source: `{training.data_source or 'unknown'}`, sha256 `{training.data_sha256 or 'unknown'}`.",
-        "- CIFAR-10 (Krizhevsky, 2009): 32x32 images collected from the web (the 80 Million Tiny Images "
-        "collection) and labelled by paid annotators.",
+        about,
         f"- Validation: a stratified {fraction:.0%} of the training split (seed {seed}), used to pick the best "
         f"epoch{val}",
         "",
@@ -102,21 +134,28 @@ def _result_lines(report: dict) -> list[str]:
     ]
 
 
-def _ethics_lines(report: dict) -> list[str]:
+def _ethics_lines(report: dict, training: TrainingRecord) -> list[str]:
     ranked = sorted(report["per_class"].items(), key=lambda kv: kv[1]["recall"])
     (low_name, low), (high_name, high) = ranked[0], ranked[-1]
     gap = high["recall"] - low["recall"]
-    return [
-        "## Ethical considerations",
+    provenance = (
         "- Provenance and consent: the images were gathered from the web without the consent of the people "
         "who took them or appear in them; the tiny-images collection they came from was withdrawn in 2020 "
-        "over offensive labels. CIFAR-10's ten classes are hand-checked, but the provenance caveat stays.",
+        "over offensive labels. CIFAR-10's ten classes are hand-checked, but the provenance caveat stays."
+        if is_cifar10(report, training)
+        else "- Provenance and consent: not recorded for this data. Before sharing the model, state where the "
+        "images came from and whether the people who took them or appear in them agreed to this use."
+    )
+    return [
+        "## Ethical considerations",
+        provenance,
         f"- Bias between classes: recall ranges from {low['recall']:.1%} ({low_name}) to "
         f"{high['recall']:.1%} ({high_name}), a gap of {100 * gap:.1f} points. A system built on "
         "this model serves some classes measurably worse than others; check the per-class table, not only "
         "the overall accuracy, against the classes that matter to your use.",
-        "- The data reflects where and how the photos were taken (mostly North American/European web images); "
-        "expect lower accuracy on objects that look different elsewhere.",
+        "- The data reflects where and how the photos were taken"
+        + (" (mostly North American/European web images)" if is_cifar10(report, training) else "")
+        + "; expect lower accuracy on objects that look different elsewhere.",
         "",
     ]
 
