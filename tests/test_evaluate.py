@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -279,3 +280,24 @@ def test_benchmark_of_an_exported_onnx_model_has_no_keras_row(exported, tiny_dat
     assert result["rows"][1]["gate"]["max_accuracy_drop"] == 1.0 and not (tmp_path / "m.int8.onnx").exists()
     proc = run_cli("benchmark", "--model", tmp_path / "x.int8.onnx")
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_evaluate_without_a_test_folder_scores_the_held_out_images_not_the_training_ones(exported, tiny_data, tmp_path):
+    """Class folders without test/: the run's own data gives its validation split, other data all of it
+    with a warning (issue 32, item 3: 720 of 900 images had trained the model, reported as its accuracy)."""
+    import shutil
+
+    from cifar_pack.runtime import data as data_mod
+    from cifar_pack.runtime.evaluation import EvalModel, default_split
+    from cifar_pack.runtime.records import TrainingRecord
+
+    flat = tmp_path / "only_train"
+    shutil.copytree(tiny_data / "train", flat / "train")
+    other = run_cli("evaluate", "--model", exported, "--data", flat, "--json")
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["split"] == "train" and "optimistic" in other.stderr
+    dataset = data_mod.load(flat)
+    own = EvalModel(
+        Path(exported), ["blue", "green", "red"], lambda x: x, TrainingRecord(data_sha256=dataset.sha256), "onnx"
+    )
+    assert default_split(own, dataset, str(flat)) == "val"

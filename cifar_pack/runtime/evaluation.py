@@ -75,8 +75,8 @@ def evaluate(
     Args:
         model: a ``EvalModel`` (e.g. ``keras_classifier(path)``), or an ``.onnx`` path; ``None`` =
             the model ``cifar-pack predict`` uses.
-        data: any ``data.load`` source. split: ``test`` (default when present), ``val``
-            (the training run's stratified split, same fraction and seed) or ``train``.
+        data: any ``data.load`` source. split: ``test``, ``val`` (the training run's stratified
+            split, same fraction and seed) or ``train``; None: ``default_split``.
         out: directory for ``report.json`` and ``confusion.png``.
         model_card: also write a Markdown model card here.
 
@@ -90,7 +90,7 @@ def evaluate(
     started = time.perf_counter()
     clf = model if isinstance(model, EvalModel) else onnx_classifier(model)
     dataset = data_mod.load(data)
-    split, x, y = data_mod.select(dataset, split, *clf.training.split)
+    split, x, y = data_mod.select(dataset, split or default_split(clf, dataset, data), *clf.training.split)
     if len(y) == 0:
         raise DataError(f"{data}: the {split} split is empty")
     y_model = map_labels(dataset.class_names, clf.class_names, y, data, clf.path)
@@ -131,6 +131,24 @@ def evaluate(
     return report
 
 
+def default_split(clf: EvalModel, dataset: data_mod.Dataset, data: str) -> str:
+    """``test`` where the data has one; else ``val`` when the model was trained on this very data (its
+    record's sha256), the images training held out; else ``train``, all of them, with a warning that
+    images the model trained on would make the accuracy optimistic."""
+    if dataset.has_test:
+        return "test"
+    if clf.training.data_sha256 == dataset.sha256:
+        log.info("%s has no test split: evaluating the validation images %s's training held out", data, clf.path.name)
+        return "val"
+    log.warning(
+        "%s has no test split and is not the data %s's record names: evaluating all of its images; any that "
+        "trained the model make the accuracy optimistic (--split val or a test/ folder to choose)",
+        data,
+        clf.path.name,
+    )
+    return "train"
+
+
 def _warn_about_mismatches(clf: EvalModel, dataset: data_mod.Dataset, data: str, split: str) -> list[str]:
     """The model's classes the data has no images of (said, then returned); a 'val' that is not the run's."""
     absent = [name for name in clf.class_names if name not in dataset.class_names]
@@ -138,6 +156,14 @@ def _warn_about_mismatches(clf: EvalModel, dataset: data_mod.Dataset, data: str,
         kept = len(clf.class_names) - len(absent)
         log.warning("%s: no images of %s; evaluating the other %d classes", data, ", ".join(absent), kept)
     trained_on = clf.training.data_sha256
+    if split == "train" and trained_on == dataset.sha256:
+        log.warning(
+            "--split train: %s trained %s; %d%% of these images are ones it learned from, so the accuracy is "
+            "optimistic (--split val for the held-out ones)",
+            data,
+            clf.path.name,
+            round(100 * (1 - clf.training.validation_split)),
+        )
     if split == "val" and trained_on and trained_on != dataset.sha256:
         log.warning(
             "--split val: %s is not the data %s was trained on, so 'val' is a stratified %d%% of it, "
