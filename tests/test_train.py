@@ -518,3 +518,15 @@ def test_epoch_progress_shows_batches_rate_and_time_left():
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[EpochProgress(2, 8, 8, console=console)])
     shown = screen.getvalue()
     assert "epoch 1/2" in shown and "epoch 2/2" in shown and "images/s" in shown and "8/8" in shown
+
+
+def test_a_broken_file_in_the_training_data_is_skipped_and_named(tmp_path):
+    """One unreadable image among the class folders: the run finishes and says which file it left out
+    (issue 32, item 5: it stopped the run with no way to skip it)."""
+    root = write_class_folders(tmp_path / "data", {"train": 10})
+    (root / "train" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    proc = run_cli("train", "--data", root, "--epochs", "1", "--batch-size", "8", "--out", tmp_path / "run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped 1 unreadable image(s) of 31" in proc.stderr and "broken.jpg" in proc.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["data"]["splits"] == {"train": 30}
