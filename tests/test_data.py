@@ -266,3 +266,11 @@ def test_real_shared_archive_loads():
     x, y = ds.split("train")
     assert x.shape == (50000, 32, 32, 3) and ds.class_names == list(CIFAR10_CLASSES)
     np.testing.assert_array_equal(np.bincount(y), [5000] * 10)
+
+
+def test_a_flat_folder_of_images_says_class_folders_are_needed(tmp_path):
+    """Issue 32, item 8: 'no images found' for a folder that holds images, just not in class folders."""
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i * 80, 0, 0)).save(tmp_path / f"{i}.png")
+    with pytest.raises(DataError, match="3 images directly in the folder.*folder named after it"):
+        data.load(tmp_path, use_cache=False)

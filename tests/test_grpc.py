@@ -192,3 +192,23 @@ def test_model_config_and_statistics_on_both_transports(server, photos):
     status, _, body = server.request("GET", "/v2/models/cifar10/stats")
     http_stats = json.loads(body)["model_stats"][0]
     assert status == 200 and http_stats["inference_count"] >= int(stats["inference_count"])
+
+
+def test_a_busy_grpc_port_is_one_line_before_anything_is_served():
+    """Issue 32, item 6: 'serving ... at http://', gRPC's own 'Failed to add port' log, then the error."""
+    import socket
+    import subprocess
+    import sys
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        cmd = [sys.executable, "-m", "cifar_pack", "serve", "--port", "0", "--grpc-port", str(port)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        busy.close()
+    assert proc.returncode == 2, proc.stderr
+    assert f"--grpc-port {port}: cannot listen there" in proc.stderr
+    assert "serving" not in proc.stderr and "add_port" not in proc.stderr and "Traceback" not in proc.stderr

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from cifar_pack.runtime.errors import InputError, ModelError, UsageError
-from cifar_pack.runtime.predictor import Predictor
+from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
 from cifar_pack.runtime.providers import choose_providers
 
 from .conftest import COLOURS, FLOAT32_REORDER_ATOL, assert_one_line_error, make_images, run_cli
@@ -105,6 +105,12 @@ def test_devices_report_what_the_session_runs_on(exported):
     assert Predictor(exported, device="cpu").device == "cpu"  # forced: the same on every machine
     p = Predictor(exported)  # auto: whatever it picked, it says so truthfully
     assert DEVICE_PROVIDERS[p.device] == p.backend.provider
+    # An int8 file says its layers run int8 (issue 32, item 7: "(onnxruntime, f32)" read as "not int8").
+    assert Predictor(exported, device="cpu").runs_on() == "cpu (onnxruntime, f32)"
+    assert (
+        Predictor(BUNDLED_MODEL.with_name("cifar10.int8.onnx"), device="cpu").runs_on()
+        == "cpu (onnxruntime, int8 + f32)"
+    )
 
 
 def test_model_errors(tmp_path):

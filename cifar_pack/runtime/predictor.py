@@ -144,8 +144,12 @@ class Predictor:
         return self.backend.device
 
     def runs_on(self) -> str:
-        """ "cpu (onnxruntime, f32)": where and how this model runs, for the line commands print at start."""
-        return f"{self.device} ({self.settings.engine}, {self.backend.precision})"
+        """ "cpu (onnxruntime, f32)", "cpu (onnxruntime, int8 + f32)": where and how this model runs, for
+        the line commands print at start (an int8 file's quantized layers run int8, the rest float)."""
+        precision = self.backend.precision
+        if "quantization" in self.metadata:
+            precision = f"int8 + {precision}"
+        return f"{self.device} ({self.settings.engine}, {precision})"
 
     def engine_info(self) -> dict:
         """What runs this model: engine, version, device, precision, kernels (``info``, ``--json``)."""

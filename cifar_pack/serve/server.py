@@ -94,6 +94,8 @@ def run_server(
     server = _server(config)
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+    if grpc_port:
+        _check_free(host, grpc_port)  # before anything is printed: a busy port is one line, not three
     log.info("serving %s at %s (Ctrl-C or SIGTERM to stop)", ", ".join(service.models), url)
     for name, m in service.models.items():
         log.info("  %s: %s on %s, %d classes", name, m.path, m.predictor.runs_on(), m.predictor.num_classes)
@@ -123,6 +125,18 @@ def _serve_both(
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(both())
+
+
+def _check_free(host: str, port: int) -> None:
+    """UsageError naming --grpc-port when ``host:port`` cannot be bound (in use, or not an address here)."""
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: TIME_WAIT is no conflict
+        probe.bind((host, port))
+    except OSError as exc:
+        raise UsageError(f"--host {host} --grpc-port {port}: cannot listen there ({exc.strerror})") from None
+    finally:
+        probe.close()
 
 
 def raise_descriptor_limit() -> None:

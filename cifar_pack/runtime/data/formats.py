@@ -180,6 +180,13 @@ def _group_class_folders(listing: Listing) -> dict[str, dict[str, list[tuple[str
         if components and components[-1] not in SPLITS and not components[-1].startswith("."):
             raise DataError(f"{listing.origin}: class folder '{d}' is empty")
     if not grouped:
+        loose = [n for n, _ in listing.members if "/" not in n and os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES]
+        if loose:
+            raise DataError(
+                f"{listing.origin}: {len(loose)} images directly in the folder, none in a class folder; training "
+                "learns labels from folder names: put each class's images in a folder named after it "
+                "(<class>/*.jpg, or train/<class>/* and test/<class>/*)"
+            )
         raise DataError(f"{listing.origin}: no images found (expected train/<class>/*, test/<class>/* or <class>/*)")
     return grouped
 
