@@ -518,6 +518,7 @@ def test_epoch_progress_shows_batches_rate_and_time_left():
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[EpochProgress(2, 8, 8, console=console)])
     shown = screen.getvalue()
     assert "epoch 1/2" in shown and "epoch 2/2" in shown and "images/s" in shown and "8/8" in shown
+    assert "left in this epoch" in shown  # the time column says what it is
 
 
 def test_a_broken_file_in_the_training_data_is_skipped_and_named(tmp_path):

@@ -263,6 +263,11 @@ def quantize_int8(
     advice = int8_advice(cpu_info())
     if advice:
         log.warning("%s", advice)
+    if report["speedup_batch256"] < 1.0:
+        log.warning(
+            "the int8 file ran %.2fx float32's speed at batch 256 on this CPU: it is smaller, not faster, here",
+            report["speedup_batch256"],
+        )
     log.info(
         "int8: accuracy %.4f (float32 %.4f, drop %.2f points, measured on %s), %.2fx throughput at batch 256",
         acc8,
