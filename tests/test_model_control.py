@@ -108,3 +108,28 @@ def test_grpc_loads_and_unloads_and_none_mode_refuses(repository):
         assert none.request("POST", "/v2/repository/index")[0] == 200
     finally:
         assert none.stop() == 0, none.log
+
+
+def test_concurrent_loads_cannot_pass_the_max_models_cap(repository):
+    """Issue 31, item 4: twelve simultaneous loads with --max-models 2 all answered 200 (13 READY)."""
+    shutil.rmtree(repository / "broken")
+    s = Server("--model-repository", repository, "--model-control-mode", "explicit", "--max-models", "2")
+    try:
+        for i in range(12):  # folders added while it serves, then loaded all at once
+            shutil.copytree(repository / "cifar10", repository / f"copy{i}")
+        statuses: list[int] = []
+
+        def load(i: int) -> None:
+            statuses.append(s.request("POST", f"/v2/repository/models/copy{i}/load")[0])
+
+        loads = [threading.Thread(target=load, args=(i,)) for i in range(12)]
+        for t in loads:
+            t.start()
+        for t in loads:
+            t.join()
+        index = json.loads(s.request("POST", "/v2/repository/index")[2])
+        ready = [m["name"] for m in index if m["state"] == "READY"]
+        assert len(ready) == 2 and "cifar10" in ready, ready
+        assert sorted(statuses) == [200] + [409] * 11, statuses  # one copy joins cifar10; the rest refused
+    finally:
+        assert s.stop() == 0, s.log

@@ -46,7 +46,7 @@ class Server:
             line = self.proc.stderr.readline()
             assert line, self.log + self.proc.stderr.read()
             self.log += line
-            if match := re.search(r"at http://(?:127\.0\.0\.1|0\.0\.0\.0):(\d+)", line):
+            if match := re.search(r"at http://(?:[0-9.]+|\[[0-9a-f:]+\]):(\d+)", line):
                 self.port = int(match.group(1))
                 break
         self.host = f"127.0.0.1:{self.port}"

@@ -7,6 +7,7 @@ time: the figures of the issue's goals come from benchmarks/exposed.py.
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import socket
@@ -304,3 +305,15 @@ def test_sigterm_past_the_grace_period_answers_json():
     assert status == 503 and headers["content-type"] == "application/json"
     assert "shutting down" in json.loads(data)["error"]
     assert "Traceback" not in s.log
+
+
+def test_a_loopback_alias_bind_answers_to_its_own_host():
+    """Issue 31, item 6: `--host 127.0.0.2` printed its URL, then answered 403 to that Host."""
+    s = Server("--host", "127.0.0.2")
+    try:
+        conn = http.client.HTTPConnection("127.0.0.2", s.port, timeout=30)
+        conn.request("GET", "/v2/health/ready", headers={"Host": f"127.0.0.2:{s.port}"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        assert s.stop() == 0, s.log

@@ -67,6 +67,7 @@ class InferenceService:
         self.batchers: dict[str, DynamicBatcher] = {}
         self.stats: dict[str, Statistics] = {}
         self.failures: dict[str, str] = dict(repository.failures) if repository else {}
+        self._loading = asyncio.Lock()  # model control: loads run one at a time
         for model in models.values():
             self._add(warm_up(model, batching.max_batch_size))
         self.default = next(iter(self.models.values()))
@@ -200,6 +201,12 @@ class InferenceService:
         repo = self._control()
         if name not in repository_names(repo.root):
             raise NotFound(f"no model folder {name[:80]!r} in the repository")
+        # One load at a time: the --max-models check and the swap happen with no other load between
+        # them (checked before the load's await, twelve concurrent loads all passed a cap of 2).
+        async with self._loading:
+            return await self._load_locked(repo, name)
+
+    async def _load_locked(self, repo: Repository, name: str) -> ServedModel:
         if name not in self.models and len(self.models) >= repo.max_models:
             raise Conflict(f"{len(self.models)} models are served, the --max-models cap; unload one first")
         try:

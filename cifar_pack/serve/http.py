@@ -395,8 +395,9 @@ def served_hosts(bind: str, allowed: list[str], loopback: bool) -> frozenset[str
     if "*" in allowed:
         return None
     names = {host_name(a) for a in allowed}
-    if loopback:
-        return LOCAL_HOSTS | names
+    if loopback:  # the bind address itself too: `--host 127.0.0.2` answers to "Host: 127.0.0.2:PORT"
+        bound = f"[{bind.lower()}]" if ":" in bind else bind.lower()
+        return LOCAL_HOSTS | names | {bound}
     return LOCAL_HOSTS | names | {host_name(bind)} if allowed else None
 
 
