@@ -212,3 +212,36 @@ def test_a_busy_grpc_port_is_one_line_before_anything_is_served():
     assert proc.returncode == 2, proc.stderr
     assert f"--grpc-port {port}: cannot listen there" in proc.stderr
     assert "serving" not in proc.stderr and "add_port" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_grpc_connections_are_capped_while_http_answers():
+    """Issue 31, item 1: 20,000 idle gRPC connections took every descriptor; HTTP probes were reset."""
+    import socket
+
+    s = GrpcServer("--max-connections", "5")
+    host, port = s.grpc.rsplit(":", 1)
+    socks = [socket.create_connection((host, int(port)), timeout=30) for _ in range(20)]  # TCP only, no call
+
+    def closed_by_server(sock: socket.socket) -> bool:
+        sock.settimeout(2)
+        try:
+            while chunk := sock.recv(4096):  # a connection within the cap gets the server's HTTP/2 SETTINGS
+                if len(chunk) < 4096:
+                    return False
+            return True
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+
+    try:
+        assert s.request("GET", "/v2/health/ready")[0] == 200  # the HTTP port is not starved
+        closed = sum(closed_by_server(sock) for sock in socks)
+        assert closed == 15, closed  # past --max-connections 5: closed at accept
+    finally:
+        for sock in socks:
+            sock.close()
+    try:
+        assert grpc_client.InferenceServerClient(s.grpc).is_server_live()  # room again once they leave
+    finally:
+        assert s.stop() == 0, s.log

@@ -24,9 +24,11 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from ..runtime.config import INPUT_BYTES, INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME
 from . import errors
+from .config import HEAD_TIMEOUT_S, KEEP_ALIVE_S, MAX_CONNECTIONS
 from .core import InferenceService
 from .tensors import InferRequest, OutputSpec, bytes_tensor, check_shape, classification_strings
 
+MAX_STREAMS = 100  # concurrent calls per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; unlimited before)
 PUBLIC = ("ServerLive", "ServerReady")  # health answers without the key, as /v2/health/* does on HTTP
 # The service's errors -> the gRPC status Triton's clients expect (errors.status_of: nearest base).
 GRPC_STATUS: dict[type[errors.ServeError], grpc.StatusCode] = {
@@ -40,9 +42,21 @@ GRPC_STATUS: dict[type[errors.ServeError], grpc.StatusCode] = {
 }
 
 
-async def start_grpc(service: InferenceService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
-    """Start serving ``service`` over gRPC on ``host:port`` (0: any free port); (server, bound port)."""
+async def start_grpc(
+    service: InferenceService, host: str, port: int, max_connections: int = MAX_CONNECTIONS
+) -> tuple[grpc.aio.Server, int]:
+    """Start serving ``service`` over gRPC on ``host:port`` (0: any free port); (server, bound port).
+
+    Bounded as the HTTP port is (grpcio's own server arguments, no wrapper): at most
+    ``max_connections`` connections (more are closed at accept), a connection must finish its
+    handshake within HEAD_TIMEOUT_S, one with no call for KEEP_ALIVE_S x 12 is closed (GOAWAY),
+    and each connection may run MAX_STREAMS calls at once (advertised in HTTP/2 SETTINGS).
+    """
     options = [
+        ("grpc.max_allowed_incoming_connections", max_connections),
+        ("grpc.server_handshake_timeout_ms", int(HEAD_TIMEOUT_S * 1000)),
+        ("grpc.max_connection_idle_ms", int(KEEP_ALIVE_S * 12 * 1000)),
+        ("grpc.max_concurrent_streams", MAX_STREAMS),
         ("grpc.max_receive_message_length", service.limits.max_request_bytes),
         ("grpc.max_send_message_length", service.limits.max_request_bytes),
         # gRPC turns SO_REUSEPORT on by default on Linux: a second process could then bind the same

@@ -102,19 +102,25 @@ def run_server(
     if grpc_port is None:
         server.run(sockets=[sock])
     else:
-        _serve_both(server, config, sock, service, host, grpc_port)
+        _serve_both(server, config, sock, service, host, grpc_port, max_connections)
     log.info("stopped")
 
 
 def _serve_both(
-    server: uvicorn.Server, config: uvicorn.Config, sock: socket.socket, service: InferenceService, host: str, port: int
+    server: uvicorn.Server,
+    config: uvicorn.Config,
+    sock: socket.socket,
+    service: InferenceService,
+    host: str,
+    port: int,
+    max_connections: int,
 ) -> None:
     """uvicorn and the gRPC server in one loop (uvloop where uvicorn would use it): one batcher for both."""
     from .grpc import start_grpc
 
     async def both() -> None:
         try:
-            grpc_server, bound = await start_grpc(service, host, port)
+            grpc_server, bound = await start_grpc(service, host, port, max_connections)
         except (OSError, RuntimeError) as exc:
             raise UsageError(f"--host {host} --grpc-port {port}: cannot listen there ({exc})") from None
         log.info("gRPC (KServe v2, Triton's GRPCInferenceService) at %s:%d", host, bound)
