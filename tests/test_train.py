@@ -266,7 +266,7 @@ print("EPOCHS", r.epochs)
         (["--epochs", "0"], "--epochs"),
         (["--validation-split", "1.5"], "--validation-split"),
         (["--validation-split", "0"], "--validation-split"),
-        (["--recipe", "fast"], "--recipe"),
+        (["--recipe", "turbo"], "--recipe"),
         (["--precision", "float8"], "--precision"),
         (["--strategy", "tpu"], "--strategy"),
     ],
