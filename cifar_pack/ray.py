@@ -93,5 +93,5 @@ def _rows_as_lists(table: np.ndarray) -> np.ndarray:
     """
     out = np.empty(len(table), dtype=object)
     for i, row in enumerate(table):
-        out[i] = [None if isinstance(v, float) and np.isnan(v) else v.item() if hasattr(v, "item") else v for v in row]
+        out[i] = row.tolist()  # Python str/None and float (NaN on error rows, as before)
     return out
