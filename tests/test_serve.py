@@ -464,3 +464,37 @@ def test_docs_triton_export_from_an_onnx_runs_as_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "repo" / "cifar10" / "config.pbtxt").is_file()
     assert (tmp_path / "repo" / "cifar10" / "labels.txt").read_text().split()[3] == "cat"
+
+
+def test_the_docs_examples_run_against_your_own_export_served_as_the_docs_say(exported, tmp_path):
+    """Issue 32, item 4: after your own export, `artifacts/model.onnx` is served as `model`, and the
+    docs' `/v2/models/cifar10` and tritonclient snippets got 404. docs/serving.md's line with
+    `--model-name cifar10` serves it under the name the examples use."""
+    line = next(c for c in _doc_commands(ROOT / "docs" / "serving.md", "cifar-pack serve --model-name"))
+    own = tmp_path / "artifacts" / "model.onnx"  # the file name your own export writes
+    own.parent.mkdir()
+    own.write_bytes(exported.read_bytes())
+    s = Server("--model", own, *line.split("#")[0].split()[2:])
+    try:
+        status, _, body = s.request("GET", "/v2/models/cifar10")
+        assert status == 200 and json.loads(body)["name"] == "cifar10", body
+        assert s.request("GET", "/v2/models/model")[0] == 404  # one name, the one given
+        snippet = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "serving.md").read_text(), flags=re.S).group(1)
+        proc = subprocess.run(
+            [sys.executable, "-c", snippet.replace("127.0.0.1:8000", s.host)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert re.search(r":(blue|green|red)'", proc.stdout), proc.stdout  # the tiny model's own labels
+    finally:
+        assert s.stop() == 0, s.log
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--model-name", "a b"], "--model-name: 'a b' is not a model name"),
+        (["--model-name", "x", "--model-repository", "."], "--model-name names a single --model"),
+    ],
+)
+def test_a_bad_model_name_is_one_line_naming_the_option(args, fragment):
+    assert_one_line_error(run_cli("serve", "--port", "0", *args), fragment, code=2)

@@ -36,6 +36,14 @@ def serve(
             help="Serve every model of a Triton-style repository (DIR/<name>/<version>/model.onnx).",
         ),
     ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            "--model-name",
+            help="Serve --model under this name (default: its file stem: cifar10 for the bundled model, "
+            "model for artifacts/model.onnx).",
+        ),
+    ] = None,
     model_control_mode: Annotated[
         ModelControl,
         typer.Option(
@@ -103,7 +111,7 @@ def serve(
     if model_control_mode == ModelControl.explicit and model_repository is None:
         raise UsageError("--model-control-mode explicit needs --model-repository DIR (what to load from)")
     settings = EngineSettings.of(engine, precision, device, threads)
-    served, failures = load_models(model, model_repository, settings, max_models)
+    served, failures = load_models(model, model_repository, settings, max_models, model_name)
     repository = None
     if model_repository is not None:
         repository = Repository(model_repository, model_control_mode, settings, max_models, failures)

@@ -29,9 +29,10 @@ def load_models(
     repository: str | Path | None,
     engine: EngineSettings = EngineSettings(),
     max_models: int = DEFAULT_MAX_MODELS,
+    name: str | None = None,
 ) -> tuple[dict[str, ServedModel], dict[str, str]]:
-    """``({name: ServedModel}, {name: why it did not load})``: the model's file stem, or each folder
-    name of a repository.
+    """``({name: ServedModel}, {name: why it did not load})``: ``name`` or the model's file stem,
+    or each folder name of a repository.
 
     A repository is Triton's layout, ``DIR/<name>/<version>/model.onnx``; the highest numeric
     version of each model is served. A repository model that does not load is logged by name with
@@ -42,9 +43,14 @@ def load_models(
     """
     if model is not None and repository is not None:
         raise UsageError("--model and --model-repository: give one of them")
+    if name is not None and repository is not None:
+        raise UsageError("--model-name names a single --model; a repository's models are named by their folders")
     if repository is None:
         path = resolve_model(model)
-        return {path.stem: _served(path.stem, "1", path, engine)}, {}
+        name = path.stem if name is None else name
+        if problem := name_problem(name):
+            raise UsageError(f"--model-name: {problem}")
+        return {name: _served(name, "1", path, engine)}, {}
     served, failures = load_repository(Path(repository), engine, max_models)
     for name, why in failures.items():
         shown = name if name.isprintable() else repr(name)  # a folder name may hold a newline
