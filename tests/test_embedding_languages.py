@@ -57,7 +57,9 @@ def images(tmp_path_factory) -> dict[str, list[Path]]:
 def _run(lang: str, files: list[Path]) -> dict[str, tuple[str, np.ndarray]]:
     proc = subprocess.run(
         [str(ROOT / "examples" / lang / "run"), str(BUNDLED_MODEL), *map(str, files)],
-        capture_output=True, text=True, timeout=1200,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {}
