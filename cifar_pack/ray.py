@@ -20,7 +20,7 @@ import numpy as np
 
 from .runtime.columns import classify_columns, convert_all, decode_all
 from .runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
-from .runtime.engines import EngineSettings
+from .runtime.engines import EngineSettings, sharing_cores
 from .runtime.predictor import Predictor
 
 Batch = dict[str, np.ndarray]  # Ray Data's "numpy" batch format: column name -> array
@@ -65,7 +65,8 @@ class Classifier:
         precision: str = DEFAULT_PRECISION,
     ):
         threads = threads or actor_cpus()
-        self.predictor = Predictor(model, settings=EngineSettings.of(engine, precision, device, threads))
+        # Beside Ray's reading and this actor's own decoding: idle engine threads do not spin.
+        self.predictor = Predictor(model, settings=sharing_cores(EngineSettings.of(engine, precision, device, threads)))
         self.top_k = top_k
 
     def __call__(self, batch: Batch) -> Batch:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .runtime.columns import classify_columns, decode_all
 from .runtime.config import DEFAULT_BATCH_SIZE, DEFAULT_ENGINE, DEFAULT_PRECISION
-from .runtime.engines import EngineSettings
+from .runtime.engines import EngineSettings, sharing_cores
 from .runtime.predictor import Predictor
 
 if TYPE_CHECKING:
@@ -70,7 +70,9 @@ def classify_udf(
     from pyspark.ml.functions import predict_batch_udf
 
     path = None if model is None else os.fspath(model)
-    settings = EngineSettings.of(engine, precision, device="cpu")  # checked here, on the driver, before any task
+    settings = sharing_cores(
+        EngineSettings.of(engine, precision, device="cpu")
+    )  # checked here, on the driver, before any task
     return predict_batch_udf(
         lambda: make_predict_fn(path, top_k, settings), return_type=result_type(top_k), batch_size=batch_size
     )

@@ -235,3 +235,37 @@ def test_export_of_an_onnx_without_output_or_int8_says_what_to_add(tmp_path):
     proc = run_cli("export", "--model", BUNDLED_MODEL)
     assert_one_line_error(proc, "already ONNX", "--output", code=2)
     assert not list(tmp_path.iterdir())
+
+
+def test_engines_beside_other_work_do_not_spin_unless_asked(photos):
+    """Issue 33: predict, serve, info, Ray and Spark open onnxruntime with idle threads that sleep
+    (`sharing_cores`); a library user's `Predictor` keeps onnxruntime's default; `spinning=True`
+    is kept. The answers are the same: spinning changes when threads wait, not what they compute
+    (tolerance: the same engine and threads, so only FLOAT32_REORDER_ATOL for any reordering)."""
+    from cifar_pack.runtime.engines import EngineSettings, sharing_cores
+
+    default = Predictor(BUNDLED_MODEL)
+    shared = Predictor(BUNDLED_MODEL, settings=sharing_cores(EngineSettings()))
+    asked = Predictor(BUNDLED_MODEL, settings=sharing_cores(EngineSettings(spinning=True)))
+    assert [p.engine_info()["spinning"] for p in (default, shared, asked)] == [True, False, True]
+    np.testing.assert_allclose(
+        shared.predict_proba(photos), default.predict_proba(photos), rtol=0, atol=FLOAT32_REORDER_ATOL
+    )
+    info = run_cli("info", str(BUNDLED_MODEL))
+    assert "idle threads sleep" in info.stdout, info.stdout + info.stderr
+
+
+@pytest.mark.parametrize("flag, spinning", [("--spin", True), ("--no-spin", False)])
+def test_the_spin_option_reaches_the_session(flag, spinning):
+    code = (
+        "import sys; from cifar_pack.cli import main; from cifar_pack.runtime import predictor as p\n"
+        "seen = []; real = p.Predictor.predict_files\n"
+        "def spy(self, *a, **k):\n"
+        "    seen.append(self.engine_info()['spinning']); return real(self, *a, **k)\n"
+        "p.Predictor.predict_files = spy\n"
+        f"sys.argv = ['cifar-pack', 'predict', {str(SAMPLES[0])!r}, '{flag}']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('SPINNING', seen)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert f"SPINNING [{spinning}]" in proc.stdout, proc.stdout + proc.stderr

@@ -27,6 +27,13 @@ ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="ONNX model (default: artifacts/model.onnx, else the bundled model).")
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="The engine's intra-op threads.")]
+SpinOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--spin/--no-spin",
+        help="Let onnxruntime's idle threads busy-wait between calls (default: no, they share the cores).",
+    ),
+]
 EngineOpt = Annotated[
     Engine,
     typer.Option("--engine", help="What runs the .onnx: onnxruntime, or openvino (the [openvino] extra; same file)."),

@@ -181,16 +181,17 @@ def info(
     as_json: JsonOpt = False,
 ) -> None:
     """Print an ONNX model's input/output contract, what runs it (engine, precision, kernels), its metadata."""
-    from ..runtime.engines import EngineSettings
+    from ..runtime.engines import EngineSettings, sharing_cores
     from ..runtime.predictor import describe_model
 
-    result = describe_model(model, EngineSettings.of(engine, precision))
+    result = describe_model(model, sharing_cores(EngineSettings.of(engine, precision)))  # as predict and serve run it
     if as_json:
         emit(result, True)
         return
     typer.echo(f"model: {result['path']}")
     ran = result["engine"]
-    typer.echo(f"engine: {ran['engine']} {ran['version']} on {ran['device']}, {ran['precision']}")
+    spins = {True: ", idle threads spin", False: ", idle threads sleep"}.get(ran.get("spinning"), "")
+    typer.echo(f"engine: {ran['engine']} {ran['version']} on {ran['device']}, {ran['precision']}{spins}")
     for layer, kernels in (ran.get("kernels") or {}).items():
         typer.echo(f"  {layer}: {kernels}")
     if ran.get("int8"):

@@ -17,7 +17,7 @@ from ..runtime.errors import UsageError
 from ..runtime.providers import DEVICE_PROVIDERS
 from ..runtime.results import JsonArray, check_output, result_file
 from .app import app
-from .common import EngineOpt, JsonOpt, ModelOpt, PrecisionOpt, ThreadsOpt, command, printable
+from .common import EngineOpt, JsonOpt, ModelOpt, PrecisionOpt, SpinOpt, ThreadsOpt, command, printable
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -38,6 +38,7 @@ def predict(
     ] = DEFAULT_BATCH_SIZE,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = DEFAULT_DEVICE,
     threads: ThreadsOpt = None,
+    spin: SpinOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE,
     precision: PrecisionOpt = DEFAULT_PRECISION,
     max_pixels: Annotated[
@@ -65,7 +66,7 @@ def predict(
     Results stream: each is printed (or written to --output) as soon as its batch is done, so
     memory does not grow with the number of images.
     """
-    from ..runtime.engines import EngineSettings
+    from ..runtime.engines import EngineSettings, sharing_cores
     from ..runtime.inputs import iter_images
     from ..runtime.predictor import Predictor
 
@@ -73,7 +74,8 @@ def predict(
         if as_json:
             raise UsageError("--output and --json: give one (--output writes JSON Lines with a .jsonl name)")
         check_output(output, overwrite)  # before the model loads: a mistake answers at once
-    predictor = Predictor(model, max_pixels=max_pixels, settings=EngineSettings.of(engine, precision, device, threads))
+    settings = sharing_cores(EngineSettings.of(engine, precision, device, threads, spin))  # beside the decoding thread
+    predictor = Predictor(model, max_pixels=max_pixels, settings=settings)
     typer.echo(f"model: {printable(predictor.path)} on {predictor.runs_on()}", err=True)
     with _sink(output, top_k, as_json) as write, _progress(enabled=True) as advance:
         results = in_input_order(predictor, iter_images(inputs), top_k, batch_size, advance)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..runtime.config import DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_PRECISION
-from ..runtime.engines import EngineSettings
+from ..runtime.engines import EngineSettings, sharing_cores
 from ..runtime.errors import UsageError
 from ..serve.config import (
     DEFAULT_BATCHING,
@@ -22,7 +22,7 @@ from ..serve.config import (
     ModelControl,
 )
 from .app import app
-from .common import EngineOpt, ModelOpt, PrecisionOpt, ThreadsOpt, command
+from .common import EngineOpt, ModelOpt, PrecisionOpt, SpinOpt, ThreadsOpt, command
 
 
 @app.command()
@@ -66,6 +66,7 @@ def serve(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, ... as for predict.")] = DEFAULT_DEVICE,
     threads: ThreadsOpt = None,
+    spin: SpinOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE,
     precision: PrecisionOpt = DEFAULT_PRECISION,
     max_batch_size: Annotated[
@@ -110,7 +111,7 @@ def serve(
 
     if model_control_mode == ModelControl.explicit and model_repository is None:
         raise UsageError("--model-control-mode explicit needs --model-repository DIR (what to load from)")
-    settings = EngineSettings.of(engine, precision, device, threads)
+    settings = sharing_cores(EngineSettings.of(engine, precision, device, threads, spin))  # beside the event loop
     served, failures = load_models(model, model_repository, settings, max_models, model_name)
     repository = None
     if model_repository is not None:

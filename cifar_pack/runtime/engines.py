@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_PRECISION, ComputePrecision, Engine
 from .errors import ModelError, UsageError
-from .providers import device_name, import_onnxruntime, not_onnx_message, open_session
+from .providers import SPINNING_KEY, device_name, import_onnxruntime, not_onnx_message, open_session
 from .sysinfo import cpu_info, int8_kernel
 
 OPENVINO_EXTRA = "pip install 'cifar-pack[openvino]'"
@@ -37,7 +37,13 @@ _REPORTED_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Softmax")
 @dataclass(frozen=True)
 class EngineSettings:
     """How a model is run, one value built once and passed whole: engine, device ("auto", "cpu",
-    "cuda", ...), intra-op threads (None: the engine's choice, all cores), float precision.
+    "cuda", ...), intra-op threads (None: the engine's choice, all cores), float precision, and
+    whether onnxruntime's idle threads spin (None: onnxruntime's default, they do).
+
+    ``spinning``: after each run onnxruntime's pool threads busy-wait for the next one. Alone on
+    the machine that saves a wake-up; beside a decoding thread, an event loop or another task on
+    the same cores it takes the core they need (``workload_settings`` picks per situation, from
+    benchmarks/two_cores.py's figures). OpenVINO has no such switch (its threads yield).
 
     Build it with ``EngineSettings.of(...)`` from user input: it checks the choices and says which
     option is wrong.
@@ -47,6 +53,7 @@ class EngineSettings:
     device: str = DEFAULT_DEVICE
     threads: int | None = None
     precision: ComputePrecision = DEFAULT_PRECISION
+    spinning: bool | None = None
 
     @classmethod
     def of(
@@ -55,6 +62,7 @@ class EngineSettings:
         precision: ComputePrecision | str = DEFAULT_PRECISION,
         device: str = DEFAULT_DEVICE,
         threads: int | None = None,
+        spinning: bool | None = None,
     ) -> EngineSettings:
         """Settings from option values (strings as users type them).
 
@@ -64,7 +72,16 @@ class EngineSettings:
         if threads is not None and threads < 1:
             raise UsageError(f"--threads must be at least 1, got {threads}")
         chosen = _choice(Engine, engine, "--engine"), _choice(ComputePrecision, precision, "--precision")
-        return cls(chosen[0], device, threads, chosen[1])
+        return cls(chosen[0], device, threads, chosen[1], spinning)
+
+
+def sharing_cores(settings: EngineSettings) -> EngineSettings:
+    """``settings`` for an engine that shares its cores with other work, with spinning off unless
+    asked for: predict's decoding thread, the server's event loop and decode pool, a Ray actor's
+    or Spark task's reading and decoding. Measured on 2 cores (benchmarks/two_cores.py,
+    docs/performance.md): the same model-only rate, and a folder of JPEGs end to end 4 % faster.
+    """
+    return settings if settings.spinning is not None else replace(settings, spinning=False)
 
 
 @dataclass(frozen=True)
@@ -102,7 +119,7 @@ class OnnxruntimeBackend:
                 f"--precision {settings.precision}: onnxruntime computes float32 (int8 with an int8 file); "
                 "bf16 needs --engine openvino"
             )
-        self.session = open_session(path, settings.device, settings.threads)
+        self.session = open_session(path, settings.device, settings.threads, settings.spinning)
         self.provider: str = self.session.get_providers()[0]
         self.device = device_name(self.provider)
         self.inputs = [TensorSpec(v.name, v.type, list(v.shape)) for v in self.session.get_inputs()]
@@ -113,8 +130,15 @@ class OnnxruntimeBackend:
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.inputs[0].name: batch})[0]
 
+    def _spinning(self) -> bool:
+        """Whether the session's idle threads spin: its options read back (absent: onnxruntime's default, yes)."""
+        try:
+            return self.session.get_session_options().get_session_config_entry(SPINNING_KEY) != "0"
+        except RuntimeError:  # onnxruntime raises for a key never set
+            return True
+
     def describe(self) -> dict:
-        """Engine, version, device, provider, precision; for an int8 (QDQ) file, this CPU's int8 kernel
+        """Engine, version, device, provider, precision, spinning; for an int8 (QDQ) file, this CPU's int8 kernel
         family (OpenVINO lists its kernels per layer instead)."""
         info = {
             "engine": Engine.onnxruntime.value,
@@ -122,6 +146,7 @@ class OnnxruntimeBackend:
             "device": self.device,
             "provider": self.provider,
             "precision": self.precision,
+            "spinning": self._spinning(),
         }
         if "quantization" in self.metadata:
             machine = cpu_info()

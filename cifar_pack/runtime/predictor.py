@@ -189,6 +189,7 @@ class Predictor:
         top_k: int = 1,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_batch: Callable[[int], None] | None = None,
+        decoders: int = 1,
     ) -> Iterator[FileResult]:
         """Yield ``{"path", ...prediction}`` or ``{"path", "error"}`` for each file, in order, lazily.
 
@@ -200,7 +201,7 @@ class Predictor:
         chunks = _chunks(iter(paths), batch_size)
         # One decoding thread: onnxruntime already uses every core, and more decoders only fight
         # over the GIL (10,000 JPEGs: 4.0 s with 1 or 2 threads, 4.8 s with 4; benchmarks/README.md).
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(decoders) as pool:
             decode = self._decode_or_error
             chunk = next(chunks, None)
             pending = [pool.submit(decode, p) for p in chunk or []]

@@ -80,7 +80,11 @@ def device_name(provider: str) -> str:
     return next((name for name, p in DEVICE_PROVIDERS.items() if p == provider), provider)
 
 
-def open_session(path: Path, device: str, threads: int | None) -> InferenceSession:
+# onnxruntime's session option for its intra-op pool's idle threads (absent or "1": they spin).
+SPINNING_KEY = "session.intra_op.allow_spinning"
+
+
+def open_session(path: Path, device: str, threads: int | None, spinning: bool | None = None) -> InferenceSession:
     """An ``InferenceSession`` for ``path`` on ``device``: ``ModelError`` if the file does not load.
 
     Raises:
@@ -92,6 +96,8 @@ def open_session(path: Path, device: str, threads: int | None) -> InferenceSessi
     options.log_severity_level = 3  # errors only: graph-level warnings are for model authors, not users
     if threads:
         options.intra_op_num_threads = threads
+    if spinning is not None:
+        options.add_session_config_entry(SPINNING_KEY, "1" if spinning else "0")
     # onnxruntime-gpu lists CUDAExecutionProvider even on a machine without a GPU or CUDA
     # libraries; creating the session then logs coloured multi-line errors and falls back to
     # the CPU. Silence onnxruntime's process-wide logger meanwhile (4 = fatal only; 2 is its
