@@ -317,3 +317,18 @@ def test_a_loopback_alias_bind_answers_to_its_own_host():
         conn.close()
     finally:
         assert s.stop() == 0, s.log
+
+
+@pytest.mark.parametrize(
+    "host_lines",
+    [b"", b"Host: \r\n", b"Host: [::1]evil.example\r\n", b"Host: 127.0.0.1\r\nHost: evil.example\r\n"],
+    ids=["missing", "empty", "bracket-then-name", "two"],
+)
+def test_one_well_formed_host_is_required(server, host_lines):
+    """Issue 31 (warnings): an empty Host, no Host and `Host: [::1]evil.example` were served; two Host
+    headers kept the last. Each is now 400 with the reason, before any route runs."""
+    for version in (b"HTTP/1.1", b"HTTP/1.0"):
+        answer = raw_exchange(server.port, b"GET /v2/health/live " + version + b"\r\n" + host_lines + b"\r\n")
+        assert answer.split(b"\r\n", 1)[0].split(b" ")[1] in (b"400",), answer[:200]
+        assert b"Host" in answer, answer[:300]
+    assert server.request("GET", "/v2/health/live", headers={"Host": f"[::1]:{server.port}"})[0] == 200

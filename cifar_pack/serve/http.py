@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -346,9 +347,14 @@ class Guard:
         refused even though it cannot read the answer ("simple" cross-origin requests are sent
         without asking first); same-origin requests and clients that send no Origin pass.
         """
-        headers = dict(scope["headers"])  # a repeated Host or Origin keeps the last; both are checked below
-        host = headers.get(b"host", b"").decode("latin-1")
-        if self.allowed_hosts is not None and host and host_name(host) not in self.allowed_hosts:
+        headers = dict(scope["headers"])  # a repeated Origin keeps the last; it is checked below
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        host = hosts[0].decode("latin-1") if len(hosts) == 1 else ""
+        if not HOST_HEADER.fullmatch(host.strip().lower()):
+            # HTTP/1.1 wants exactly one Host (RFC 9112, 3.2); an empty, missing, repeated or
+            # malformed one ("[::1]evil.example") could otherwise pass the name check below.
+            return error(400, f"one Host header (name[:port]) is required, got {len(hosts)}: {host[:80]!r}")
+        if self.allowed_hosts is not None and host_name(host) not in self.allowed_hosts:
             return error(403, f"Host {host[:80]!r} is not served here; start the server with --allowed-host NAME")
         origin = headers.get(b"origin")
         if origin is not None and scope["method"] not in ("GET", "HEAD") and origin_netloc(origin) != host.lower():
@@ -399,6 +405,10 @@ def served_hosts(bind: str, allowed: list[str], loopback: bool) -> frozenset[str
         bound = f"[{bind.lower()}]" if ":" in bind else bind.lower()
         return LOCAL_HOSTS | names | {bound}
     return LOCAL_HOSTS | names | {host_name(bind)} if allowed else None
+
+
+# A Host header: a bracketed IPv6 address or a name/IPv4 address, then an optional port.
+HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(:[0-9]{1,5})?")
 
 
 def host_name(host: str) -> str:
