@@ -78,6 +78,9 @@ def test_reload_under_load_fails_no_request_and_serves_the_new_version(repositor
         assert index["broken"]["state"] == "UNAVAILABLE" and "not a loadable ONNX model" in index["broken"]["reason"]
         status, _, body = s.request("POST", "/v2/repository/models/broken/load")
         assert status == 400 and "broken" in json.loads(body)["error"]  # the reason, by name
+        # ... relative to the repository: clients are not told where the server keeps its files (issue 31).
+        assert "broken/1/model.onnx" in index["broken"]["reason"] and str(repository) not in index["broken"]["reason"]
+        assert str(repository) not in json.loads(body)["error"]
         assert _infer_json(s, image) == 200  # and the others serve on
     finally:
         assert s.stop() == 0, s.log

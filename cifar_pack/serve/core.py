@@ -27,7 +27,7 @@ from .config import DEFAULT_BATCHING, DEFAULT_LIMITS, DEFAULT_MAX_MODELS, Batchi
 from .decoding import DecodePool
 from .errors import Conflict, InvalidInput, NotFound, Unavailable, UnsupportedMedia
 from .metrics import ServeMetrics
-from .models import ServedModel, load_one, repository_names
+from .models import ServedModel, load_one, repository_names, without_root
 from .repository import triton_config
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics", "model_configuration"]
@@ -214,8 +214,8 @@ class InferenceService:
                 lambda: warm_up(load_one(repo.root, name, repo.engine), self.batching.max_batch_size)
             )
         except (ModelError, UsageError) as exc:
-            self.failures[name] = str(exc)
-            raise InvalidInput(f"model '{name}' failed to load: {exc}") from None
+            self.failures[name] = reason = without_root(str(exc), repo.root)
+            raise InvalidInput(f"model '{name}' failed to load: {reason}") from None
         old = self._add(model)
         if self.default.name == name:
             self.default = model

@@ -81,10 +81,18 @@ def load_repository(
         try:
             served[name] = load_one(root, name, engine)
         except (ModelError, UsageError) as exc:
-            failures[name] = str(exc)
+            failures[name] = without_root(str(exc), root)
     if any((root / name / "config.pbtxt").is_file() for name in served):
         log.info("--model-repository: config.pbtxt files are not read; each model's contract comes from its .onnx")
     return served, failures
+
+
+def without_root(reason: str, root: Path) -> str:
+    """A load failure's reason as clients see it: paths relative to the repository, so the index and
+    load errors do not tell callers where the server keeps its files ("cifar10/1/model.onnx: ...")."""
+    for prefix in {str(root.resolve()), str(root.absolute()), str(root)}:
+        reason = reason.replace(prefix.rstrip("/") + "/", "")
+    return reason
 
 
 def repository_names(root: Path) -> list[str]:
