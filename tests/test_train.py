@@ -531,3 +531,55 @@ def test_a_broken_file_in_the_training_data_is_skipped_and_named(tmp_path):
     assert "skipped 1 unreadable image(s) of 31" in proc.stderr and "broken.jpg" in proc.stderr
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["data"]["splits"] == {"train": 30}
+
+
+def test_the_fast_recipe_trains_exports_within_parity_and_reloads(tiny_data, tmp_path):
+    """The `fast` recipe end to end on tiny data: its custom layers (ScaledBias, PartialIdentity,
+    the erf GELU) save, reload and convert; the exported graph keeps the contract (uint8 in,
+    probabilities out, names inside) within export's parity gate; lookahead runs (from epoch 3 of 4)."""
+    import numpy as np
+
+    from cifar_pack.runtime.predictor import Predictor
+    from cifar_pack.training.export import export_onnx
+    from cifar_pack.training.model import load_keras_model
+    from cifar_pack.training.train import train
+
+    from .conftest import TRAIN_PRECISION
+
+    config = RECIPES["fast"].with_overrides(epochs=4, batch_size=32, precision=TRAIN_PRECISION)
+    assert config.lookahead
+    result = train(str(tiny_data), tmp_path / "run", config)
+    assert result.epochs == 4
+    model = load_keras_model(result.model)
+    assert {type(layer).__name__ for layer in model.layers} >= {"ScaledBias", "BatchNormalization"}
+    exported = export_onnx(result.model, data=str(tiny_data), parity_samples=60)  # raises if parity fails
+    predictor = Predictor(exported.onnx)
+    probs = predictor.predict_proba(np.zeros((3, 32, 32, 3), np.uint8))
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert predictor.class_names == ["blue", "green", "red"]
+
+
+def test_batchnorm_refresh_gives_eval_mode_the_training_batches_statistics():
+    """BatchNormRefresh (training/weights.py): after it, the model in inference mode on the refresh
+    images answers as in training mode (their batch statistics). A fresh model's moving statistics
+    (mean 0, variance 1) move its probabilities by > 0.05; each refresh runs 8 batches at momentum
+    0.6 and deeper layers follow the ones before them, so three refreshes (24 batches) bring the
+    difference under 1e-3 (measured: 3e-5; float32 sums, so not 0)."""
+    import numpy as np
+
+    from cifar_pack.training.model import build_fast_model, whitening_kernel
+    from cifar_pack.training.weights import BatchNormRefresh
+
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    model = build_fast_model(3, whitening_kernel(images), widths=(8, 16, 16))
+    x = images.astype(np.float32)
+
+    def eval_vs_train_mode() -> float:  # eval first: the training-mode call moves the statistics too
+        return float(np.abs(model(x, training=False).numpy() - model(x, training=True).numpy()).max())
+
+    assert eval_vs_train_mode() > 0.05
+    refresh = BatchNormRefresh(np.concatenate([images] * 8), batch_size=64)
+    refresh.set_model(model)
+    for _ in range(3):
+        refresh.on_test_begin()
+    assert eval_vs_train_mode() < 1e-3

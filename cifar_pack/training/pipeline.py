@@ -96,7 +96,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
         return keras.optimizers.Adam(learning_rate=lr)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(
-            learning_rate=lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None
+            learning_rate=lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None
         )
     raise UsageError(f"unknown optimizer {config.optimizer!r}: use adamw, adam, rmsprop or sgd")
 

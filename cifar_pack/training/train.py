@@ -48,6 +48,7 @@ from .pipeline import (
 from .progress import EpochProgress, GracefulStop, first_ctrl_c_stops
 from .run_state import BEST_FILE, LAST_FILE, PREV_FILE, STATE_FILE, check_resumable, read_state, stored_settings
 from .tf_setup import keras, tf
+from .weights import BatchNormRefresh, Lookahead
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,12 @@ def _run_epochs(run: _Run, model: keras.Model, strategy: tf.distribute.Strategy,
     config, (x_train, y_train, x_val, y_val) = run.config, run.arrays
     val_ds = make_pipeline(x_val, y_val, run.num_classes, config, training=False)
     steps = int(np.ceil(len(y_train) / config.batch_size))
-    callbacks = [RunTracker(run.out, state, steps)]
+    callbacks: list[keras.callbacks.Callback] = []
+    if config.architecture == "fast":  # before the tracker: it validates and saves what these leave
+        if config.lookahead:
+            callbacks.append(Lookahead(config.epochs * steps, steps))
+        callbacks.append(BatchNormRefresh(x_train[: 8 * config.batch_size], config.batch_size))
+    callbacks.append(RunTracker(run.out, state, steps))
     if sys.stderr.isatty():
         callbacks.append(EpochProgress(config.epochs, steps, config.batch_size))
     multi_worker = config.strategy == "multi-worker"
