@@ -94,7 +94,7 @@ class ScaledBias(keras.layers.Layer):
     BatchNorm biases at 64x the rate of the weights; 8**2 = 64. Exported as one Add of a constant.
     """
 
-    def __init__(self, scale: float = 8.0, **kwargs):
+    def __init__(self, scale: float = 8.0, **kwargs: object):
         super().__init__(**kwargs)
         self.scale = float(scale)
 
