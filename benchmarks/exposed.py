@@ -16,6 +16,11 @@ C. 4 concurrent JSON infer bodies of 30 MB (and of 7.5 MB, under the JSON limit)
 D. A 64 MB header line: status and seconds to the answer.
 E. 300 connections that send nothing: how many the server has closed after 35 s.
 F. A repository of 1,000 model folders (links to the bundled model): start-up result, peak RSS.
+G. gRPC (issue 31): 20,000 TCP connections to the gRPC port that never send a byte; peak open
+   descriptors of the server, peak RSS, health, and whether a gRPC call is served afterwards.
+H. gRPC: 4 concurrent ModelInfer calls of 31 M `uint_contents` values claiming one image: status, health.
+I. A reload storm: 60 `load` calls of one repository model while a client infers over HTTP;
+   RSS and threads before, at the peak and 10 s after; failed requests.
 """
 
 from __future__ import annotations
@@ -247,7 +252,117 @@ def case_f() -> dict:
         return {"outcome": outcome, "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak)}
 
 
+def fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def threads(pid: int) -> int:
+    try:
+        line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("Threads:"))
+        return int(line.split()[1])
+    except (OSError, StopIteration):
+        return -1
+
+
+def case_g() -> dict:
+    import resource
+
+    import tritonclient.grpc as grpc_client
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 30_000), hard))  # this client's 20,000 sockets
+    server = Server("--grpc-port", "0")
+    host, port = server.grpc.rsplit(":", 1)
+    watch, socks, peak_fds, refused = Watch(server), [], 0, 0
+    for i in range(20_000):
+        try:
+            socks.append(socket.create_connection((host, int(port)), timeout=5))
+        except OSError:
+            refused += 1
+        if i % 1000 == 0:
+            peak_fds = max(peak_fds, fds(server.proc.pid))
+    time.sleep(5)
+    peak_fds = max(peak_fds, fds(server.proc.pid))
+    result = watch.done() | {"peak_fds": peak_fds, "connect_errors": refused}
+    for sock in socks:
+        sock.close()
+    time.sleep(2)
+    try:
+        result["grpc_call_after"] = grpc_client.InferenceServerClient(server.grpc).is_server_live()
+    except Exception as exc:  # noqa: BLE001 - the outcome is the figure
+        result["grpc_call_after"] = type(exc).__name__
+    server.stop()
+    return result
+
+
+def case_h() -> dict:
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    server = Server("--grpc-port", "0")
+    watch = Watch(server)
+    tensor = service_pb2.ModelInferRequest().InferInputTensor(name="images", datatype="UINT8", shape=[1, 32, 32, 3])
+    tensor.contents.uint_contents.extend(np.ones(31_000_000, np.uint32).tolist())
+    request = service_pb2.ModelInferRequest(model_name="cifar10", inputs=[tensor])
+    options = [("grpc.max_send_message_length", -1)]
+
+    def call() -> str:
+        with grpc.insecure_channel(server.grpc, options=options) as channel:
+            try:
+                service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=120)
+                return "OK"
+            except grpc.RpcError as exc:
+                return exc.code().name
+
+    statuses = parallel(4, call)
+    result = watch.done() | {"statuses": statuses}
+    server.stop()
+    return result
+
+
+def case_i() -> dict:
+    import http.client
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "cifar10" / "1").mkdir(parents=True)
+        os.symlink(BUNDLED_MODEL, Path(tmp) / "cifar10" / "1" / "model.onnx")
+        server = Server("--model-repository", tmp, "--model-control-mode", "explicit")
+        pid, stop, statuses = server.proc.pid, threading.Event(), []
+        body = json.dumps(
+            {"inputs": [{"name": "images", "datatype": "UINT8", "shape": [1, 32, 32, 3], "data": [0] * 3072}]}
+        ).encode()
+
+        def infer_loop() -> None:
+            while not stop.is_set():
+                statuses.append(post(server.port, "/v2/models/cifar10/infer", body, {}))
+
+        before = {"rss_mb": round(status_mb(pid, "VmRSS")), "threads": threads(pid)}
+        clients = [threading.Thread(target=infer_loop) for _ in range(3)]
+        for t in clients:
+            t.start()
+        peak_threads = 0
+        for _ in range(60):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+            conn.request("POST", "/v2/repository/models/cifar10/load")
+            conn.getresponse().read()
+            conn.close()
+            peak_threads = max(peak_threads, threads(pid))
+        stop.set()
+        for t in clients:
+            t.join()
+        time.sleep(10)
+        after = {"rss_mb": round(status_mb(pid, "VmRSS")), "threads": threads(pid)}
+        peak = {"rss_mb": round(status_mb(pid, "VmHWM")), "threads": peak_threads}
+        failed = sum(1 for s in statuses if s != 200)
+        server.stop()
+        return {"before": before, "peak": peak, "after_10_s": after, "requests": len(statuses), "failed": failed}
+
+
 CASES = {"A": case_a, "B": case_b, "C": case_c, "D": case_d, "E": case_e, "F": case_f}
+CASES |= {"G": case_g, "H": case_h, "I": case_i}
 
 
 def main() -> None:

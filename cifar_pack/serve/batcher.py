@@ -11,6 +11,7 @@ letting memory grow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,10 @@ Item = tuple[np.ndarray, "asyncio.Future[np.ndarray]"]
 
 class QueueFull(Exception):
     """More images are waiting than ``max_queue_images``."""
+
+
+def _closed(images: np.ndarray) -> np.ndarray:
+    raise RuntimeError("this model was unloaded")
 
 
 class DynamicBatcher:
@@ -76,9 +81,19 @@ class DynamicBatcher:
             await asyncio.sleep(poll_s)
 
     async def close(self) -> None:
+        """Stop the batching task and the model thread, and let go of the model at once.
+
+        The task and this batcher refer to each other (a cycle only the garbage collector frees,
+        which rarely runs when the allocations are onnxruntime's): without dropping the model here,
+        60 reloads under traffic kept ~11 MB of sessions each (benchmarks/exposed.py, case I).
+        """
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         self._pool.shutdown(wait=True)
+        self.model = _closed
 
     def _drain(self, batch: list[Item], size: int) -> tuple[int, Item | None]:
         """Add what is already waiting to ``batch`` (no task per item, as asyncio.wait_for would make).
