@@ -567,11 +567,11 @@ def test_batchnorm_refresh_gives_eval_mode_the_training_batches_statistics():
     difference under 1e-3 (measured: 3e-5; float32 sums, so not 0)."""
     import numpy as np
 
-    from cifar_pack.training.model import build_fast_model, whitening_kernel
+    from cifar_pack.training.model import build_fast_model, whitening_weights
     from cifar_pack.training.weights import BatchNormRefresh
 
     images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
-    model = build_fast_model(3, whitening_kernel(images), widths=(8, 16, 16))
+    model = build_fast_model(3, whitening_weights(images), widths=(8, 16, 16))
     x = images.astype(np.float32)
 
     def eval_vs_train_mode() -> float:  # eval first: the training-mode call moves the statistics too

@@ -68,21 +68,32 @@ def gelu(x: tf.Tensor) -> tf.Tensor:
     return 0.5 * x * (1.0 + keras.ops.erf(x * 0.7071067811865476))
 
 
-def whitening_kernel(images: np.ndarray, eps: float = 5e-4, samples: int = 5000) -> np.ndarray:
-    """The frozen first layer's weights: (2, 2, 3, 24) filters that whiten 2x2 RGB patches.
+def whitening_weights(images: np.ndarray, eps: float = 5e-4, samples: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+    """The frozen first layer's weights: (2, 2, 3, 24) filters that whiten 2x2 RGB patches, and
+    their (24,) bias.
 
     ``images``: uint8 (N, 32, 32, 3) training images (the first ``samples`` are used). The patch
     covariance's eigenvectors, each divided by the square root of its eigenvalue (+ ``eps``), and
-    their negatives, so a following GELU keeps both signs (airbench's first layer).
+    their negatives, so a following GELU keeps both signs (airbench's first layer). The bias
+    centres the outputs (it subtracts the filters' response to the mean patch): airbench
+    normalises its inputs first; here the layer sees 0..1 pixels, whose mean (~0.47) would
+    otherwise shift the brightness filters' outputs by about +-2 and push half of them into
+    GELU's flat side.
     """
     k = WHITEN_PATCH
     x = images[:samples].astype(np.float32) / 255.0
     patches = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))  # (N, 31, 31, 3, k, k)
     patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * 3)  # rows in (row, col, channel) order
-    patches = patches - patches.mean(axis=0)
-    eigenvalues, vectors = np.linalg.eigh(patches.T @ patches / len(patches))
-    filters = (vectors / np.sqrt(eigenvalues + eps)).T.reshape(k * k * 3, k, k, 3).transpose(1, 2, 3, 0)
-    return np.concatenate([filters, -filters], axis=-1).astype(np.float32)
+    mean = patches.mean(axis=0)
+    centred = patches - mean
+    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred / len(centred))
+    filters = (vectors / np.sqrt(eigenvalues + eps)).T  # (12 filters, 12 patch values)
+    kernel = filters.reshape(k * k * 3, k, k, 3).transpose(1, 2, 3, 0)
+    bias = -(filters @ mean)
+    return (
+        np.concatenate([kernel, -kernel], axis=-1).astype(np.float32),
+        np.concatenate([bias, -bias]).astype(np.float32),
+    )
 
 
 @keras.saving.register_keras_serializable(package="cifar_pack")
@@ -134,7 +145,7 @@ class PartialIdentity(keras.initializers.Initializer):
 
 def build_fast_model(
     num_classes: int,
-    whitening: np.ndarray,
+    whitening: tuple[np.ndarray, np.ndarray],
     widths: tuple[int, ...] = FAST_WIDTHS,
     input_shape: tuple[int, int, int] = INPUT_SHAPE,
 ) -> keras.Model:
@@ -149,9 +160,10 @@ def build_fast_model(
     layers = keras.layers
     inputs = keras.Input(shape=input_shape, name="images")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    whiten = layers.Conv2D(whitening.shape[-1], WHITEN_PATCH, name="whiten", trainable=False)
+    kernel, bias = whitening
+    whiten = layers.Conv2D(kernel.shape[-1], WHITEN_PATCH, name="whiten", trainable=False)
     x = layers.Activation(gelu, name="whiten_act")(whiten(x))
-    whiten.set_weights([whitening, np.zeros(whitening.shape[-1], np.float32)])
+    whiten.set_weights([kernel, bias])
 
     def conv(width: int, name: str) -> keras.layers.Layer:
         return layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=PartialIdentity(), name=name)

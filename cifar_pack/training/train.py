@@ -34,7 +34,7 @@ from ..runtime.records import HISTORY_FILE, MANIFEST_FILE
 from ..runtime.sysinfo import describe_cpu
 from .checkpoints import RunTracker, load_checkpoint, restore_rng_states, save_model
 from .config import DEFAULT_RECIPE, TrainConfig, validate_config
-from .model import build_fast_model, build_model, whitening_kernel
+from .model import build_fast_model, build_model, whitening_weights
 from .multi_worker import is_chief, multi_worker_step_logs, work_around_keras_multi_worker
 from .pipeline import (
     describe_kernels,
@@ -221,7 +221,7 @@ def _build_or_restore(run: _Run, strategy: tf.distribute.Strategy) -> keras.Mode
             return model
         steps_per_epoch = int(np.ceil(len(run.arrays[1]) / run.config.batch_size))
         if run.config.architecture == "fast":
-            model = build_fast_model(run.num_classes, whitening_kernel(run.arrays[0]))
+            model = build_fast_model(run.num_classes, whitening_weights(run.arrays[0]))
         else:
             model = build_model(run.num_classes)
         model.compile(
