@@ -269,3 +269,32 @@ def test_the_spin_option_reaches_the_session(flag, spinning):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert f"SPINNING [{spinning}]" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["avx2", "fma"], "OpenVINO gains nothing without AVX-512"),
+        (["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"], "OpenVINO --precision bf16: 1.76x"),
+        (["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"], "OpenVINO int8 file: 4.8x"),
+        ([], "no figures for this CPU kind"),
+    ],
+    ids=["avx2", "avx512-vnni-bf16", "amx", "unmeasured"],
+)
+def test_engine_advice_follows_the_cpu_kind_given(flags, expected):
+    """Issue 33: `info` says where int8 or OpenVINO paid, by CPU kind. The kind is given here, not
+    read from this host, so every row is checked on any CPU."""
+    from cifar_pack.runtime.sysinfo import engine_advice
+
+    lines = engine_advice({"flags": flags, "machine": "x86_64", "model": "test CPU"})
+    assert any(expected in line for line in lines), lines
+
+
+def test_info_prints_the_advice_for_this_cpu():
+    from cifar_pack.runtime.sysinfo import cpu_info, engine_advice
+
+    proc = run_cli("info", str(BUNDLED_MODEL))
+    assert proc.returncode == 0, proc.stderr
+    assert [line[len("advice: ") :] for line in proc.stdout.splitlines() if line.startswith("advice: ")] == (
+        engine_advice(cpu_info())
+    )

@@ -203,6 +203,8 @@ def info(
             f"measured on {q['measured_on'].get('cpu')} ({q['measured_on'].get('int8_kernel')}); AVX2 saturation-free: "
             f"{'yes' if (q.get('avx2') or {}).get('saturation_free') else 'no'}"
         )
+    for line in result["advice"]:
+        typer.echo(f"advice: {line}")
     for kind in ("inputs", "outputs"):
         for io in result[kind]:
             typer.echo(f"{kind[:-1]}: {io['name']} {io['type']} {io['shape']}")

@@ -35,6 +35,7 @@ from .config import (
 from .engines import EngineSettings, TensorSpec, open_backend
 from .errors import CifarPackError, InputError, ModelError
 from .onnx_file import read_metadata
+from .sysinfo import cpu_info, engine_advice
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -280,7 +281,8 @@ def _check_contract(inputs: list[TensorSpec], outputs: list[TensorSpec], path: P
 
 
 def describe_model(model: str | os.PathLike | None = None, settings: EngineSettings | None = None) -> dict:
-    """``{"path", "inputs", "outputs", "engine", "metadata"}`` for ``cifar-pack info`` (on the CPU)."""
+    """``{"path", "inputs", "outputs", "engine", "advice", "metadata"}`` for ``cifar-pack info`` (on the
+    CPU); ``advice``: which engine and file paid on this CPU kind (``sysinfo.engine_advice``)."""
     settings = replace(settings or EngineSettings(), device="cpu")
     predictor = Predictor(model, settings=settings)
     backend = predictor.backend
@@ -297,5 +299,6 @@ def describe_model(model: str | os.PathLike | None = None, settings: EngineSetti
         "inputs": io(backend.inputs),
         "outputs": io(backend.outputs),
         "engine": predictor.engine_info(),
+        "advice": engine_advice(cpu_info()),
         "metadata": predictor.metadata,
     }

@@ -66,3 +66,56 @@ def int8_advice(machine: dict) -> str | None:
         f"this CPU ({machine['model']}) has no VNNI or AMX int8 instructions: the int8 file may be little or "
         "no faster than float32 here (docs/int8.md, 'Where int8 pays'); `cifar-pack benchmark` measures it"
     )
+
+
+# What the engines gained over onnxruntime float32 on the bundled model, batch 256, 2 threads,
+# by CPU kind (benchmarks/engines.py, one quiet run each; docs/int8.md shows the same table).
+# Keys: the kind ``cpu_kind`` names; values: (what, measured ratio, where).
+MEASURED_GAINS: dict[str, list[tuple[str, str, str]]] = {
+    "AVX2 without VNNI": [
+        ("onnxruntime int8 file", "1.52x", "AMD EPYC Zen 1; 1.68x on Zen 3"),
+        ("OpenVINO float32", "1.01x", "AMD EPYC Zen 1"),
+        ("OpenVINO int8 file", "1.34x", "AMD EPYC Zen 1"),
+    ],
+    "AVX-512 VNNI, BF16": [
+        ("onnxruntime int8 file", "2.31x", "AMD EPYC Zen 5"),
+        ("OpenVINO float32", "0.89x", "AMD EPYC Zen 5"),
+        ("OpenVINO --precision bf16", "1.76x", "AMD EPYC Zen 5"),
+    ],
+    "AVX-512 VNNI, BF16, AMX": [
+        ("onnxruntime int8 file", "1.9-2x", "Intel Xeon, Sapphire Rapids class"),
+        ("OpenVINO --precision bf16", "2.9x", "Intel Xeon, Sapphire Rapids class"),
+        ("OpenVINO int8 file", "4.8x", "Intel Xeon, Sapphire Rapids class"),
+    ],
+}
+
+
+def cpu_kind(flags: list[str], machine: str = "x86_64") -> str | None:
+    """This CPU's kind as ``MEASURED_GAINS`` names it, or None for a kind not measured."""
+    if machine not in ("x86_64", "AMD64"):
+        return None
+    has = set(flags)
+    if {"amx_int8", "amx_bf16"} & has:
+        return "AVX-512 VNNI, BF16, AMX"
+    if {"avx512_vnni", "avx512_bf16"} <= has:
+        return "AVX-512 VNNI, BF16"
+    if "avx2" in has and not {"avx512_vnni", "avx_vnni"} & has:
+        return "AVX2 without VNNI"
+    return None
+
+
+def engine_advice(machine: dict) -> list[str]:
+    """Which engine and file pay on this CPU, from ``MEASURED_GAINS`` (what ``cifar-pack info`` prints)."""
+    kind = cpu_kind(machine["flags"], machine["machine"])
+    if kind is None:
+        return [
+            f"no figures for this CPU kind ({' '.join(machine['flags']) or machine['machine']}): "
+            "`cifar-pack benchmark` or benchmarks/engines.py measures each engine here"
+        ]
+    lines = [
+        f"{what}: {ratio} the images/s of onnxruntime float32, measured on {where} ({kind})"
+        for what, ratio, where in MEASURED_GAINS[kind]
+    ]
+    if kind == "AVX2 without VNNI":
+        lines.append("so: the int8 file for its size and ~1.5x; OpenVINO gains nothing without AVX-512")
+    return lines
