@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..runtime.config import INPUT_BYTES
+
 DEFAULT_HOST = "127.0.0.1"  # loopback: anything else needs an API key (or --allow-unauthenticated)
 # Host header names a loopback server answers to (more with --allowed-host; docs/serving.md).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
@@ -59,6 +61,14 @@ class Limits:
     max_json_bytes: int = 8 * 2**20
     max_request_pixels: int = 200_000_000
     decode_timeout_s: float = 30.0
+
+    @property
+    def max_grpc_bytes(self) -> int:
+        """The largest gRPC message worth receiving: ``max_images`` images as ``uint_contents``
+        (packed varints, at most 2 bytes a value), plus 1 MB for names and parameters, and never
+        more than ``max_request_bytes``. 6.3 MB at the defaults: grpcio holds each message whole
+        before any handler runs, so 32 concurrent 31 MB messages held 2.7 GB (issue 31)."""
+        return min(self.max_request_bytes, self.max_images * INPUT_BYTES * 2 + 2**20)
 
 
 DEFAULT_BATCHING = Batching()

@@ -60,7 +60,7 @@ async def start_grpc(
         ("grpc.server_handshake_timeout_ms", int(HEAD_TIMEOUT_S * 1000)),
         ("grpc.max_connection_idle_ms", int(KEEP_ALIVE_S * 12 * 1000)),
         ("grpc.max_concurrent_streams", MAX_STREAMS),
-        ("grpc.max_receive_message_length", service.limits.max_request_bytes),
+        ("grpc.max_receive_message_length", service.limits.max_grpc_bytes),
         ("grpc.max_send_message_length", service.limits.max_request_bytes),
         # gRPC turns SO_REUSEPORT on by default on Linux: a second process could then bind the same
         # port and take new connections (seen: 20 of 20). One server per port, as on HTTP.
