@@ -79,7 +79,8 @@ def sharing_cores(settings: EngineSettings) -> EngineSettings:
     """``settings`` for an engine that shares its cores with other work, with spinning off unless
     asked for: predict's decoding thread, the server's event loop and decode pool, a Ray actor's
     or Spark task's reading and decoding. Measured on 2 cores (benchmarks/two_cores.py,
-    docs/performance.md): the same model-only rate, and a folder of JPEGs end to end 4 % faster.
+    benchmarks/README.md "Two shared cores"): the same model-only rate, a folder of JPEGs end to end
+    4 % faster, and idle cores left to the event loop and other tasks.
     """
     return settings if settings.spinning is not None else replace(settings, spinning=False)
 
