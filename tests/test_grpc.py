@@ -256,3 +256,29 @@ def test_grpc_connections_are_capped_while_http_answers():
         assert live
     finally:
         assert s.stop() == 0, s.log
+
+
+def test_a_thousand_concurrent_calls_on_one_channel_all_succeed(server):
+    """Issue 31 (warnings): 354 of 3,000 concurrent calls on one channel came back CANCELLED; with a
+    stream limit of 100, most of 1,000 were refused. Up to the advertised 1,000 streams, every call
+    is served (the server's queue holds 4,096 images)."""
+    import asyncio
+    import collections
+
+    request = _raw_request()
+
+    async def run() -> collections.Counter:
+        async with grpc.aio.insecure_channel(server.grpc) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            await stub.ModelInfer(request, timeout=60)  # connected, settings exchanged
+
+            async def one() -> str:
+                try:
+                    await stub.ModelInfer(request, timeout=120)
+                    return "OK"
+                except grpc.RpcError as exc:
+                    return exc.code().name
+
+            return collections.Counter(await asyncio.gather(*(one() for _ in range(1000))))
+
+    assert asyncio.run(run()) == {"OK": 1000}
