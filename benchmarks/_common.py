@@ -58,7 +58,10 @@ class Server:
     ``port``/``http``: the HTTP port and host:port; ``grpc``: host:port of gRPC, when ``--grpc-port`` is given.
     """
 
+    extra: tuple[str, ...] = ()  # added to every server's arguments (a script's --server-args, e.g. "--spin")
+
     def __init__(self, *args: str):
+        args = (*args, *self.extra)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cifar_pack", "serve", "--port", "0", *args], stderr=subprocess.PIPE, text=True
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -167,7 +168,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--server-args", default="", help='more `serve` options for every server, e.g. "--spin"')
     args = parser.parse_args()
+    Server.extra = tuple(shlex.split(args.server_args))
     import grpc
 
     from cifar_pack.runtime.images import load_image

@@ -23,6 +23,7 @@ import argparse
 import http.client
 import json
 import re
+import shlex
 import statistics
 import subprocess
 import threading
@@ -135,7 +136,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=640)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--server-args", default="", help='more `serve` options for every server, e.g. "--spin"')
     args = parser.parse_args()
+    Server.extra = tuple(shlex.split(args.server_args))
 
     import tritonclient.http as triton
 
