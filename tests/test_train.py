@@ -583,3 +583,18 @@ def test_batchnorm_refresh_gives_eval_mode_the_training_batches_statistics():
     for _ in range(3):
         refresh.on_test_begin()
     assert eval_vs_train_mode() < 1e-3
+
+
+def test_batchnorm_refresh_batches_hold_every_class_of_a_class_ordered_split():
+    """The training split's arrays are ordered by class; the refresh's first version took the
+    first 4,096 images (4,000 airplanes), its second sorted a random sample back into class order.
+    Each image here carries its class in its pixels: every refresh batch must hold all ten."""
+    import numpy as np
+
+    from cifar_pack.training.weights import BatchNormRefresh
+
+    x_train = np.repeat(np.arange(10, dtype=np.uint8), 400)[:, None, None, None] * np.ones((1, 32, 32, 3), np.uint8)
+    refresh = BatchNormRefresh.from_training_set(x_train, batch_size=256, seed=1337)
+    assert len(refresh.batches) == 8
+    for batch in refresh.batches:
+        assert len(np.unique(batch.numpy()[:, 0, 0, 0])) == 10

@@ -245,10 +245,7 @@ def _run_epochs(run: _Run, model: keras.Model, strategy: tf.distribute.Strategy,
     if config.architecture == "fast":  # before the tracker: it validates and saves what these leave
         if config.lookahead:
             callbacks.append(Lookahead(config.epochs * steps, steps))
-        # A fixed random sample, in random order: the split's arrays are ordered by class, and each
-        # refresh batch must hold every class (statistics of a few classes are wrong for all).
-        sample = np.random.default_rng(config.seed).permutation(len(x_train))[: 8 * config.batch_size]
-        callbacks.append(BatchNormRefresh(x_train[sample], config.batch_size))
+        callbacks.append(BatchNormRefresh.from_training_set(x_train, config.batch_size, config.seed))
     callbacks.append(RunTracker(run.out, state, steps))
     if sys.stderr.isatty():
         callbacks.append(EpochProgress(config.epochs, steps, config.batch_size))

@@ -29,6 +29,14 @@ class BatchNormRefresh(keras.callbacks.Callback):
         super().__init__()
         self.batches = [tf.constant(images[i : i + batch_size], tf.float32) for i in range(0, len(images), batch_size)]
 
+    @classmethod
+    def from_training_set(cls, x_train: np.ndarray, batch_size: int, seed: int, batches: int = 8) -> BatchNormRefresh:
+        """``batches`` batches of a fixed random sample of ``x_train``, in random order: the split's
+        arrays are ordered by class, and each refresh batch must hold every class (statistics of a
+        few classes are wrong for all: the first 4,096 images were 4,000 airplanes)."""
+        sample = np.random.default_rng(seed).permutation(len(x_train))[: batches * batch_size]
+        return cls(x_train[sample], batch_size)
+
     def refresh(self) -> None:
         for batch in self.batches:
             self.model(batch, training=True)
