@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from .runtime.columns import classify_columns, convert_all, decode_all
+from .runtime.columns import classify_columns, classify_encoded, convert_all
 from .runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
 from .runtime.engines import EngineSettings, sharing_cores
 from .runtime.predictor import Predictor
@@ -73,12 +73,11 @@ class Classifier:
         paths = batch.get("path")
         if "bytes" in batch:
             names = [str(p) for p in paths] if paths is not None else None
-            inputs = decode_all(self.predictor, batch["bytes"], names)
+            columns = classify_encoded(self.predictor, batch["bytes"], names, self.top_k)
         elif "image" in batch:
-            inputs = convert_all(batch["image"])
+            columns = classify_columns(self.predictor, convert_all(batch["image"]), self.top_k)
         else:
             raise ValueError(f"cifar_pack.ray.Classifier needs a 'bytes' or an 'image' column, got {sorted(batch)}")
-        columns = classify_columns(self.predictor, inputs, self.top_k)
         for name in ("top_k_labels", "top_k_probabilities"):
             if name in columns:
                 columns[name] = _rows_as_lists(columns[name])

@@ -166,3 +166,26 @@ def test_the_adapters_run_on_openvino_too(files, cli_labels):
                 assert rows["label"][i] is None and "not a readable image" in rows["error"][i]
             else:
                 assert rows["label"][i] == cli_labels[path.name]["label"], path.name
+
+
+def test_decoding_beside_inference_gives_the_same_columns_in_order(files):
+    """Issue 33: `classify_encoded` decodes the next chunk of a batch while the engine runs on this
+    one (Ray's Classifier). Its columns equal decoding all then classifying (the same engine,
+    threads and chunking of rows: FLOAT32_REORDER_ATOL for any batch-size reordering), rows in
+    input order, the broken file an error row, on a batch of several chunks."""
+    from cifar_pack.runtime.columns import OVERLAP_CHUNK, classify_columns, classify_encoded, decode_all
+    from cifar_pack.runtime.predictor import Predictor
+
+    paths = sorted(files.iterdir()) * 8  # 176 rows: three chunks of 64, the last one short
+    assert len(paths) > 2 * OVERLAP_CHUNK
+    contents = np.array([p.read_bytes() for p in paths], dtype=object)
+    names = [str(p) for p in paths]
+    predictor = Predictor()
+    overlapped = classify_encoded(predictor, contents, names, top_k=3)
+    plain = classify_columns(predictor, decode_all(predictor, contents, names), top_k=3)
+    assert list(overlapped) == list(plain)
+    assert list(overlapped["label"]) == list(plain["label"]) and list(overlapped["error"]) == list(plain["error"])
+    np.testing.assert_allclose(
+        overlapped["top_k_probabilities"], plain["top_k_probabilities"], rtol=0, atol=FLOAT32_REORDER_ATOL
+    )
+    assert sum(e is not None for e in overlapped["error"]) == 8
