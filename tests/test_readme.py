@@ -75,3 +75,21 @@ def test_every_readme_cifar_pack_command_runs(tmp_path):
             ran += 1
     assert ran >= 7  # the main job (2) and the whole pipeline (5); the official block needs network
     assert (scratch / "artifacts" / "model.onnx").exists() and (scratch / "artifacts" / "MODEL_CARD.md").exists()
+
+
+def test_the_readmes_claims_about_the_bundled_model_hold():
+    """The README's sentences about the bundled model: the sample's probability, the validation
+    accuracy, and the sample that comes back wrong (issue 34 re-made the model; these must follow)."""
+
+    from cifar_pack.runtime.predictor import Predictor
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    label, probability = re.search(r"The answer is `(\w+)` with probability ([0-9.]+)", text).groups()
+    accuracy = float(re.search(r"\(([0-9.]+) % top-1 on the validation split\)", text).group(1))
+    wrong, wrong_as = re.search(r"`(\w+\.jpg)` comes back as `(\w+)`", text).groups()
+    sample = re.search(r"samples/(\w+\.jpg)\s+\"http://127\.0\.0\.1:8000/predict", text).group(1)
+    predictor = Predictor()
+    answer = predictor.predict(ROOT / "artifacts" / "samples" / sample)[0]
+    assert answer["label"] == label and round(answer["probability"], 2) == float(probability), answer
+    assert round(100 * predictor.metadata["training"]["val_accuracy"], 1) == accuracy
+    assert predictor.predict(ROOT / "artifacts" / "samples" / wrong)[0]["label"] == wrong_as
