@@ -50,10 +50,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# Kept float32 in the int8 file: the softmax (its input and output), and what the fully-connected
-# layers return (the logits are the last Gemm's output).
-FLOAT_OPS = ("Softmax",)
+# Kept float32 in the int8 file: what the fully-connected layers return, and every node after the
+# last of them (the logits, a logit scale such as the fast CNN's Mul by 1/9, the softmax).
 FLOAT_OUTPUT_OPS = ("Gemm", "MatMul")
+
+
+def float_tail(nodes: list) -> list[str]:
+    """Names of the nodes after the last Gemm/MatMul (``nodes`` in graph order, which ONNX keeps
+    topological): the head that turns logits into probabilities, kept float32."""
+    last = max((i for i, n in enumerate(nodes) if n.op_type in FLOAT_OUTPUT_OPS), default=len(nodes) - 1)
+    return [n.name for n in nodes[last + 1 :]]
+
 
 # The AVX2 U8S8 kernel sums two u8*s8 products in int16: safe while 255 * (|w1| + |w2|) <= 32767.
 INT16_MAX = 32767
@@ -110,7 +117,7 @@ def quantize_model(fp32_path: Path, calibration: np.ndarray, settings: Int8Setti
                     activation_type=types[settings.activations],
                     weight_type=types[settings.weights],
                     calibrate_method=method,
-                    nodes_to_exclude=[n.name for n in onnx.load(str(pre)).graph.node if n.op_type in FLOAT_OPS],
+                    nodes_to_exclude=float_tail(list(onnx.load(str(pre)).graph.node)),
                     extra_options={"OpTypesToExcludeOutputQuantization": list(FLOAT_OUTPUT_OPS)},
                 )
         except Exception as exc:  # onnxruntime.quantization raises assorted types
