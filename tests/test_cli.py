@@ -29,7 +29,7 @@ def test_info_json(exported):
     proc = run_cli("info", exported, "--json")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert set(info) == {"path", "inputs", "outputs", "engine", "metadata"}
+    assert set(info) == {"path", "inputs", "outputs", "engine", "advice", "metadata"}
     assert info["engine"]["engine"] == "onnxruntime" and info["engine"]["precision"] == "f32"
     assert info["metadata"]["graph"]["nodes_written"] < info["metadata"]["graph"]["nodes_converted"]
     assert info["inputs"] == [{"name": "images", "type": "tensor(uint8)", "shape": ["N", 32, 32, 3]}]
