@@ -168,7 +168,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--json", default=None)
-    parser.add_argument("--server-args", default="", help='more `serve` options for every server, e.g. "--spin"')
+    parser.add_argument(
+        "--server-args", default="", help="more `serve` options for every server, e.g. --server-args=--spin"
+    )
     args = parser.parse_args()
     Server.extra = tuple(shlex.split(args.server_args))
     import grpc
