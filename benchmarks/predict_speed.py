@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import SHARED_DATA, header, median_time, save
+from _common import SHARED_DATA, header, median_time, save, write_jpegs
 from PIL import Image
 
 
@@ -70,9 +70,7 @@ def main() -> None:
         folder = tmp / "jpegs"
         folder.mkdir()
         picks = x[-args.images :]
-        for i, img in enumerate(picks):
-            Image.fromarray(img).save(folder / f"{i:05d}.jpg", quality=75)
-        paths = sorted(folder.glob("*.jpg"))
+        paths = write_jpegs(folder, picks)
         predictor = Predictor(model, device="cpu")
         decoded = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths[:2048]])
         for i in range(0, len(decoded), args.batch_size):

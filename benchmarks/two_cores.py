@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import SHARED_DATA, header, save
-from PIL import Image
+from _common import SHARED_DATA, header, save, write_jpegs
 
 
 def rate(fn, count: int) -> float:
@@ -47,11 +46,7 @@ def main() -> None:
     info = header("two shared cores", __doc__.split("\n\n", 1)[1].strip().replace("\n", " "))
     with tempfile.TemporaryDirectory() as tmp:
         x, _ = data.load(SHARED_DATA).split("train")
-        picks = x[-args.images :]
-        paths = []
-        for i, img in enumerate(picks):
-            paths.append(Path(tmp) / f"{i:05d}.jpg")
-            Image.fromarray(img).save(paths[-1], quality=75)
+        paths = write_jpegs(Path(tmp), x[-args.images :])
         decoded = np.stack([load_image(p) for p in paths])
         predictors = {
             spin: Predictor(model, settings=EngineSettings(device="cpu", spinning=spin)) for spin in (True, False)
