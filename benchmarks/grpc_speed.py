@@ -163,6 +163,25 @@ def reload_under_load(image: bytes, clients: int, seconds: float) -> dict:
     return {"steady": steady, "during_reloads": during}
 
 
+def compare_loads(configs: list[str], image: bytes, clients: int, seconds: float, rounds: int = 2) -> None:
+    """Phase 2 only, for each server configuration (`serve` options), alternated ``rounds`` times;
+    medians, and each as a ratio of the first (one run, so the machine's noise hits all alike)."""
+    rates: dict[str, list[float]] = {c: [] for c in configs}
+    for _ in range(rounds):
+        for config in configs:
+            server = Server("--grpc-port", "0", *shlex.split(config))
+            try:
+                rates[config].append(asyncio.run(load(server.grpc, image, clients, seconds))["images_per_s"])
+            finally:
+                server.stop()
+    first = statistics.median(rates[configs[0]])
+    for config, r in rates.items():
+        print(
+            f"{clients} gRPC clients, serve {config or '(defaults)'}: {statistics.median(r):,.0f} img/s "
+            f"({statistics.median(r) / first:.2f}x the first; rounds {', '.join(f'{x:,.0f}' for x in r)})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -170,6 +189,12 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--server-args", default="", help="more `serve` options for every server, e.g. --server-args=--spin"
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        help="only phase 2, for each `serve` option string (repeat): --compare='' --compare='--instances 2'",
     )
     args = parser.parse_args()
     Server.extra = tuple(shlex.split(args.server_args))
@@ -184,6 +209,9 @@ def main() -> None:
     photos = np.stack([load_image(p) for p in SAMPLES])
     batch = np.ascontiguousarray(np.resize(photos, (256, 32, 32, 3)))
     image = photos[0].tobytes()
+    if args.compare:
+        compare_loads(args.compare, image, args.clients, args.seconds)
+        return
     from cifar_pack.runtime.predictor import Predictor
 
     predictor = Predictor()  # before any server runs: its idle threads would take the cores' time

@@ -237,6 +237,89 @@ def test_export_rewrites_an_older_graph(tmp_path, photos):
     assert run_tract(new, photos).shape == (len(photos), 10)
 
 
+def _block_like_tf2onnx(scale_sign: float) -> onnx.ModelProto:
+    """x float [N, 4, 8, 8] -> Conv -> MaxPool -> Mul(per-channel scale * scale_sign) -> Add ->
+    GELU as tf2onnx writes Keras' (0.5*x * (1 + erf(x * 0.7071))) -> y: the fast CNN's block."""
+    rng = np.random.default_rng(0)
+    c = lambda name, value: numpy_helper.from_array(np.asarray(value, np.float32), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["conv"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Mul", ["pool", "scale"], ["bn"]),
+        helper.make_node("Add", ["bn", "shift"], ["b"]),
+        helper.make_node("Mul", ["b", "r2"], ["s"]),
+        helper.make_node("Erf", ["s"], ["e"]),
+        helper.make_node("Add", ["one", "e"], ["a"]),
+        helper.make_node("Mul", ["half", "b"], ["h"]),
+        helper.make_node("Mul", ["h", "a"], ["y"]),
+    ]
+    inits = [
+        c("w", rng.normal(0, 0.3, (4, 4, 3, 3))),
+        c("scale", scale_sign * rng.uniform(0.5, 2.0, (1, 4, 1, 1))),
+        c("shift", rng.normal(0, 1, (1, 4, 1, 1))),
+        c("r2", 0.7071067811865476),
+        c("one", [[[[1.0]]]]),
+        c("half", 0.5),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4, 4])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _optimized_ops(model: onnx.ModelProto, tmp_path: Path) -> list[str]:
+    """The op types onnxruntime runs after its own graph optimisations (levels 1 and 2)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+
+
+def test_export_writes_gelu_and_batchnorm_in_the_form_onnxruntime_fuses(tmp_path):
+    import onnxruntime as ort
+
+    from cifar_pack.formats.graph import simplify
+
+    original = _block_like_tf2onnx(+1.0)
+    rewritten = simplify(original)
+    assert "Erf" in _optimized_ops(original, tmp_path)  # as tf2onnx writes it, onnxruntime keeps five passes
+    # BatchNorm's Mul folded into the Conv; its Add stays after the pool (graph._scale_into_conv says why)
+    assert sorted(_optimized_ops(rewritten, tmp_path)) == ["Add", "Conv", "Gelu", "MaxPool"]
+    x = np.random.default_rng(1).normal(0, 1, (16, 4, 8, 8)).astype(np.float32)
+
+    def run(model: onnx.ModelProto) -> np.ndarray:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"x": x})[0]
+
+    # Same values up to float32 rounding: x / sqrt(2) against x * 0.7071..., the scale folded into the
+    # Conv's weights, and onnxruntime's Gelu kernel; activations here are O(1), so 1e-5 is ~100 ulps.
+    np.testing.assert_allclose(run(rewritten), run(original), atol=1e-5)
+
+
+def test_a_negative_scale_stays_after_the_maxpool(tmp_path):
+    """max(s*x) = s*max(x) only for s > 0: with a negative BatchNorm scale the order is kept."""
+    from cifar_pack.formats.graph import simplify
+
+    rewritten = simplify(_block_like_tf2onnx(-1.0))
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert ops.index("MaxPool") < ops.index("Mul"), ops
+    assert "Gelu" in _optimized_ops(rewritten, tmp_path)  # the GELU rewrite does not depend on it
+
+
+def test_every_gelu_of_the_bundled_model_runs_as_one_onnxruntime_kernel(tmp_path):
+    model = onnx.load(str(BUNDLED_MODEL))
+    erfs = sum(n.op_type == "Erf" for n in model.graph.node)
+    ops = _optimized_ops(model, tmp_path)
+    assert erfs == 7 and ops.count("Gelu") == erfs and "Erf" not in ops, ops  # whitening + 2 per block
+
+
 def test_export_of_an_onnx_without_output_or_int8_says_what_to_add(tmp_path):
     proc = run_cli("export", "--model", BUNDLED_MODEL)
     assert_one_line_error(proc, "already ONNX", "--output", code=2)

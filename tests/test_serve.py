@@ -333,6 +333,36 @@ def test_concurrent_requests_are_batched_and_a_full_queue_answers_503():
         assert s.stop() == 0
 
 
+@pytest.mark.parametrize("instances", [1, 2])
+def test_batches_run_at_most_instances_at_once_and_each_request_gets_its_rows(instances):
+    import asyncio
+
+    from cifar_pack.serve.batcher import DynamicBatcher
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def model(images: np.ndarray) -> np.ndarray:  # each row's answer is its own first pixel
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # long enough that the next batch forms while this one runs
+        with lock:
+            running[0] -= 1
+        return images[:, 0, 0, :1].astype(np.float32)
+
+    async def main() -> list[np.ndarray]:
+        batcher = DynamicBatcher(model, max_batch_size=4, max_queue_delay_ms=1, instances=instances)
+        requests = [np.full((1 + i % 3, 32, 32, 3), i, np.uint8) for i in range(24)]
+        answers = await asyncio.gather(*(batcher.infer(r) for r in requests))
+        await batcher.close()
+        return [a[:, 0] for a in answers], requests
+
+    answers, requests = asyncio.run(main())
+    assert [list(a) for a in answers] == [[i] * len(r) for i, r in enumerate(requests)]
+    assert most[0] == instances  # 24 requests of 1-3 images in batches of 4 keep every instance busy
+
+
 def test_sigterm_finishes_the_request_in_flight():
     s = Server("--max-queue-delay-ms", "1500")
     result = {}

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..runtime.config import DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_PRECISION
-from ..runtime.engines import EngineSettings, sharing_cores
+from ..runtime.engines import EngineSettings, per_instance, sharing_cores
 from ..runtime.errors import UsageError
 from ..serve.config import (
     DEFAULT_BATCHING,
@@ -78,6 +78,12 @@ def serve(
     max_queue_images: Annotated[
         int, typer.Option("--max-queue-images", min=1, help="Images waiting before new requests get 503.")
     ] = DEFAULT_BATCHING.max_queue_images,
+    instances: Annotated[
+        int,
+        typer.Option(
+            "--instances", min=1, help="Engine calls at once, each on its own threads (Triton's instance count)."
+        ),
+    ] = DEFAULT_BATCHING.instances,
     max_images: Annotated[
         int, typer.Option("--max-images", min=1, help="Most images in one request.")
     ] = DEFAULT_LIMITS.max_images,
@@ -111,14 +117,14 @@ def serve(
 
     if model_control_mode == ModelControl.explicit and model_repository is None:
         raise UsageError("--model-control-mode explicit needs --model-repository DIR (what to load from)")
-    settings = sharing_cores(EngineSettings.of(engine, precision, device, threads, spin))  # beside the event loop
+    settings = per_instance(sharing_cores(EngineSettings.of(engine, precision, device, threads, spin)), instances)
     served, failures = load_models(model, model_repository, settings, max_models, model_name)
     repository = None
     if model_repository is not None:
         repository = Repository(model_repository, model_control_mode, settings, max_models, failures)
     service = InferenceService(
         served,
-        batching=Batching(max_batch_size, max_queue_delay_ms, max_queue_images),
+        batching=Batching(max_batch_size, max_queue_delay_ms, max_queue_images, instances),
         limits=Limits(int(max_request_mb * 2**20), max_images, body_timeout_s),
         api_key=api_key_from_env(),
         repository=repository,

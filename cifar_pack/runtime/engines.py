@@ -12,6 +12,7 @@ an int8 file's quantized layers run in int8 on both engines. Never imports Tenso
 
 from __future__ import annotations
 
+import os
 import queue
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -83,6 +84,15 @@ def sharing_cores(settings: EngineSettings) -> EngineSettings:
     4 % faster, and idle cores left to the event loop and other tasks.
     """
     return settings if settings.spinning is not None else replace(settings, spinning=False)
+
+
+def per_instance(settings: EngineSettings, instances: int) -> EngineSettings:
+    """``settings`` for one of ``instances`` engine calls that run at once (the server's
+    ``--instances``): unless threads were given, the cores are divided between them, so two calls
+    on two cores each get one thread instead of both queueing for the same two."""
+    if settings.threads is not None or instances <= 1:
+        return settings
+    return replace(settings, threads=max(1, (os.cpu_count() or 1) // instances))
 
 
 @dataclass(frozen=True)

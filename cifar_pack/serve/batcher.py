@@ -48,6 +48,7 @@ class DynamicBatcher:
         max_queue_delay_ms: float = 2.0,
         max_queue_images: int = 4096,
         on_batch: Callable[[int, float], None] | None = None,
+        instances: int = 1,
     ):
         self.model, self.max_batch_size = model, max_batch_size
         self.delay = max_queue_delay_ms / 1000.0
@@ -58,7 +59,11 @@ class DynamicBatcher:
         # the task that drains it is started by the first request, inside the server's loop.
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cifar-pack-infer")  # one model call at a time
+        # Up to ``instances`` model calls at once (Triton's instance_group count): with one engine
+        # thread each, one batch runs while the next forms (benchmarks/grpc_speed.py).
+        self._pool = ThreadPoolExecutor(instances, thread_name_prefix="cifar-pack-infer")
+        self._free = asyncio.Semaphore(instances)
+        self._calls: set[asyncio.Task[None]] = set()
 
     async def infer(self, images: np.ndarray) -> np.ndarray:
         """(N, 32, 32, 3) uint8 -> (N, C) float32, batched with whatever else is waiting."""
@@ -92,6 +97,9 @@ class DynamicBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for call in list(self._calls):
+            with contextlib.suppress(Exception):
+                await call
         self._pool.shutdown(wait=True)
         self.model = _closed
 
@@ -109,7 +117,6 @@ class DynamicBatcher:
         return size, None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         carried = None
         while True:
             first = carried or await self._queue.get()
@@ -120,20 +127,31 @@ class DynamicBatcher:
             if size < self.max_batch_size and carried is None and self.delay > 0:
                 await asyncio.sleep(self.delay)  # the most the first request waits for company
                 size, carried = self._drain(batch, size)
+            await self._free.acquire()  # requests arriving meanwhile join the next batch
+            if size < self.max_batch_size and carried is None:
+                size, carried = self._drain(batch, size)
             self.waiting -= size
-            images = batch[0][0] if len(batch) == 1 else np.concatenate([b[0] for b in batch])
-            started = time.perf_counter()
-            try:
-                probs = await loop.run_in_executor(self._pool, self.model, images)
-            except Exception as exc:  # delivered to each waiting request, never kills the loop
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            if self.on_batch:
-                self.on_batch(size, time.perf_counter() - started)
-            offset = 0
-            for part, future in batch:
+            call = asyncio.get_running_loop().create_task(self._call(batch, size))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+
+    async def _call(self, batch: list[Item], size: int) -> None:
+        """One model call for ``batch`` (``size`` images); each request gets its rows or the error."""
+        images = batch[0][0] if len(batch) == 1 else np.concatenate([b[0] for b in batch])
+        started = time.perf_counter()
+        try:
+            probs = await asyncio.get_running_loop().run_in_executor(self._pool, self.model, images)
+        except Exception as exc:  # delivered to each waiting request, never kills the loop
+            for _, future in batch:
                 if not future.done():
-                    future.set_result(probs[offset : offset + len(part)])
-                offset += len(part)
+                    future.set_exception(exc)
+            return
+        finally:
+            self._free.release()
+        if self.on_batch:
+            self.on_batch(size, time.perf_counter() - started)
+        offset = 0
+        for part, future in batch:
+            if not future.done():
+                future.set_result(probs[offset : offset + len(part)])
+            offset += len(part)

@@ -40,12 +40,14 @@ class Batching:
 
     ``max_batch_size``: most images per onnxruntime call; ``max_queue_delay_ms``: how long the
     first request of a batch waits for company; ``max_queue_images``: images waiting before new
-    requests are refused (503).
+    requests are refused (503); ``instances``: model calls that may run at once (Triton's
+    ``instance_group`` count), each on its own engine threads.
     """
 
     max_batch_size: int = 64
     max_queue_delay_ms: float = 2.0
     max_queue_images: int = 4096
+    instances: int = 1
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,12 @@ class InferenceService:
             stats.on_batch(size, seconds)
 
         batcher = DynamicBatcher(
-            model.predictor.predict_proba, b.max_batch_size, b.max_queue_delay_ms, b.max_queue_images, on_batch
+            model.predictor.predict_proba,
+            b.max_batch_size,
+            b.max_queue_delay_ms,
+            b.max_queue_images,
+            on_batch,
+            b.instances,
         )
         old = self.batchers.get(model.name)
         self.models[model.name], self.batchers[model.name] = model, batcher
