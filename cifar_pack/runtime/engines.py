@@ -31,7 +31,7 @@ from .sysinfo import cpu_info, int8_kernel
 OPENVINO_EXTRA = "pip install 'cifar-pack[openvino]'"
 # OpenVINO element types -> ONNX's spelling, which the contract check and `info` use.
 _OV_TYPES = {"u8": "tensor(uint8)", "f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)"}
-# The layers whose kernels `describe` reports: where the time goes (53 MFLOP an image) and the softmax.
+# The layers whose kernels `describe` reports: where the time goes (the convolutions) and the softmax.
 _REPORTED_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Softmax")
 
 
