@@ -363,6 +363,32 @@ def test_batches_run_at_most_instances_at_once_and_each_request_gets_its_rows(in
     assert most[0] == instances  # 24 requests of 1-3 images in batches of 4 keep every instance busy
 
 
+def test_a_server_with_two_instances_answers_each_client_with_its_own_probabilities(photos):
+    s = Server("--instances", "2", "--max-batch-size", "4")
+    try:
+        results: dict[int, np.ndarray] = {}
+
+        def one(i: int) -> None:
+            client = http_client.InferenceServerClient(s.host)
+            x = photos[i % 20][None]
+            tensor = http_client.InferInput("images", [1, 32, 32, 3], "UINT8")
+            tensor.set_data_from_numpy(x)
+            results[i] = client.infer("cifar10", [tensor]).as_numpy("probabilities")[0]
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        expected = Predictor().predict_proba(photos)
+        # Batches of 1-4 on one engine thread each against one batch of 20 on two: same sums, reordered
+        assert sorted(results) == list(range(24))
+        for i, probs in results.items():
+            np.testing.assert_allclose(probs, expected[i % 20], atol=FLOAT32_REORDER_ATOL)
+    finally:
+        assert s.stop() == 0
+
+
 def test_sigterm_finishes_the_request_in_flight():
     s = Server("--max-queue-delay-ms", "1500")
     result = {}
