@@ -29,8 +29,8 @@ def write_model_card(
 # What each architecture is, by the run record's config (training/config.py's Architecture).
 ARCHITECTURES = {
     "seed": "the classic Keras CIFAR-10 CNN (4 convolutions, 2 dense layers, dropout)",
-    "fast": "a BatchNorm CNN after airbench (a frozen 2x2 whitening convolution, then 6 convolutions "
-    "of widths 48-160-160, GELU, global max pooling)",
+    "fast": "a BatchNorm CNN after airbench (a frozen 2x2 whitening convolution, then three blocks of "
+    "two convolutions, GELU, global max pooling; widths in docs/recipes.md)",
 }
 
 

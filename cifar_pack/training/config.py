@@ -125,9 +125,9 @@ DEFAULT_RECIPE = TrainConfig(
 )
 
 # Fast: airbench94's network and optimiser sized for two CPU cores (docs/recipes.md has the
-# epochs, seeds and ablation): a BatchNorm CNN of widths 48-160-160 (~0.8 M parameters, ~110
-# MFLOP an image) whose first layer is a frozen, centred 2x2 patch-whitening convolution computed
-# from the training images, identity-start convolutions, BatchNorm biases at 64x the rate;
+# epochs, seeds and ablation): a BatchNorm CNN (widths: training/model.py's FAST_WIDTHS) whose
+# first layer is a frozen, centred 2x2 patch-whitening convolution computed from the training
+# images, identity-start convolutions, BatchNorm biases at 64x the rate;
 # Nesterov SGD at batch 512 with airbench's rate and decay per example (its 11.5 and 0.0153 per
 # 1,024 examples at momentum 0.85 are 0.75 and 0.0102 here in Keras' terms), a triangular
 # schedule, lookahead averaging, BatchNorm statistics refreshed before each validation, label
