@@ -18,6 +18,7 @@ from cifar_pack.runtime.images import load_image
 from cifar_pack.runtime.predictor import Predictor
 
 from .conftest import FLOAT32_REORDER_ATOL
+from .snippets import assert_prints_its_comment
 from .test_serve import SAMPLES, Server
 
 grpc_client = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is in the [dev] extra")
@@ -180,7 +181,7 @@ def test_docs_grpc_snippet_runs_as_written(server):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "0.639242:7:horse" in proc.stdout  # the answer the snippet's comment shows
+    assert_prints_its_comment(snippet, proc.stdout)
 
 
 def test_model_config_and_statistics_on_both_transports(server, photos):

@@ -23,6 +23,7 @@ from cifar_pack.runtime.images import load_image
 from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
 
 from .conftest import FLOAT32_REORDER_ATOL, assert_one_line_error, run_cli
+from .snippets import assert_prints_its_comment
 
 http_client = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the [dev] extra")
 ROOT = Path(__file__).resolve().parents[1]
@@ -510,7 +511,7 @@ def test_docs_tritonclient_snippet_runs_as_written(server):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "0.639242:7:horse" in proc.stdout  # the answer the snippet's comment shows
+    assert_prints_its_comment(snippet, proc.stdout)
 
 
 def test_docs_triton_export_from_an_onnx_runs_as_written(tmp_path):
