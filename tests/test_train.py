@@ -598,3 +598,48 @@ def test_batchnorm_refresh_batches_hold_every_class_of_a_class_ordered_split():
     assert len(refresh.batches) == 8
     for batch in refresh.batches:
         assert len(np.unique(batch.numpy()[:, 0, 0, 0])) == 10
+
+
+@pytest.mark.parametrize(
+    ("images", "drop", "sizes"),
+    [(100, True, [32, 32, 32]), (100, False, [32, 32, 32, 4]), (20, True, [20]), (64, False, [32, 32])],
+)
+def test_training_batches_are_those_the_step_count_counts(images, drop, sizes):
+    """``drop_remainder`` (the fast recipe's) drops each epoch's last, partial batch; a training set
+    smaller than one batch keeps its one batch instead of none. The schedule, lookahead and the
+    progress line count steps with ``train_steps``, so it must equal the pipeline's batches."""
+    import numpy as np
+
+    from cifar_pack.training.pipeline import make_pipeline, train_steps
+
+    config = RECIPES["fast"].with_overrides(batch_size=32, drop_remainder=drop)
+    x = np.zeros((images, 32, 32, 3), np.uint8)
+    y = np.arange(images) % 3
+    batches = [len(labels) for _, labels in make_pipeline(x, y, 3, config, training=True, epoch=0)]
+    assert batches == sizes
+    assert train_steps(images, config) == len(sizes)
+
+
+def test_alternating_flips_show_each_image_both_ways_round_in_two_epochs():
+    """airbench's flips (``alternate_flips``): each training image carries its index in its left
+    column and 255 in its right one, so the pipeline's output says which images came mirrored.
+    Epochs 1 and 2 together mirror every image exactly once, epoch 3 repeats epoch 1, and about
+    half are mirrored in each (a fixed random half: 100 images, so 50 +- 15 at 3 sigma)."""
+    import numpy as np
+
+    from cifar_pack.training.pipeline import make_pipeline
+
+    config = RECIPES["fast"].with_overrides(batch_size=50)  # whole batches: no image dropped
+    config = config.from_dict(config.to_dict() | {"augment": {"horizontal_flip": True, "alternate_flips": True}})
+    x = np.zeros((100, 32, 32, 3), np.uint8)
+    x[:, :, 0] = np.arange(100, dtype=np.uint8)[:, None, None]
+    x[:, :, -1] = 255
+
+    def mirrored(epoch: int) -> set[int]:
+        images = np.concatenate([i.numpy() for i, _ in make_pipeline(x, np.zeros(100, int), 3, config, True, epoch)])
+        return {int(row[0, -1, 0]) for row in images if row[0, 0, 0] == 255}
+
+    first, second = mirrored(0), mirrored(1)
+    assert first.isdisjoint(second) and len(first | second) == 100
+    assert 35 <= len(first) <= 65
+    assert mirrored(2) == first

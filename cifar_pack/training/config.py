@@ -47,6 +47,9 @@ class Augment:
     height_shift: float = 0.0
     zoom: float = 0.0
     horizontal_flip: bool = True
+    # airbench's flips (pipeline.alternating_flips): in epoch 1 a fixed random half of the images is
+    # mirrored, after that each image the other way round every epoch; random flips without it
+    alternate_flips: bool = False
     fill_mode: str = "nearest"
     interpolation: str = "bilinear"  # "nearest": shifts move whole pixels (as a padded random crop does)
 
@@ -63,6 +66,7 @@ class TrainConfig:
     architecture: str = "seed"  # an Architecture value
     epochs: int = 20
     batch_size: int = 128
+    drop_remainder: bool = False  # drop each epoch's last, partial training batch (pipeline.train_steps)
     optimizer: str = "adamw"
     learning_rate: float = 2e-3
     momentum: float = 0.9  # SGD's (Nesterov)

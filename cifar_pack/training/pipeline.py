@@ -125,18 +125,35 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31 - 8))
 
 
-def make_augmenter(config: TrainConfig, seed: int | None = None) -> keras.Sequential:
+def train_steps(num_images: int, config: TrainConfig) -> int:
+    """Training batches per epoch. With ``drop_remainder`` the last, partial batch is dropped (as
+    airbench does: at 40,000 images and batch 512 it would hold 64 images, whose BatchNorm
+    statistics at the peak learning rate set validation back by up to 20 points for an epoch);
+    a training set smaller than one batch keeps its one partial batch."""
+    if config.drop_remainder and num_images >= config.batch_size:
+        return num_images // config.batch_size
+    return -(-num_images // config.batch_size)
+
+
+def alternating_flips(num_images: int, seed: int, epoch: int) -> np.ndarray:
+    """airbench's flips: (N,) bool, which images are mirrored in ``epoch`` (0-based). The same random
+    half in every even epoch and the other half in every odd one, so any two epochs in a row show
+    each image both ways round (random flips show a quarter of them the same way both times)."""
+    return (np.random.default_rng(seed).random(num_images) < 0.5) ^ bool(epoch % 2)
+
+
+def make_augmenter(config: TrainConfig, seed: int | None = None, flip: bool = True) -> keras.Sequential:
     """The recipe's augmentation as preprocessing layers, float32 even under a bf16 policy.
 
     ImageDataGenerator(rotation_range=40) draws degrees uniformly in [-40, 40]; RandomRotation
     takes a fraction of a full turn, so 40 / 360. Shifts and zoom are fractions of the size.
-    ``seed`` defaults to the recipe's.
+    ``seed`` defaults to the recipe's; ``flip=False`` leaves flips to the caller (alternating ones).
     """
     a, layers = config.augment, keras.layers
     seed = config.seed if seed is None else seed
     kwargs = {"fill_mode": a.fill_mode, "interpolation": a.interpolation, "dtype": "float32"}
     stack = []
-    if a.horizontal_flip:
+    if a.horizontal_flip and flip:
         stack.append(layers.RandomFlip("horizontal", seed=seed, dtype="float32"))
     if a.rotation_degrees:
         stack.append(layers.RandomRotation(a.rotation_degrees / 360.0, seed=seed + 1, **kwargs))
@@ -156,15 +173,22 @@ def make_pipeline(
     it is never part of the saved model. With ``epoch``, the data order and augmentation are
     those of that epoch alone (``epoch_seed``); without, one reshuffling pipeline for all epochs.
     """
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    alternate = training and epoch is not None and config.augment.horizontal_flip and config.augment.alternate_flips
+    columns = (x, y, alternating_flips(len(y), config.seed, epoch)) if alternate else (x, y)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     seed = config.seed if epoch is None else epoch_seed(config.seed, epoch)
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=epoch is None)
-    ds = ds.batch(config.batch_size if training else max(config.batch_size, 512))
-    augment = make_augmenter(config, seed) if training else None
+        # Exactly the batches train_steps counts: whole ones only when it drops the remainder.
+        ds = ds.batch(config.batch_size, drop_remainder=train_steps(len(y), config) * config.batch_size <= len(y))
+    else:
+        ds = ds.batch(max(config.batch_size, 512))
+    augment = make_augmenter(config, seed, flip=not alternate) if training else None
 
-    def prepare(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def prepare(images: tf.Tensor, labels: tf.Tensor, flips: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         images = tf.cast(images, tf.float32)
+        if flips is not None:  # (N,) bool: mirror those rows along the width axis of (N, H, W, C)
+            images = tf.where(flips[:, None, None, None], tf.reverse(images, axis=[2]), images)
         if augment is not None and augment.layers:
             images = augment(images, training=True)
         return images, tf.one_hot(labels, num_classes)

@@ -44,6 +44,7 @@ from .pipeline import (
     plot_curves,
     resolve_precision,
     tensorflow_runtime,
+    train_steps,
 )
 from .progress import EpochProgress, GracefulStop, first_ctrl_c_stops
 from .run_state import BEST_FILE, LAST_FILE, PREV_FILE, STATE_FILE, check_resumable, read_state, stored_settings
@@ -219,7 +220,7 @@ def _build_or_restore(run: _Run, strategy: tf.distribute.Strategy) -> keras.Mode
                 # The kill may have come between the state and the best model: rebuild it.
                 save_model(model, run.out / BEST_FILE, include_optimizer=False)
             return model
-        steps_per_epoch = int(np.ceil(len(run.arrays[1]) / run.config.batch_size))
+        steps_per_epoch = train_steps(len(run.arrays[1]), run.config)
         if run.config.architecture == "fast":
             model = build_fast_model(run.num_classes, whitening_weights(run.arrays[0]))
         else:
@@ -240,7 +241,7 @@ def _run_epochs(run: _Run, model: keras.Model, strategy: tf.distribute.Strategy,
     """
     config, (x_train, y_train, x_val, y_val) = run.config, run.arrays
     val_ds = make_pipeline(x_val, y_val, run.num_classes, config, training=False)
-    steps = int(np.ceil(len(y_train) / config.batch_size))
+    steps = train_steps(len(y_train), config)
     callbacks: list[keras.callbacks.Callback] = []
     if config.architecture == "fast":  # before the tracker: it validates and saves what these leave
         if config.lookahead:
