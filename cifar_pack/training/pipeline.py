@@ -174,7 +174,7 @@ def make_pipeline(
     those of that epoch alone (``epoch_seed``); without, one reshuffling pipeline for all epochs.
     """
     alternate = training and epoch is not None and config.augment.horizontal_flip and config.augment.alternate_flips
-    columns = (x, y, alternating_flips(len(y), config.seed, epoch)) if alternate else (x, y)
+    columns = (x, y, alternating_flips(len(y), config.seed, epoch)) if alternate and epoch is not None else (x, y)
     ds = tf.data.Dataset.from_tensor_slices(columns)
     seed = config.seed if epoch is None else epoch_seed(config.seed, epoch)
     if training:
