@@ -620,6 +620,39 @@ def test_training_batches_are_those_the_step_count_counts(images, drop, sizes):
     assert train_steps(images, config) == len(sizes)
 
 
+@pytest.mark.parametrize("epochs", [4, 10, 15])
+def test_the_fast_learning_rate_peaks_at_the_same_share_of_training_whatever_the_epochs(epochs):
+    """``warmup_fraction``: the fast recipe's triangle peaks at 30 % of its steps, so ``--epochs``
+    keeps its shape (a fixed 3-epoch warm-up made a 4-epoch run peak at 75 %). At 10 epochs that
+    is step 234 of 780, where the bundled model's recorded config (``warmup_epochs`` 3.0, from
+    before the field) peaks too: its reproduce command still trains it the same way."""
+    from pathlib import Path
+
+    import numpy as np
+
+    import cifar_pack
+    from cifar_pack.training.config import TrainConfig
+    from cifar_pack.training.pipeline import make_optimizer
+
+    steps = 78  # 40,000 training images in whole batches of 512
+
+    def rates(config: TrainConfig) -> np.ndarray:
+        optimizer = make_optimizer(config, steps)
+        values = []
+        for step in range(config.epochs * steps):
+            optimizer.iterations.assign(step)
+            values.append(float(optimizer.learning_rate))
+        return np.array(values)
+
+    fast = RECIPES["fast"].with_overrides(epochs=epochs)
+    lr = rates(fast)
+    assert int(np.argmax(lr)) == int(0.3 * epochs * steps)
+    assert lr.max() == pytest.approx(fast.learning_rate) and lr[0] == pytest.approx(0.2 * fast.learning_rate)
+    if epochs == 10:
+        bundled = json.loads((Path(cifar_pack.__file__).parent / "pretrained" / "manifest.json").read_text())["config"]
+        assert np.allclose(rates(TrainConfig.from_dict(bundled)), lr)
+
+
 def test_alternating_flips_show_each_image_both_ways_round_in_two_epochs():
     """airbench's flips (``alternate_flips``): each training image carries its index in its left
     column and 255 in its right one, so the pipeline's output says which images came mirrored.

@@ -59,7 +59,7 @@ class TrainConfig:
     """Everything a training run needs; stored in the manifest and in the resume state.
 
     ``schedule`` is "constant" (the notebook), "onecycle" (linear warm-up then cosine decay) or
-    "triangular" (linear warm-up over ``warmup_epochs``, then linear decay to 7 % of the peak).
+    "triangular" (linear warm-up over ``warmup()`` epochs, then linear decay to 7 % of the peak).
     """
 
     recipe: str = "default"
@@ -74,12 +74,19 @@ class TrainConfig:
     weight_decay: float = 0.05
     schedule: str = "onecycle"
     warmup_epochs: float = 1.0
+    # When set, the warm-up is this share of all epochs instead (``warmup_epochs`` unused), so that
+    # --epochs keeps the schedule's shape: airbench's triangle peaks at a fixed share of training.
+    warmup_fraction: float | None = None
     label_smoothing: float = 0.1
     augment: Augment = field(default_factory=Augment)
     validation_split: float = DEFAULT_VALIDATION_SPLIT
     seed: int = DEFAULT_SEED
     precision: str = "auto"  # a Precision value
     strategy: str = "default"  # a Strategy value
+
+    def warmup(self) -> float:
+        """Epochs of learning-rate warm-up (fractional epochs count their steps)."""
+        return self.warmup_fraction * self.epochs if self.warmup_fraction is not None else self.warmup_epochs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,7 +157,7 @@ FAST_RECIPE = TrainConfig(
     weight_decay=0.0102,
     lookahead=True,
     schedule="triangular",
-    warmup_epochs=3.0,
+    warmup_fraction=0.3,  # 3 of 10 epochs; --epochs 4 warms up for 1.2
     label_smoothing=0.2,
     augment=Augment(
         width_shift=2 / 32,
@@ -183,5 +190,7 @@ def validate_config(config: TrainConfig) -> None:
     ):
         if value not in choices(enum):
             raise UsageError(f"{option} must be one of {', '.join(choices(enum))}, got {value!r}")
+    if config.warmup_fraction is not None and not 0.0 <= config.warmup_fraction < 1.0:
+        raise UsageError(f"warmup_fraction must be in [0, 1), got {config.warmup_fraction}")
     if config.learning_rate <= 0:
         raise UsageError(f"--lr must be positive, got {config.learning_rate}")

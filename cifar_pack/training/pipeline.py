@@ -75,7 +75,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
     if config.schedule == "onecycle":
-        warmup = int(config.warmup_epochs * steps_per_epoch)
+        warmup = int(config.warmup() * steps_per_epoch)
         lr = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=config.learning_rate / 10 if warmup else config.learning_rate,
             decay_steps=max(config.epochs * steps_per_epoch - warmup, 1),
@@ -84,7 +84,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
             warmup_steps=warmup,
         )
     elif config.schedule == "triangular":
-        warmup = int(config.warmup_epochs * steps_per_epoch)
+        warmup = int(config.warmup() * steps_per_epoch)
         lr = Triangular(config.learning_rate, config.epochs * steps_per_epoch, warmup)
     elif config.schedule != "constant":
         raise UsageError(f"unknown schedule {config.schedule!r}: use constant, onecycle or triangular")
