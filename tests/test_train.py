@@ -626,11 +626,10 @@ def test_the_fast_learning_rate_peaks_at_the_same_share_of_training_whatever_the
     keeps its shape (a fixed 3-epoch warm-up made a 4-epoch run peak at 75 %). At 10 epochs that
     is step 234 of 780, where the bundled model's recorded config (``warmup_epochs`` 3.0, from
     before the field) peaks too: its reproduce command still trains it the same way."""
-    from pathlib import Path
-
     import numpy as np
 
-    import cifar_pack
+    from cifar_pack.runtime.config import BUNDLED_MODEL
+    from cifar_pack.runtime.records import MANIFEST_FILE
     from cifar_pack.training.config import TrainConfig
     from cifar_pack.training.pipeline import make_optimizer
 
@@ -649,7 +648,7 @@ def test_the_fast_learning_rate_peaks_at_the_same_share_of_training_whatever_the
     assert int(np.argmax(lr)) == int(0.3 * epochs * steps)
     assert lr.max() == pytest.approx(fast.learning_rate) and lr[0] == pytest.approx(0.2 * fast.learning_rate)
     if epochs == 10:
-        bundled = json.loads((Path(cifar_pack.__file__).parent / "pretrained" / "manifest.json").read_text())["config"]
+        bundled = json.loads(BUNDLED_MODEL.with_name(MANIFEST_FILE).read_text())["config"]
         assert np.allclose(rates(TrainConfig.from_dict(bundled)), lr)
 
 
