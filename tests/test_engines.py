@@ -237,24 +237,31 @@ def test_export_rewrites_an_older_graph(tmp_path, photos):
     assert run_tract(new, photos).shape == (len(photos), 10)
 
 
-def _block_like_tf2onnx(scale_sign: float) -> onnx.ModelProto:
+def _block_like_tf2onnx(scale_sign: float, activation: str = "gelu") -> onnx.ModelProto:
     """x float [N, 4, 8, 8] -> Conv -> MaxPool -> Mul(per-channel scale * scale_sign) -> Add ->
-    GELU as tf2onnx writes Keras' (0.5*x * (1 + erf(x * 0.7071))) -> y: the fast CNN's block."""
+    activation -> y: the fast CNN's block, its GELU as tf2onnx writes Keras' (0.5*x * (1 + erf(x *
+    0.7071))), or a ReLU."""
     rng = np.random.default_rng(0)
     c = lambda name, value: numpy_helper.from_array(np.asarray(value, np.float32), name)  # noqa: E731
     nodes = [
-        helper.make_node("Conv", ["x", "w"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "w", "bias"], ["conv"], pads=[1, 1, 1, 1]),
         helper.make_node("MaxPool", ["conv"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Mul", ["pool", "scale"], ["bn"]),
         helper.make_node("Add", ["bn", "shift"], ["b"]),
-        helper.make_node("Mul", ["b", "r2"], ["s"]),
-        helper.make_node("Erf", ["s"], ["e"]),
-        helper.make_node("Add", ["one", "e"], ["a"]),
-        helper.make_node("Mul", ["half", "b"], ["h"]),
-        helper.make_node("Mul", ["h", "a"], ["y"]),
     ]
+    if activation == "relu":
+        nodes.append(helper.make_node("Relu", ["b"], ["y"]))
+    else:
+        nodes += [
+            helper.make_node("Mul", ["b", "r2"], ["s"]),
+            helper.make_node("Erf", ["s"], ["e"]),
+            helper.make_node("Add", ["one", "e"], ["a"]),
+            helper.make_node("Mul", ["half", "b"], ["h"]),
+            helper.make_node("Mul", ["h", "a"], ["y"]),
+        ]
     inits = [
         c("w", rng.normal(0, 0.3, (4, 4, 3, 3))),
+        c("bias", rng.normal(0, 0.3, 4)),
         c("scale", scale_sign * rng.uniform(0.5, 2.0, (1, 4, 1, 1))),
         c("shift", rng.normal(0, 1, (1, 4, 1, 1))),
         c("r2", 0.7071067811865476),
@@ -271,6 +278,14 @@ def _block_like_tf2onnx(scale_sign: float) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def _run_block(model: onnx.ModelProto) -> np.ndarray:
+    import onnxruntime as ort
+
+    x = np.random.default_rng(1).normal(0, 1, (16, 4, 8, 8)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
 def _optimized_ops(model: onnx.ModelProto, tmp_path: Path) -> list[str]:
     """The op types onnxruntime runs after its own graph optimisations (levels 1 and 2)."""
     import onnxruntime as ort
@@ -283,8 +298,6 @@ def _optimized_ops(model: onnx.ModelProto, tmp_path: Path) -> list[str]:
 
 
 def test_export_writes_gelu_and_batchnorm_in_the_form_onnxruntime_fuses(tmp_path):
-    import onnxruntime as ort
-
     from cifar_pack.formats.graph import simplify
 
     original = _block_like_tf2onnx(+1.0)
@@ -292,15 +305,24 @@ def test_export_writes_gelu_and_batchnorm_in_the_form_onnxruntime_fuses(tmp_path
     assert "Erf" in _optimized_ops(original, tmp_path)  # as tf2onnx writes it, onnxruntime keeps five passes
     # BatchNorm's Mul folded into the Conv; its Add stays after the pool (graph._scale_into_conv says why)
     assert sorted(_optimized_ops(rewritten, tmp_path)) == ["Add", "Conv", "Gelu", "MaxPool"]
-    x = np.random.default_rng(1).normal(0, 1, (16, 4, 8, 8)).astype(np.float32)
-
-    def run(model: onnx.ModelProto) -> np.ndarray:
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        return session.run(None, {"x": x})[0]
-
     # Same values up to float32 rounding: x / sqrt(2) against x * 0.7071..., the scale folded into the
     # Conv's weights, and onnxruntime's Gelu kernel; activations here are O(1), so 1e-5 is ~100 ulps.
-    np.testing.assert_allclose(run(rewritten), run(original), atol=1e-5)
+    np.testing.assert_allclose(_run_block(rewritten), _run_block(original), atol=1e-5)
+
+
+def test_export_puts_batchnorm_and_relu_into_the_conv_before_the_pool(tmp_path):
+    """The ReLU fast CNN: BatchNorm's scale and shift go into the Conv and the ReLU before the pool
+    (graph._relu_before_pool says why that is exact), which onnxruntime runs as one FusedConv."""
+    from cifar_pack.formats.graph import simplify
+
+    original = _block_like_tf2onnx(+1.0, "relu")
+    rewritten = simplify(original)
+    assert [n.op_type for n in rewritten.graph.node] == ["Conv", "Relu", "MaxPool"]
+    assert _optimized_ops(rewritten, tmp_path) == ["FusedConv", "MaxPool"]
+    assert sorted(_optimized_ops(original, tmp_path)) == ["Add", "Conv", "MaxPool", "Mul", "Relu"]
+    # Same values up to float32 rounding: the scale multiplies the weights, the shift joins the bias
+    # (one more rounding of O(1) sums), so 1e-5 is ~100 ulps.
+    np.testing.assert_allclose(_run_block(rewritten), _run_block(original), atol=1e-5)
 
 
 def test_a_negative_scale_stays_after_the_maxpool(tmp_path):

@@ -551,12 +551,41 @@ def test_the_fast_recipe_trains_exports_within_parity_and_reloads(tiny_data, tmp
     result = train(str(tiny_data), tmp_path / "run", config)
     assert result.epochs == 4
     model = load_keras_model(result.model)
-    assert {type(layer).__name__ for layer in model.layers} >= {"ScaledBias", "BatchNormalization"}
+    assert {type(layer).__name__ for layer in model.layers} >= {"ScaledBias", "FusedBatchNorm"}
     exported = export_onnx(result.model, data=str(tiny_data), parity_samples=60)  # raises if parity fails
     predictor = Predictor(exported.onnx)
     probs = predictor.predict_proba(np.zeros((3, 32, 32, 3), np.uint8))
     assert probs.shape == (3, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     assert predictor.class_names == ["blue", "green", "red"]
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batchnorm_trains_and_infers_as_keras_batchnorm(policy):
+    """FusedBatchNorm (training/model.py) computes a training step in TensorFlow's fused kernel:
+    the same normalised outputs and moving statistics as Keras' BatchNormalization, in both
+    precisions the recipes use (forced here, whatever this CPU would pick), and Keras' own
+    inference. Tolerances: float32 sums in another order (outputs O(1): 1e-4); bf16 outputs keep
+    8 significant bits (|x| < 4 here: 0.05 is about 3 steps of bf16 at 4); the fused kernel's
+    moving variance is the unbiased one, n / (n - 1) with n = 32 x 7 x 7 = 1,568 (rtol 1e-3)."""
+    import numpy as np
+
+    from cifar_pack.training.model import FusedBatchNorm
+    from cifar_pack.training.tf_setup import keras
+
+    x = np.random.default_rng(0).normal(2.0, 3.0, (32, 7, 7, 16)).astype(np.float32)
+    kwargs = {"momentum": 0.6, "center": False, "scale": False, "dtype": policy}
+    keras_bn, fused = keras.layers.BatchNormalization(**kwargs), FusedBatchNorm(**kwargs)
+    tolerance = 1e-4 if policy == "float32" else 0.05
+    for _ in range(2):  # the second step starts from moved statistics
+        a, b = (np.asarray(layer(x, training=True), np.float32) for layer in (keras_bn, fused))
+        np.testing.assert_allclose(b, a, atol=tolerance)
+        assert abs(float(a.std()) - 1.0) < 0.01  # it did normalise
+    np.testing.assert_allclose(fused.moving_mean.numpy(), keras_bn.moving_mean.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), keras_bn.moving_variance.numpy(), rtol=1e-3)
+    assert abs(float(fused.moving_mean.numpy().mean()) - 2.0 * (1 - 0.6**2)) < 0.1  # two steps at momentum 0.6
+    # Inference divides by those moving variances: 1 / sqrt(1 + 1/1567) moves outputs by 3e-4 of their size
+    inference = (np.asarray(layer(x, training=False), np.float32) for layer in (keras_bn, fused))
+    np.testing.assert_allclose(*inference, rtol=1e-3, atol=tolerance)
 
 
 def test_batchnorm_refresh_gives_eval_mode_the_training_batches_statistics():

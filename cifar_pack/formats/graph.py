@@ -44,6 +44,7 @@ def simplify(model: ModelProto) -> ModelProto:
     _fold_constants(out)
     _fusable_gelu(out)
     _scale_into_conv(out)
+    _relu_before_pool(out)
     _remove_unused(out)
     for i, node in enumerate(out.graph.node):  # quantization excludes nodes by name: every node gets one
         node.name = node.name or f"{node.op_type}_{i}"
@@ -263,11 +264,8 @@ def _scale_into_conv(model: ModelProto) -> None:
             continue
         weight = numpy_helper.to_array(inits[weights]).astype(np.float64)
         channels = len(weight)
-        value = numpy_helper.to_array(inits[scale]).astype(np.float64)
-        if value.size not in (1, channels) or (value.size > 1 and value.shape != (1, channels, 1, 1)):
-            continue
-        channel = np.broadcast_to(value.reshape(-1), (channels,))
-        if not np.all(channel > 0) or (len(conv.input) > 2 and conv.input[2] not in inits):
+        channel = _per_channel(numpy_helper.to_array(inits[scale]), channels)
+        if channel is None or not np.all(channel > 0) or (len(conv.input) > 2 and conv.input[2] not in inits):
             continue
         bias = (
             numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64)
@@ -286,3 +284,65 @@ def _scale_into_conv(model: ModelProto) -> None:
     nodes = [n for n in model.graph.node if id(n) not in removed]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+
+
+def _relu_before_pool(model: ModelProto) -> None:
+    """Conv -> MaxPool -> Add(c) -> Relu, c a constant per channel, becomes Conv (bias + c) -> Relu
+    -> MaxPool, the pool writing the Relu's output name: ``max(x) + c = max(x + c)`` and
+    ``relu(max(x)) = max(relu(x))`` (both are monotone), so every value is the same, and
+    onnxruntime fuses the Conv and the Relu into one kernel: BatchNorm's shift and the activation
+    cost no pass of their own (the ReLU ``fast`` CNN; GELU keeps ``_scale_into_conv``'s form).
+    """
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    before: dict[int, NodeProto] = {}  # id(pool) -> the Relu now emitted just before it
+    dropped: set[int] = set()
+    for pool in [n for n in model.graph.node if n.op_type == "MaxPool" and len(n.output) == 1]:
+        match = _conv_pool_shift_relu(model, pool, inits)
+        if match is None:
+            continue
+        conv, add, relu, shift = match
+        bias = numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64) + shift
+        conv.input[2] = f"{conv.output[0]}/shifted_b"
+        model.graph.initializer.append(numpy_helper.from_array(bias.astype(np.float32), conv.input[2]))
+        activated = f"{conv.output[0]}/relu"
+        before[id(pool)] = helper.make_node("Relu", [conv.output[0]], [activated], name=f"{activated}/before_pool")
+        pool.input[0], pool.output[0] = activated, relu.output[0]
+        dropped.update((id(add), id(relu)))
+    nodes: list[NodeProto] = []
+    for node in model.graph.node:
+        nodes += [before[id(node)]] if id(node) in before else []
+        nodes += [] if id(node) in dropped else [node]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def _conv_pool_shift_relu(model: ModelProto, pool: NodeProto, inits: dict) -> tuple | None:
+    """(conv, add, relu, shift (C,)) when ``pool`` reads a Conv with a constant bias and feeds an Add
+    of a per-channel constant whose only reader is a Relu, each value read once; else None."""
+    from onnx import numpy_helper
+
+    users = _consumers(model)
+    only = lambda name: users[name][0] if len(users.get(name, [])) == 1 else None  # noqa: E731
+    conv = next((n for n in model.graph.node if pool.input[0] in n.output), None)
+    add = only(pool.output[0])
+    if conv is None or conv.op_type != "Conv" or only(conv.output[0]) is not pool or add is None:
+        return None
+    relu = only(add.output[0]) if add.op_type == "Add" else None
+    constant = add.input[1] if add.input[0] == pool.output[0] else add.input[0]
+    if relu is None or relu.op_type != "Relu" or constant not in inits or len(conv.input) < 3:
+        return None
+    if conv.input[2] not in inits or len(users[conv.input[2]]) != 1:
+        return None
+    channels = numpy_helper.to_array(inits[conv.input[1]]).shape[0]
+    shift = _per_channel(numpy_helper.to_array(inits[constant]), channels)
+    return None if shift is None else (conv, add, relu, shift)
+
+
+def _per_channel(value: np.ndarray, channels: int) -> np.ndarray | None:
+    """A constant that broadcasts per channel over NCHW (a scalar, (1, C, 1, 1) or (C, 1, 1)) as
+    (C,) float64; None for any other shape."""
+    if value.size == 1 or value.shape in ((1, channels, 1, 1), (channels, 1, 1)):
+        return np.broadcast_to(value.astype(np.float64).reshape(-1), (channels,))
+    return None

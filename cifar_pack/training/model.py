@@ -61,6 +61,7 @@ def build_model(num_classes: int = 10, input_shape: tuple[int, int, int] = INPUT
 # ~98 MFLOP an image: narrow enough to run at half the seed CNN's images/s (issue 34's bound; 48-160-160
 # ran at 0.46x), for 0.5 points of median validation accuracy, within the seeds' spread (docs/recipes.md).
 FAST_WIDTHS = (48, 144, 144)
+FAST_ACTIVATION = "gelu"
 WHITEN_PATCH = 2  # the whitening layer's patch size: 2x2x3 = 12 dimensions, 24 filters (+ and -)
 
 
@@ -97,6 +98,40 @@ def whitening_weights(images: np.ndarray, eps: float = 5e-4, samples: int = 5000
         np.concatenate([kernel, -kernel], axis=-1).astype(np.float32),
         np.concatenate([bias, -bias]).astype(np.float32),
     )
+
+
+@keras.saving.register_keras_serializable(package="cifar_pack")
+class FusedBatchNorm(keras.layers.BatchNormalization):
+    """Keras' BatchNormalization, trained with TensorFlow's fused kernel (one oneDNN pass over NHWC).
+
+    Keras computes a training step's statistics and normalisation as separate float32 element-wise
+    ops with casts around them; on a 2-core CPU they took 38 % of the ``fast`` CNN's step once the
+    activations were ReLUs (benchmarks/README.md). ``FusedBatchNormV3`` does the same arithmetic in
+    one kernel on the bf16 tensor (statistics in float32) and updates the moving statistics itself
+    (its ``exponential_avg_factor`` is Keras' ``1 - momentum``; its moving variance is the unbiased
+    one, n / (n - 1) with n >= 512 x 3 x 3: below bf16's resolution). Inference, saving and export
+    are Keras' own (the same weights, the same ``Mul``/``Add`` in ONNX). For NHWC inputs without
+    ``center``/``scale``, which is how the ``fast`` CNN uses it (``ScaledBias`` is its bias).
+    """
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None, mask: tf.Tensor | None = None) -> tf.Tensor:
+        if not (training and self.trainable) or self.center or self.scale or len(inputs.shape) != 4:
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs,
+            scale=tf.ones((channels,), tf.float32),
+            offset=tf.zeros((channels,), tf.float32),
+            mean=self.moving_mean.value,
+            variance=self.moving_variance.value,
+            epsilon=self.epsilon,
+            exponential_avg_factor=1.0 - self.momentum,
+            data_format="NHWC",
+            is_training=True,
+        )
+        self.moving_mean.assign(mean)
+        self.moving_variance.assign(variance)
+        return keras.ops.cast(outputs, self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="cifar_pack")
@@ -151,6 +186,7 @@ def build_fast_model(
     whitening: tuple[np.ndarray, np.ndarray],
     widths: tuple[int, ...] = FAST_WIDTHS,
     input_shape: tuple[int, int, int] = INPUT_SHAPE,
+    activation: str = FAST_ACTIVATION,
 ) -> keras.Model:
     """The ``fast`` recipe's CNN: raw pixels (N, 32, 32, 3) 0..255 -> (N, C) probabilities.
 
@@ -165,22 +201,23 @@ def build_fast_model(
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     kernel, bias = whitening
     whiten = layers.Conv2D(kernel.shape[-1], WHITEN_PATCH, name="whiten", trainable=False)
-    x = layers.Activation(gelu, name="whiten_act")(whiten(x))
+    act = gelu if activation == "gelu" else activation
+    x = layers.Activation(act, name="whiten_act")(whiten(x))
     whiten.set_weights([kernel, bias])
 
     def conv(width: int, name: str) -> keras.layers.Layer:
         return layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=PartialIdentity(), name=name)
 
     def norm(x: tf.Tensor, name: str) -> tf.Tensor:
-        x = layers.BatchNormalization(momentum=0.6, center=False, scale=False, name=name)(x)
+        x = FusedBatchNorm(momentum=0.6, center=False, scale=False, name=name)(x)
         return ScaledBias(name=f"{name}_bias")(x)
 
     for i, width in enumerate(widths, start=1):
         x = conv(width, f"block{i}_conv1")(x)
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-        x = layers.Activation(gelu, name=f"block{i}_act1")(norm(x, f"block{i}_bn1"))
+        x = layers.Activation(act, name=f"block{i}_act1")(norm(x, f"block{i}_bn1"))
         x = conv(width, f"block{i}_conv2")(x)
-        x = layers.Activation(gelu, name=f"block{i}_act2")(norm(x, f"block{i}_bn2"))
+        x = layers.Activation(act, name=f"block{i}_act2")(norm(x, f"block{i}_bn2"))
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     x = layers.Dense(num_classes, use_bias=False, name="logits")(x)
     x = layers.Rescaling(1.0 / 9.0, name="logit_scale")(x)  # airbench's output scale: softer early softmax
