@@ -296,10 +296,12 @@ def _relu_before_pool(model: ModelProto) -> None:
     from onnx import helper, numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer}
+    graph = list(model.graph.node)  # holds every node's wrapper, so that id() names one node throughout
+    users = _consumers(model)  # read before any rewrite: the blocks matched share no node
     before: dict[int, NodeProto] = {}  # id(pool) -> the Relu now emitted just before it
     dropped: set[int] = set()
-    for pool in [n for n in model.graph.node if n.op_type == "MaxPool" and len(n.output) == 1]:
-        match = _conv_pool_shift_relu(model, pool, inits)
+    for pool in [n for n in graph if n.op_type == "MaxPool" and len(n.output) == 1]:
+        match = _conv_pool_shift_relu(graph, users, pool, inits)
         if match is None:
             continue
         conv, add, relu, shift = match
@@ -311,21 +313,22 @@ def _relu_before_pool(model: ModelProto) -> None:
         pool.input[0], pool.output[0] = activated, relu.output[0]
         dropped.update((id(add), id(relu)))
     nodes: list[NodeProto] = []
-    for node in model.graph.node:
+    for node in graph:
         nodes += [before[id(node)]] if id(node) in before else []
         nodes += [] if id(node) in dropped else [node]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
 
 
-def _conv_pool_shift_relu(model: ModelProto, pool: NodeProto, inits: dict) -> tuple | None:
+def _conv_pool_shift_relu(
+    graph: list[NodeProto], users: dict[str, list[NodeProto]], pool: NodeProto, inits: dict
+) -> tuple | None:
     """(conv, add, relu, shift (C,)) when ``pool`` reads a Conv with a constant bias and feeds an Add
     of a per-channel constant whose only reader is a Relu, each value read once; else None."""
     from onnx import numpy_helper
 
-    users = _consumers(model)
     only = lambda name: users[name][0] if len(users.get(name, [])) == 1 else None  # noqa: E731
-    conv = next((n for n in model.graph.node if pool.input[0] in n.output), None)
+    conv = next((n for n in graph if pool.input[0] in n.output), None)
     add = only(pool.output[0])
     if conv is None or conv.op_type != "Conv" or only(conv.output[0]) is not pool or add is None:
         return None
