@@ -30,7 +30,7 @@ def write_model_card(
 ARCHITECTURES = {
     "seed": "the classic Keras CIFAR-10 CNN (4 convolutions, 2 dense layers, dropout)",
     "fast": "a BatchNorm CNN after airbench (a frozen 2x2 whitening convolution, then three blocks of "
-    "two convolutions, GELU, global max pooling; widths in docs/recipes.md)",
+    "two convolutions with BatchNorm and ReLU, global max pooling; widths in docs/recipes.md)",
 }
 
 

@@ -37,9 +37,14 @@ class BatchNormRefresh(keras.callbacks.Callback):
         sample = np.random.default_rng(seed).permutation(len(x_train))[: batches * batch_size]
         return cls(x_train[sample], batch_size)
 
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(model)
+        # Traced once per model: eagerly, the 8 calls took 1.2 s of each ~24 s epoch (2 cores).
+        self.step = tf.function(lambda batch: model(batch, training=True))
+
     def refresh(self) -> None:
         for batch in self.batches:
-            self.model(batch, training=True)
+            self.step(batch)
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         self.refresh()
