@@ -335,11 +335,12 @@ def test_a_negative_scale_stays_after_the_maxpool(tmp_path):
     assert "Gelu" in _optimized_ops(rewritten, tmp_path)  # the GELU rewrite does not depend on it
 
 
-def test_every_gelu_of_the_bundled_model_runs_as_one_onnxruntime_kernel(tmp_path):
-    model = onnx.load(str(BUNDLED_MODEL))
-    erfs = sum(n.op_type == "Erf" for n in model.graph.node)
-    ops = _optimized_ops(model, tmp_path)
-    assert erfs == 7 and ops.count("Gelu") == erfs and "Erf" not in ops, ops  # whitening + 2 per block
+def test_every_conv_of_the_bundled_model_runs_fused_with_its_batchnorm_and_relu(tmp_path):
+    """The bundled ReLU fast CNN: onnxruntime runs each of its 7 convolutions (whitening + 2 per
+    block) as one FusedConv with its BatchNorm and ReLU; no element-wise pass is left between them."""
+    ops = _optimized_ops(onnx.load(str(BUNDLED_MODEL)), tmp_path)
+    assert ops.count("FusedConv") == 7 and "Conv" not in ops, ops
+    assert not {"Relu", "Add", "Erf", "Gelu"} & set(ops), ops
 
 
 def test_export_of_an_onnx_without_output_or_int8_says_what_to_add(tmp_path):

@@ -35,11 +35,18 @@ class RunTracker(keras.callbacks.Callback):
         self.out, self.state, self.steps_per_epoch = out, run_state, steps_per_epoch
         history = run_state["history"]
         self.best = max((h["val_accuracy"] for h in history), default=-1.0)
-        self.epoch_started = 0.0
+        self.epoch_started: float | None = None
         self.steps_done = 0
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        # An epoch's seconds run from the end of the one before (its checkpoints written) to its
+        # own end, so they hold what happens between fit() calls too: the next epoch's pipeline,
+        # fit's set-up and tear-down (the first fit's took 20 s), the checkpoints. Their sum is
+        # the wall-clock time from the first epoch's start, not only the steps and validation.
+        if self.epoch_started is None:
+            self.epoch_started = time.perf_counter()
+
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch_started = time.perf_counter()
         self.steps_done = 0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -49,7 +56,7 @@ class RunTracker(keras.callbacks.Callback):
         if self.steps_done < self.steps_per_epoch:
             return  # an epoch cut short (Ctrl-C stopped it): never recorded, so resume repeats it whole
         logs = logs or {}
-        seconds = time.perf_counter() - self.epoch_started
+        seconds = time.perf_counter() - (self.epoch_started or time.perf_counter())
         entry = {"epoch": epoch + 1, "seconds": round(seconds, 3)}
         entry |= {k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")}
         entry["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -74,6 +81,7 @@ class RunTracker(keras.callbacks.Callback):
         if improved:
             save_model(self.model, self.out / BEST_FILE, include_optimizer=False)
         prev.unlink(missing_ok=True)
+        self.epoch_started = time.perf_counter()
         log.info(
             "epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.1fs%s",
             epoch + 1,
