@@ -79,17 +79,25 @@ def test_every_readme_cifar_pack_command_runs(tmp_path):
 
 def test_the_readmes_claims_about_the_bundled_model_hold():
     """The README's sentences about the bundled model: the sample's probability, the validation
-    accuracy, and the sample that comes back wrong (issue 34 re-made the model; these must follow)."""
+    accuracy, and how the quick-start samples come back (issue 34 re-made the model; these must follow)."""
 
     from cifar_pack.runtime.predictor import Predictor
 
     text = " ".join((ROOT / "README.md").read_text().split())
     label, probability = re.search(r"The answer is `(\w+)` with probability ([0-9.]+)", text).groups()
     accuracy = float(re.search(r"\(([0-9.]+) % top-1 on the validation split\)", text).group(1))
-    wrong, wrong_as = re.search(r"`(\w+\.jpg)` comes back as `(\w+)`", text).groups()
+    count, unsure, unsure_as, unsure_p = re.search(
+        r"all (\d+) samples come back right, the least sure answer being `(\w+\.jpg)` \(`(\w+)` at ([0-9.]+)\)", text
+    ).groups()
     sample = re.search(r"samples/(\w+\.jpg)\s+\"http://127\.0\.0\.1:8000/predict", text).group(1)
     predictor = Predictor()
     answer = predictor.predict(ROOT / "artifacts" / "samples" / sample)[0]
     assert answer["label"] == label and round(answer["probability"], 2) == float(probability), answer
     assert round(100 * predictor.metadata["training"]["val_accuracy"], 1) == accuracy
-    assert predictor.predict(ROOT / "artifacts" / "samples" / wrong)[0]["label"] == wrong_as
+    samples = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
+    answers = {path.name: predictor.predict(path)[0] for path in samples}
+    assert len(answers) == int(count)
+    assert all(answer["label"] == name.split("_")[0] for name, answer in answers.items()), answers  # <class>_<n>.jpg
+    least = min(answers, key=lambda name: answers[name]["probability"])
+    stated = (unsure, unsure_as, float(unsure_p))
+    assert (least, answers[least]["label"], round(answers[least]["probability"], 2)) == stated
