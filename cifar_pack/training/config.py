@@ -144,8 +144,9 @@ DEFAULT_RECIPE = TrainConfig(
 # schedule, lookahead averaging, BatchNorm statistics refreshed before each validation, label
 # smoothing 0.2, alternating flips and 2-pixel translations (reflected borders, whole pixels), each
 # epoch's last, partial batch dropped (40,000 = 78 x 512 + 64: a 64-image batch at the peak rate
-# set validation back by points), bf16 compute where the CPU has it; 30 epochs, about 12 minutes
-# on the 2-core machines (ReLU made an epoch 2x faster: 10 epochs 87.4 %, 30 epochs 88.9 %).
+# set validation back by points), bf16 compute where the CPU has it; 30 epochs: 11.3 minutes on the
+# 2-core Xeon with AMX, 88.4 % validation (median of three seeds; ReLU halved an epoch, so 30 epochs
+# fit where GELU's 10 did; without AMX an epoch costs more: docs/recipes.md).
 FAST_RECIPE = TrainConfig(
     recipe="fast",
     architecture="fast",
