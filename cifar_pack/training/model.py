@@ -63,8 +63,9 @@ def build_model(num_classes: int = 10, input_shape: tuple[int, int, int] = INPUT
 FAST_WIDTHS = (48, 144, 144)
 # ReLU, not airbench's GELU: on two cores GELU's element-wise passes took a third of each training
 # step (481 against 326 ms a batch of 512; with FusedBatchNorm 373 against 208 ms) and
-# onnxruntime fuses a ReLU into its Conv (formats/graph.py); 10 epochs lose 0.4 points, the same
-# 15 minutes buy twice the epochs (docs/recipes.md). "gelu" is the models bundled before 2026-12-07.
+# onnxruntime fuses a ReLU into its Conv (formats/graph.py); 10 epochs lose 0.4 points, and the
+# minutes GELU's 10 epochs took now train 30 (docs/recipes.md). "gelu" builds the networks bundled
+# before this change.
 FAST_ACTIVATION = "relu"
 WHITEN_PATCH = 2  # the whitening layer's patch size: 2x2x3 = 12 dimensions, 24 filters (+ and -)
 
