@@ -144,13 +144,13 @@ DEFAULT_RECIPE = TrainConfig(
 # schedule, lookahead averaging, BatchNorm statistics refreshed before each validation, label
 # smoothing 0.2, alternating flips and 2-pixel translations (reflected borders, whole pixels), each
 # epoch's last, partial batch dropped (40,000 = 78 x 512 + 64: a 64-image batch at the peak rate
-# set validation back by points), bf16 compute where the CPU has it; 30 epochs: 11.3 minutes on the
-# 2-core Xeon with AMX, 88.4 % validation (median of three seeds; ReLU halved an epoch, so 30 epochs
-# fit where GELU's 10 did; without AMX an epoch costs more: docs/recipes.md).
+# set validation back by points), bf16 compute where the CPU has it; 20 epochs: 6.6 minutes on the
+# 2-core Xeon with AMX, 88.4 % validation (median of three seeds; 30 epochs gave the same median in
+# 11.3 minutes, and 20 also fit 15 minutes without AMX, where an epoch costs more: docs/recipes.md).
 FAST_RECIPE = TrainConfig(
     recipe="fast",
     architecture="fast",
-    epochs=30,
+    epochs=20,
     batch_size=512,
     drop_remainder=True,
     optimizer="sgd",
@@ -159,7 +159,7 @@ FAST_RECIPE = TrainConfig(
     weight_decay=0.0102,
     lookahead=True,
     schedule="triangular",
-    warmup_fraction=0.3,  # 9 of 30 epochs; --epochs 4 warms up for 1.2
+    warmup_fraction=0.3,  # 6 of 20 epochs; --epochs 4 warms up for 1.2
     label_smoothing=0.2,
     augment=Augment(
         width_shift=2 / 32,
