@@ -72,6 +72,13 @@ def export(
     max_accuracy_drop: Annotated[
         float, typer.Option("--max-accuracy-drop", min=0.0, help="int8 gate: most top-1 points it may lose.")
     ] = DEFAULT_MAX_ACCURACY_DROP,
+    flip_average: Annotated[
+        bool,
+        typer.Option(
+            "--flip-average",
+            help="Average each image's probabilities with its mirror image's in the graph (half the images/s).",
+        ),
+    ] = False,
     triton: Annotated[
         Path | None,
         typer.Option("--triton", help="Also write a Triton model repository here (the int8 model too with --int8)."),
@@ -87,6 +94,8 @@ def export(
     if data is not None:
         check_source(data)
     if model.suffix == ".onnx":
+        if flip_average:
+            raise UsageError(f"--flip-average: needs the Keras model (--model {model} is already ONNX)")
         _export_from_onnx(model, output, data, int8, settings, max_accuracy_drop, triton, as_json)
         return
     from ..training.export import export_onnx
@@ -101,10 +110,12 @@ def export(
         int8=int8,
         int8_settings=settings,
         max_accuracy_drop=max_accuracy_drop,
+        flip_average=flip_average,
     ).to_json()
     p = result["parity"]
     text = (
-        f"wrote {result['onnx']} (parity on {p['samples']} {p['inputs']}: max abs diff {p['max_abs_diff']:.2g}, "
+        f"wrote {result['onnx']}{' with flip averaging' if flip_average else ''} "
+        f"(parity on {p['samples']} {p['inputs']}: max abs diff {p['max_abs_diff']:.2g}, "
         f"top-1 agreement {p['top1_agreement']:.0%})"
     )
     if result["int8"]:

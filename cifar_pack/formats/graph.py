@@ -45,6 +45,7 @@ def simplify(model: ModelProto) -> ModelProto:
     _fusable_gelu(out)
     _scale_into_conv(out)
     _relu_before_pool(out)
+    _share_equal_initializers(out)
     _remove_unused(out)
     for i, node in enumerate(out.graph.node):  # quantization excludes nodes by name: every node gets one
         node.name = node.name or f"{node.op_type}_{i}"
@@ -147,6 +148,22 @@ def _fold_constants(model: ModelProto) -> None:
             kept.append(node)
     del model.graph.node[:]
     model.graph.node.extend(kept)
+
+
+def _share_equal_initializers(model: ModelProto) -> None:
+    """Initializers with the same type, shape and bytes become one: a network that runs twice in
+    the graph (export --flip-average) shares its weights, and the rewrites above give each Conv its
+    own scaled copy, equal to its twin's (without this the file doubles)."""
+    from onnx import numpy_helper
+
+    first: dict[tuple, str] = {}
+    renamed: dict[str, str] = {}
+    for tensor in model.graph.initializer:
+        key = (tensor.data_type, tuple(tensor.dims), numpy_helper.to_array(tensor).tobytes())
+        renamed[tensor.name] = first.setdefault(key, tensor.name)
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
 
 
 def _remove_unused(model: ModelProto) -> None:
@@ -260,8 +277,8 @@ def _scale_into_conv(model: ModelProto) -> None:
         mul = mul[0]
         scale = mul.input[1] if mul.input[0] == pool.output[0] else mul.input[0]
         weights = conv.input[1]
-        if mul.op_type != "Mul" or scale not in inits or weights not in inits or len(users[weights]) != 1:
-            continue
+        if mul.op_type != "Mul" or scale not in inits or weights not in inits:
+            continue  # weights another Conv also reads stay as they are: this Conv gets its own
         weight = numpy_helper.to_array(inits[weights]).astype(np.float64)
         channels = len(weight)
         channel = _per_channel(numpy_helper.to_array(inits[scale]), channels)
@@ -333,10 +350,10 @@ def _conv_pool_shift_relu(
     if conv is None or conv.op_type != "Conv" or only(conv.output[0]) is not pool or add is None:
         return None
     relu = only(add.output[0]) if add.op_type == "Add" else None
-    constant = add.input[1] if add.input[0] == pool.output[0] else add.input[0]
-    if relu is None or relu.op_type != "Relu" or constant not in inits or len(conv.input) < 3:
+    if relu is None or relu.op_type != "Relu" or len(conv.input) < 3 or conv.input[2] not in inits:
         return None
-    if conv.input[2] not in inits or len(users[conv.input[2]]) != 1:
+    constant = add.input[1] if add.input[0] == pool.output[0] else add.input[0]
+    if constant not in inits:
         return None
     channels = numpy_helper.to_array(inits[conv.input[1]]).shape[0]
     shift = _per_channel(numpy_helper.to_array(inits[constant]), channels)

@@ -40,6 +40,7 @@ class EvalModel:
     quantization: dict | None = None  # the int8 gate's report, for int8 ONNX models
     # What ran an ONNX model (Predictor.engine_info); asked after the run, when kernels are chosen.
     engine: Callable[[], dict] | None = None
+    flip_averaged: bool = False  # export --flip-average: each image averaged with its mirror image in the graph
 
 
 def onnx_classifier(model: str | os.PathLike | None, settings: EngineSettings | None = None) -> EvalModel:
@@ -57,8 +58,16 @@ def onnx_classifier(model: str | os.PathLike | None, settings: EngineSettings | 
     meta = predictor.metadata
     quantization = meta.get("quantization") if isinstance(meta.get("quantization"), dict) else None
     training = TrainingRecord.from_metadata(meta.get("training"))
+    output = meta["output"] if isinstance(meta.get("output"), dict) else {}
     return EvalModel(
-        path, predictor.class_names, predictor.predict_proba, training, "onnx", quantization, predictor.engine_info
+        path,
+        predictor.class_names,
+        predictor.predict_proba,
+        training,
+        "onnx",
+        quantization,
+        predictor.engine_info,
+        flip_averaged=output.get("flip_averaged") is True,
     )
 
 
@@ -127,7 +136,8 @@ def evaluate(
         from .model_card import write_model_card
 
         probe = out_of_scope_probe(clf)
-        report["model_card"] = str(write_model_card(Path(model_card), report, clf.training, probe, clf.quantization))
+        card = write_model_card(Path(model_card), report, clf.training, probe, clf.quantization, clf.flip_averaged)
+        report["model_card"] = str(card)
     return report
 
 

@@ -10,18 +10,23 @@ from .records import TRAIN_OPTIONS, TrainingRecord
 
 
 def write_model_card(
-    path: Path, report: dict, training: TrainingRecord, probe: dict, quantization: dict | None = None
+    path: Path,
+    report: dict,
+    training: TrainingRecord,
+    probe: dict,
+    quantization: dict | None = None,
+    flip_averaged: bool = False,
 ) -> Path:
     """Write the card; every number in it comes from ``report`` (this evaluation), ``training``
     (the run's record), ``probe`` (``evaluation.out_of_scope_probe``) or ``quantization`` (the
-    int8 gate's report in an int8 model's metadata)."""
+    int8 gate's report in an int8 model's metadata); ``flip_averaged`` from the model's metadata."""
     lines = [
-        *_model_lines(report, training, quantization),
+        *_model_lines(report, training, quantization, flip_averaged),
         *_use_lines(report, probe),
         *_data_lines(report, training),
         *_result_lines(report),
         *_ethics_lines(report, training),
-        *_reproduce_lines(report, training, path),
+        *_reproduce_lines(report, training, path, flip_averaged),
     ]
     return write_bytes_atomic(path, "\n".join(lines).encode())
 
@@ -41,7 +46,7 @@ def is_cifar10(report: dict, training: TrainingRecord) -> bool:
     return names == CIFAR10_CLASSES
 
 
-def _model_lines(report: dict, training: TrainingRecord, quantization: dict | None) -> list[str]:
+def _model_lines(report: dict, training: TrainingRecord, quantization: dict | None, flip_averaged: bool) -> list[str]:
     names = report["class_names"]
     config = training.config or {}
     recipe = training.recipe or config.get("recipe")
@@ -55,7 +60,13 @@ def _model_lines(report: dict, training: TrainingRecord, quantization: dict | No
         "",
         "## Model",
         f"- File: `{report['model']}` ({report['format']}). Input: uint8 RGB images, `[N, 32, 32, 3]`; "
-        f"output: probabilities over {len(names)} classes.",
+        f"output: probabilities over {len(names)} classes."
+        + (
+            " Each image's probabilities are the mean of its own and its mirror image's"
+            " (`export --flip-average`: two passes through the network)."
+            if flip_averaged
+            else ""
+        ),
         f"- Architecture: {ARCHITECTURES.get(architecture or '', 'not recorded (a model cifar-pack did not train)')}.",
         *([trained] if trained else []),
         *_quantization_lines(quantization),
@@ -160,7 +171,7 @@ def _ethics_lines(report: dict, training: TrainingRecord) -> list[str]:
     ]
 
 
-def _reproduce_lines(report: dict, training: TrainingRecord, card: Path) -> list[str]:
+def _reproduce_lines(report: dict, training: TrainingRecord, card: Path, flip_averaged: bool) -> list[str]:
     """The commands that recreate this model from its run record: train into the model's folder with
     every option the run used, export that run's model, evaluate as this card was."""
     model = Path(report["model"])
@@ -177,7 +188,7 @@ def _reproduce_lines(report: dict, training: TrainingRecord, card: Path) -> list
             train += f" {option} {config[name]}"
     if training.precision:  # as resolved on the training machine, so another machine computes the same
         train += f" --precision {training.precision}"
-    int8 = " --int8" if model.name.endswith(".int8.onnx") else ""
+    export = (" --int8" if model.name.endswith(".int8.onnx") else "") + (" --flip-average" if flip_averaged else "")
     known = bool(training.data_source and recipe and (training.epochs or config.get("epochs")))
     return [
         "## How to reproduce",
@@ -185,7 +196,7 @@ def _reproduce_lines(report: dict, training: TrainingRecord, card: Path) -> list
         "```bash",
         'pip install -e ".[dev]"',
         train,
-        f"cifar-pack export --onnx --model {run / 'model.keras'}{int8}",
+        f"cifar-pack export --onnx --model {run / 'model.keras'}{export}",
         f"cifar-pack evaluate --model {model} --data {report['data']} --split {report['split']} --model-card {card}",
         "```",
         "",

@@ -79,6 +79,7 @@ def export_onnx(
     int8_settings: Int8Settings = DEFAULT_INT8,
     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     eval_samples: int | None = None,
+    flip_average: bool = False,
 ) -> ExportResult:
     """Convert a Keras image classifier to ONNX and prove it computes what Keras computes.
 
@@ -93,6 +94,8 @@ def export_onnx(
         int8: also write ``<stem>.int8.onnx`` (static QDQ quantization), gated on accuracy.
         int8_settings: quantization settings (``config.DEFAULT_INT8``: docs/int8.md).
         max_accuracy_drop, eval_samples: the int8 gate's bound (top-1 points) and sample count.
+        flip_average: the graph averages the probabilities of each image and its mirror image
+            (test-time flip averaging: two passes through the network, half the images/s).
 
     Returns:
         ExportResult: paths and reports.
@@ -117,12 +120,12 @@ def export_onnx(
     parity_images, inputs_desc, dataset = parity_inputs(data, record, parity_samples)
     class_names = resolve_class_names(num_classes, record, dataset, model_path)
 
-    converted = convert(model, opset, softmax_added)
+    converted = convert(model, opset, softmax_added, flip_average)
     onnx_model = simplify(converted)  # what is written is what parity checks
-    keras_fn = keras_probabilities(model, softmax_added)
+    keras_fn = keras_probabilities(model, softmax_added, flip_average)
     report = check_parity(keras_fn, onnx_model.SerializeToString(), parity_images, atol, inputs_desc)
 
-    metadata = build_metadata(model_path, class_names, record, report, opset, softmax_added, was_mixed)
+    metadata = build_metadata(model_path, class_names, record, report, opset, softmax_added, was_mixed, flip_average)
     metadata["graph"] = graph_report(converted, onnx_model)
     write_model(output, onnx_model, metadata)
 
@@ -135,12 +138,12 @@ def export_onnx(
 # Conversion and metadata
 
 
-def convert(model: keras.Model, opset: int, softmax_added: bool) -> ModelProto:
+def convert(model: keras.Model, opset: int, softmax_added: bool, flip_average: bool = False) -> ModelProto:
     """tf2onnx ``from_function`` on a uint8 serving function; returns a checked ``onnx.ModelProto``."""
     import onnx
     import tf2onnx
 
-    serve = serving_function(model, softmax_added)  # the very function parity runs
+    serve = serving_function(model, softmax_added, flip_average)  # the very function parity runs
     try:
         onnx_model, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset)
     except Exception as exc:  # tf2onnx raises many unrelated types
@@ -164,6 +167,7 @@ def build_metadata(
     opset: int,
     softmax_added: bool,
     was_mixed: bool,
+    flip_average: bool = False,
 ) -> dict:
     """Everything an embedding app needs besides the graph, as plain JSON-able values."""
     versions: dict[str, str | int] = {**package_versions("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx")}
@@ -187,6 +191,8 @@ def build_metadata(
             "shape": ["N", len(class_names)],
             "meaning": "class probabilities (softmax), summing to 1 per row",
             "softmax_added_by_export": softmax_added,
+            # export --flip-average: the mean over the image and its mirror image (two passes)
+            "flip_averaged": flip_average,
         },
         "source_sha256": sha256_file(model_path),
         "source_file": model_path.name,

@@ -293,25 +293,38 @@ def ends_in_softmax(model: keras.Model) -> bool:
     )
 
 
-def serving_function(model: keras.Model, softmax_added: bool) -> tf.types.experimental.PolymorphicFunction:
+def serving_function(
+    model: keras.Model, softmax_added: bool, flip_average: bool = False
+) -> tf.types.experimental.PolymorphicFunction:
     """The uint8 serving ``tf.function``: (N, 32, 32, 3) uint8 -> {"probabilities": (N, C) float32}.
 
     Export converts exactly this function with tf2onnx, and the parity gate runs exactly this
-    function against onnxruntime, so parity checks what was converted.
+    function against onnxruntime, so parity checks what was converted. ``flip_average``: the mean
+    of the probabilities of each image and of its mirror image (two passes through the network).
     """
     spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8, name=INPUT_NAME)
+    # Columns W-1..0 of (N, H, W, C): a Gather with constant indices, which every ONNX runtime runs
+    # (tf.reverse becomes ReverseSequence, whose lengths tf2onnx computes from the shape at run
+    # time). Made inside the function: a captured tensor would become a second graph input.
+    mirror = np.arange(INPUT_SHAPE[1] - 1, -1, -1, dtype=np.int32)
+
+    def probabilities(x: tf.Tensor) -> tf.Tensor:
+        out = model(x, training=False)
+        return tf.nn.softmax(out) if softmax_added else out
 
     @tf.function(input_signature=[spec])
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        out = model(tf.cast(images, tf.float32), training=False)
-        return {OUTPUT_NAME: tf.nn.softmax(out) if softmax_added else out}
+        x = tf.cast(images, tf.float32)
+        if not flip_average:
+            return {OUTPUT_NAME: probabilities(x)}
+        return {OUTPUT_NAME: (probabilities(x) + probabilities(tf.gather(x, tf.constant(mirror), axis=2))) / 2}
 
     return serve
 
 
-def keras_probabilities(model: keras.Model, softmax_added: bool) -> BatchFn:
+def keras_probabilities(model: keras.Model, softmax_added: bool, flip_average: bool = False) -> BatchFn:
     """(N, 32, 32, 3) uint8 -> (N, C) float32 numpy, through ``serving_function``."""
-    serve = serving_function(model, softmax_added)
+    serve = serving_function(model, softmax_added, flip_average)
     return lambda images: serve(images)[OUTPUT_NAME].numpy()
 
 
