@@ -61,7 +61,7 @@ def test_flip_averaged_file_keeps_the_contract_and_says_what_it_does(flip_averag
     constants = {t.name for t in model.graph.initializer}
     assert all(n.input[1] in constants for n in model.graph.node if n.op_type == "Gather")
     meta = json.loads(Path(f"{flip_averaged}.json").read_text())
-    assert meta["output"]["flip_averaged"] is True
+    assert meta["output"]["flip_averaged"] is True and "mirror image" in meta["output"]["meaning"]
     assert json.loads(Path(f"{exported}.json").read_text())["output"]["flip_averaged"] is False
 
 

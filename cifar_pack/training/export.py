@@ -189,7 +189,8 @@ def build_metadata(
             "name": OUTPUT_NAME,
             "dtype": "float32",
             "shape": ["N", len(class_names)],
-            "meaning": "class probabilities (softmax), summing to 1 per row",
+            "meaning": "class probabilities (softmax), summing to 1 per row"
+            + ("; each row the mean of the image's and its mirror image's" if flip_average else ""),
             "softmax_added_by_export": softmax_added,
             # export --flip-average: the mean over the image and its mirror image (two passes)
             "flip_averaged": flip_average,
