@@ -11,7 +11,7 @@ from ..runtime.config import ARTIFACTS, DEFAULT_SEED, DEFAULT_VALIDATION_SPLIT
 from ..runtime.data import check_source
 from ..runtime.errors import Interrupted
 from ..runtime.records import TRAIN_OPTIONS
-from ..training.config import RECIPES, Precision, Recipe, Strategy, TrainConfig, validate_config
+from ..training.config import RECIPES, Precision, Recipe, Strategy, TrainConfig, check_minutes, validate_config
 from ..training.run_state import read_state, resumed_config
 from .app import app
 from .common import DATA_HELP, DataOpt, JsonOpt, command, emit
@@ -74,6 +74,14 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the interrupted run in --out from its last completed epoch.")
     ] = False,
+    minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--minutes",
+            help="Time budget: as many of the epochs as fit, chosen before training from a timed probe.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a recipe's CNN and keep the best epoch (by val_accuracy) as OUT/model.keras."""
@@ -94,10 +102,11 @@ def train(
         config = _recipe(recipe).with_overrides(**{TRAIN_OPTIONS[o]: v for o, v in options.items()})
         validate_config(config)
         check_source(data)
+    check_minutes(minutes, resume, config)
     try:
         from ..training.train import train as run_training
 
-        result = run_training(data, out, config, resume=resume).to_json()
+        result = run_training(data, out, config, resume=resume, minutes=minutes).to_json()
     except KeyboardInterrupt:  # before fit() started (imports, data loading): train's own handler not reached
         raise Interrupted(f"interrupted before the first epoch finished: nothing was saved in {out}") from None
     text = (

@@ -196,3 +196,15 @@ def validate_config(config: TrainConfig) -> None:
         raise UsageError(f"warmup_fraction must be in [0, 1), got {config.warmup_fraction}")
     if config.learning_rate <= 0:
         raise UsageError(f"--lr must be positive, got {config.learning_rate}")
+
+
+def check_minutes(minutes: float | None, resume: bool, config: TrainConfig) -> None:
+    """``--minutes`` (training/budget.py): positive, for a new run on one machine."""
+    if minutes is None:
+        return
+    if minutes <= 0:
+        raise UsageError(f"--minutes must be positive, got {minutes:g}")
+    if resume:
+        raise UsageError("--minutes: chooses a new run's epochs; a resumed run keeps the epochs it chose")
+    if config.strategy == "multi-worker":
+        raise UsageError("--minutes: each worker would time itself and choose its own epochs; give --epochs")

@@ -32,8 +32,9 @@ from ..runtime.errors import Interrupted, UsageError
 from ..runtime.fileio import package_versions, remove_stale_temps, write_json_atomic
 from ..runtime.records import HISTORY_FILE, MANIFEST_FILE
 from ..runtime.sysinfo import describe_cpu
+from .budget import choose_epochs
 from .checkpoints import RunTracker, load_checkpoint, restore_rng_states, save_model
-from .config import DEFAULT_RECIPE, TrainConfig, validate_config
+from .config import DEFAULT_RECIPE, TrainConfig, check_minutes, validate_config
 from .model import build_fast_model, build_model, whitening_weights
 from .multi_worker import is_chief, multi_worker_step_logs, work_around_keras_multi_worker
 from .pipeline import (
@@ -98,6 +99,9 @@ class _Run:
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_val, y_val
     state: dict | None = None  # the interrupted run's state (--resume)
     checkpoint: Path | None = None  # the checkpoint that state names
+    minutes: float | None = None  # --minutes: choose the epochs that fit (budget.py)
+    started: float = 0.0  # time.perf_counter() when train() began: the budget counts from there
+    budget: dict | None = None  # --minutes: what the probe measured and chose (Budget.to_json), kept on resume
 
     @property
     def num_classes(self) -> int:
@@ -109,7 +113,13 @@ class _Run:
         return self.source if self.source == "cifar10" else str(Path(self.source).resolve())
 
 
-def train(source: str, out: str | os.PathLike, config: TrainConfig | None = None, resume: bool = False) -> TrainResult:
+def train(
+    source: str,
+    out: str | os.PathLike,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    minutes: float | None = None,
+) -> TrainResult:
     """Train the seed CNN on ``source`` and keep the best epoch as ``out/model.keras``.
 
     Args:
@@ -120,6 +130,8 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig | None = None
         resume: continue the interrupted run in ``out`` from its last completed epoch; the stored
             config and data source are used, so the finished run equals an uninterrupted one
             (``run_state.check_resumable``: only more epochs at a constant learning rate may differ).
+        minutes: a time budget: train as many of the config's epochs as fit, chosen before the
+            first step from a timed probe (``budget.choose_epochs``); the record says how many.
 
     Returns:
         TrainResult with the paths written and the headline metrics.
@@ -130,6 +142,7 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig | None = None
     Example:
         >>> train("../shared/data/cifar10-train-jpeg.tar.gz", "artifacts", RECIPES["default"])
     """
+    started = time.perf_counter()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, not a folder")
@@ -138,12 +151,14 @@ def train(source: str, out: str | os.PathLike, config: TrainConfig | None = None
         source, config = _resumed_settings(out, state, config)
     config = config or DEFAULT_RECIPE
     validate_config(config)
+    check_minutes(minutes, resume, config)
     chief = config.strategy != "multi-worker" or is_chief(os.environ.get("TF_CONFIG"))
     loaded = _load_data(source, config, state)  # before anything is written: bad data leaves no folder behind
     out.mkdir(parents=True, exist_ok=True)
     if chief:  # a killed earlier process's half-written files (ours by name); workers share --out
         remove_stale_temps(out, [LAST_FILE, PREV_FILE, BEST_FILE, STATE_FILE, HISTORY_FILE, MANIFEST_FILE])
-    run = _Run(out, source, config, *loaded, state=state, checkpoint=checkpoint)
+    budget = state.get("budget") if state else None
+    run = _Run(out, source, config, *loaded, state, checkpoint, minutes, started, budget)
     keras.utils.set_random_seed(config.seed)
     log.info("compute: %s; %s", run.precision, describe_kernels())
     previous_policy = keras.mixed_precision.dtype_policy()
@@ -194,6 +209,13 @@ def _load_data(
 
 def _fit(run: _Run) -> TrainResult:
     strategy = make_strategy(run.config.strategy)
+    if run.minutes is not None and run.state is None:
+        budget = choose_epochs(
+            run.minutes, time.perf_counter() - run.started, lambda: _new_model(run, strategy), run.config,
+            run.arrays, run.num_classes,
+        )  # fmt: skip
+        run = replace(run, config=replace(run.config, epochs=budget.epochs), budget=budget.to_json())
+        keras.utils.set_random_seed(run.config.seed)  # the probe drew random numbers: start as --epochs N would
     model = _build_or_restore(run, strategy)
     state = {
         "config": run.config.to_dict(),
@@ -204,6 +226,8 @@ def _fit(run: _Run) -> TrainResult:
         "train_seconds": run.state.get("train_seconds", 0.0) if run.state else 0.0,
         "complete": False,
     }
+    if run.budget is not None:
+        state["budget"] = run.budget
     _run_epochs(run, model, strategy, state)
     state["complete"] = True
     write_json_atomic(run.out / STATE_FILE, state)
@@ -220,6 +244,12 @@ def _build_or_restore(run: _Run, strategy: tf.distribute.Strategy) -> keras.Mode
                 # The kill may have come between the state and the best model: rebuild it.
                 save_model(model, run.out / BEST_FILE, include_optimizer=False)
             return model
+    return _new_model(run, strategy)
+
+
+def _new_model(run: _Run, strategy: tf.distribute.Strategy) -> keras.Model:
+    """The recipe's network, compiled with its optimiser and schedule over ``run.config.epochs``."""
+    with strategy.scope():
         steps_per_epoch = train_steps(len(run.arrays[1]), run.config)
         if run.config.architecture == "fast":
             model = build_fast_model(run.num_classes, whitening_weights(run.arrays[0]))
@@ -335,6 +365,8 @@ def _write_run_record(run: _Run, history: list[dict]) -> TrainResult:
         "images_per_second": round(images_per_second, 1) if seconds else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if run.budget is not None:  # --minutes: how the epochs were chosen
+        manifest["budget"] = run.budget
     write_json_atomic(run.out / MANIFEST_FILE, manifest)
     return TrainResult(
         model=run.out / BEST_FILE,

@@ -1,0 +1,60 @@
+"""`cifar-pack train --minutes`: the epochs that fit a time budget, chosen before training from a
+timed probe (training/budget.py), recorded, and otherwise an ordinary `--epochs N` run.
+
+No test asserts how long anything took (machines differ and are shared): budgets here are either
+far below one epoch or far above the whole run, so the expected epochs do not depend on speed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .conftest import assert_one_line_error, run_cli
+
+
+def _train(tiny_data, out, *options: str):
+    proc = run_cli("train", "--data", tiny_data, "--out", out, "--batch-size", "32", *options)
+    assert proc.returncode == 0, proc.stderr
+    return proc, json.loads((out / "manifest.json").read_text())
+
+
+def test_a_large_budget_trains_every_epoch_and_records_how_they_were_chosen(tiny_data, tmp_path):
+    proc, manifest = _train(tiny_data, tmp_path / "run", "--epochs", "2", "--minutes", "1000")
+    budget = manifest["budget"]
+    assert manifest["config"]["epochs"] == 2 and budget["epochs"] == 2 and budget["minutes"] == 1000
+    assert budget["step_seconds"] > 0 and budget["val_batch_seconds"] > 0 and budget["epoch_seconds"] > 0
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 2
+    assert "--minutes 1000: a training batch took" in proc.stderr and "2 of at most 2 epochs fit" in proc.stderr
+
+
+def test_a_budget_shorter_than_an_epoch_still_trains_one(tiny_data, tmp_path):
+    proc, manifest = _train(tiny_data, tmp_path / "run", "--epochs", "3", "--minutes", "0.001")
+    assert manifest["config"]["epochs"] == 1 and manifest["budget"]["epochs"] == 1
+    assert "1 of at most 3 epochs fit" in proc.stderr
+
+
+def test_the_probe_leaves_the_run_as_the_same_epochs_run_would_be(tiny_data, tmp_path):
+    """The probe trains a throwaway model, drawing random numbers; the run then starts from the
+    seed again, so its weights match an `--epochs 1` run's. Not exactly: threads may sum in
+    another order between two processes (~1e-6 here); another initialisation differs by ~1e-1."""
+    from cifar_pack.training.tf_setup import keras
+
+    _train(tiny_data, tmp_path / "plain", "--epochs", "1")
+    _train(tiny_data, tmp_path / "budget", "--epochs", "1", "--minutes", "1000")
+    plain = keras.models.load_model(tmp_path / "plain" / "model.keras").get_weights()
+    budget = keras.models.load_model(tmp_path / "budget" / "model.keras").get_weights()
+    assert max(float(np.abs(a - b).max()) for a, b in zip(plain, budget, strict=True)) < 1e-3
+
+
+def test_minutes_must_be_positive_and_for_a_new_run_on_one_machine(tiny_data, tmp_path):
+    for options, fragment in (
+        (("--minutes", "0"), "--minutes must be positive, got 0"),
+        (("--minutes", "5", "--strategy", "multi-worker"), "each worker would time itself"),
+    ):
+        proc = run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", *options)
+        assert_one_line_error(proc, fragment, code=2)
+    assert not (tmp_path / "run").exists()
+    _train(tiny_data, tmp_path / "run", "--epochs", "1")
+    proc = run_cli("train", "--out", tmp_path / "run", "--resume", "--minutes", "5")
+    assert_one_line_error(proc, "--minutes", "a resumed run keeps the epochs it chose", code=2)
