@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .config import TrainConfig
-from .pipeline import make_pipeline, train_steps
+from .pipeline import make_pipeline, train_steps, validation_batch_size
 from .tf_setup import keras
+from .weights import REFRESH_BATCHES
 
 log = logging.getLogger(__name__)
 
 PROBE_STEPS = 6  # training batches timed; the first (tracing) is left out when there are others
 PROBE_VAL_BATCHES = 3
-REFRESH_BATCHES = 8  # weights.BatchNormRefresh's forward passes before each validation (fast recipe)
 MARGIN = 1.1  # an epoch also saves checkpoints and builds its pipeline: 10 % on top of the steps
 
 
@@ -57,7 +57,7 @@ def choose_epochs(
     started = time.perf_counter()
     step, val_batch = _probe(new_model(), config, arrays, num_classes)
     x_train, _, _, y_val = arrays
-    val_batches = math.ceil(len(y_val) / max(config.batch_size, 512))  # make_pipeline's validation batch
+    val_batches = math.ceil(len(y_val) / validation_batch_size(config))
     refresh = REFRESH_BATCHES * val_batch if config.architecture == "fast" else 0.0
     epoch = MARGIN * (train_steps(len(x_train), config) * step + val_batches * val_batch + refresh)
     probe = time.perf_counter() - started
@@ -103,7 +103,8 @@ def _probe(
     x_train, y_train, x_val, y_val = arrays
     # Whole batches only when there are enough images; a partial one would time less work.
     probe_config = replace(config, drop_remainder=len(y_train) >= config.batch_size)
-    n, m = min(len(y_train), config.batch_size * PROBE_STEPS), min(len(y_val), 512 * PROBE_VAL_BATCHES)
+    n = min(len(y_train), config.batch_size * PROBE_STEPS)
+    m = min(len(y_val), validation_batch_size(config) * PROBE_VAL_BATCHES)
     clock = _BatchClock()
     model.fit(
         make_pipeline(x_train[:n], y_train[:n], num_classes, probe_config, training=True, epoch=0),

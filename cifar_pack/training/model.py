@@ -64,8 +64,8 @@ FAST_WIDTHS = (48, 144, 144)
 # ReLU, not airbench's GELU: on two cores GELU's element-wise passes took a third of each training
 # step (481 against 326 ms a batch of 512; with FusedBatchNorm 373 against 208 ms) and
 # onnxruntime fuses a ReLU into its Conv (formats/graph.py); 10 epochs lose 0.4 points, and the
-# minutes GELU's 10 epochs took now train 30 (docs/recipes.md). "gelu" builds the networks bundled
-# before this change.
+# recipe's 20 ReLU epochs take less time than GELU's 10 did (docs/recipes.md). "gelu" builds the
+# networks bundled before this change.
 FAST_ACTIVATION = "relu"
 WHITEN_PATCH = 2  # the whitening layer's patch size: 2x2x3 = 12 dimensions, 24 filters (+ and -)
 

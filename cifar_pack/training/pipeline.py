@@ -164,6 +164,11 @@ def make_augmenter(config: TrainConfig, seed: int | None = None, flip: bool = Tr
     return keras.Sequential(stack, name="augment")
 
 
+def validation_batch_size(config: TrainConfig) -> int:
+    """Validation runs forward only, so in batches of at least 512 whatever the training batch."""
+    return max(config.batch_size, 512)
+
+
 def make_pipeline(
     x: np.ndarray, y: np.ndarray, num_classes: int, config: TrainConfig, training: bool, epoch: int | None = None
 ) -> tf.data.Dataset:
@@ -182,7 +187,7 @@ def make_pipeline(
         # Exactly the batches train_steps counts: whole ones only when it drops the remainder.
         ds = ds.batch(config.batch_size, drop_remainder=train_steps(len(y), config) * config.batch_size <= len(y))
     else:
-        ds = ds.batch(max(config.batch_size, 512))
+        ds = ds.batch(validation_batch_size(config))
     augment = make_augmenter(config, seed, flip=not alternate) if training else None
 
     def prepare(images: tf.Tensor, labels: tf.Tensor, flips: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:

@@ -158,7 +158,17 @@ def train(
     if chief:  # a killed earlier process's half-written files (ours by name); workers share --out
         remove_stale_temps(out, [LAST_FILE, PREV_FILE, BEST_FILE, STATE_FILE, HISTORY_FILE, MANIFEST_FILE])
     budget = state.get("budget") if state else None
-    run = _Run(out, source, config, *loaded, state, checkpoint, minutes, started, budget)
+    run = _Run(
+        out,
+        source,
+        config,
+        *loaded,
+        state=state,
+        checkpoint=checkpoint,
+        minutes=minutes,
+        started=started,
+        budget=budget,
+    )
     keras.utils.set_random_seed(config.seed)
     log.info("compute: %s; %s", run.precision, describe_kernels())
     previous_policy = keras.mixed_precision.dtype_policy()

@@ -20,6 +20,8 @@ import numpy as np
 
 from .tf_setup import keras, tf
 
+REFRESH_BATCHES = 8  # training batches BatchNormRefresh runs before each validation
+
 
 class BatchNormRefresh(keras.callbacks.Callback):
     """Before each validation, run ``images`` (uint8 (N, 32, 32, 3), fixed) through the model in
@@ -30,7 +32,9 @@ class BatchNormRefresh(keras.callbacks.Callback):
         self.batches = [tf.constant(images[i : i + batch_size], tf.float32) for i in range(0, len(images), batch_size)]
 
     @classmethod
-    def from_training_set(cls, x_train: np.ndarray, batch_size: int, seed: int, batches: int = 8) -> BatchNormRefresh:
+    def from_training_set(
+        cls, x_train: np.ndarray, batch_size: int, seed: int, batches: int = REFRESH_BATCHES
+    ) -> BatchNormRefresh:
         """``batches`` batches of a fixed random sample of ``x_train``, in random order: the split's
         arrays are ordered by class, and each refresh batch must hold every class (statistics of a
         few classes are wrong for all: the first 4,096 images were 4,000 airplanes)."""
