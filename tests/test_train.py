@@ -301,8 +301,9 @@ def test_a_constant_rate_run_can_be_continued_for_more_epochs(tmp_path):
     data_dir = write_class_folders(tmp_path / "d", {"train": 10})
     out = tmp_path / "run"
     first = run_cli(
-        "train", "--data", data_dir, "--out", out, "--recipe", "seed", "--epochs", "1", "--batch-size", "16"
-    )
+        "train", "--data", data_dir, "--out", out, "--recipe", "seed", "--epochs", "1", "--batch-size", "16",
+        "--precision", "float32",  # forced: `auto` would choose by this machine's CPU
+    )  # fmt: skip
     assert first.returncode == 0, first.stderr[-2000:]
     more = run_cli("train", "--out", out, "--resume", "--epochs", "2", "--json")
     assert more.returncode == 0, more.stderr[-2000:]
@@ -526,7 +527,8 @@ def test_a_broken_file_in_the_training_data_is_skipped_and_named(tmp_path):
     (issue 32, item 5: it stopped the run with no way to skip it)."""
     root = write_class_folders(tmp_path / "data", {"train": 10})
     (root / "train" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    proc = run_cli("train", "--data", root, "--epochs", "1", "--batch-size", "8", "--out", tmp_path / "run", "--json")
+    options = ("--epochs", "1", "--batch-size", "8", "--precision", "float32")  # forced: `auto` would choose by the CPU
+    proc = run_cli("train", "--data", root, *options, "--out", tmp_path / "run", "--json")
     assert proc.returncode == 0, proc.stderr
     assert "skipped 1 unreadable image(s) of 31" in proc.stderr and "broken.jpg" in proc.stderr
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
