@@ -157,18 +157,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if chief:  # a killed earlier process's half-written files (ours by name); workers share --out
         remove_stale_temps(out, [LAST_FILE, PREV_FILE, BEST_FILE, STATE_FILE, HISTORY_FILE, MANIFEST_FILE])
-    budget = state.get("budget") if state else None
-    run = _Run(
-        out,
-        source,
-        config,
-        *loaded,
-        state=state,
-        checkpoint=checkpoint,
-        minutes=minutes,
-        started=started,
-        budget=budget,
-    )
+    run = _Run(out, source, config, *loaded, state=state, checkpoint=checkpoint, minutes=minutes, started=started)
     keras.utils.set_random_seed(config.seed)
     log.info("compute: %s; %s", run.precision, describe_kernels())
     previous_policy = keras.mixed_precision.dtype_policy()
@@ -226,6 +215,8 @@ def _fit(run: _Run) -> TrainResult:
         )  # fmt: skip
         run = replace(run, config=replace(run.config, epochs=budget.epochs), budget=budget.to_json())
         keras.utils.set_random_seed(run.config.seed)  # the probe drew random numbers: start as --epochs N would
+    elif run.state is not None and run.state.get("budget"):
+        run = replace(run, budget=run.state["budget"])  # a resumed --minutes run keeps its record
     model = _build_or_restore(run, strategy)
     state = {
         "config": run.config.to_dict(),
