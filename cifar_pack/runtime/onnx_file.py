@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the [train] extra's onnx: only its writers and readers of M
     from onnx import ModelProto
 
 from .. import __version__
+from .config import DEFAULT_MAX_PIXELS
 from .fileio import remove_stale_temps, sha256_file, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,20 @@ def write_model(path: str | Path, onnx_model: ModelProto, metadata: dict) -> Pat
     """
     path = Path(path)
     remove_stale_temps(path.parent, [path.name, sidecar_path(path).name])
+    metadata = with_pixel_cap(metadata)
     set_metadata(onnx_model, metadata)
     write_bytes_atomic(path, onnx_model.SerializeToString())
     write_json_atomic(sidecar_path(path), metadata | {"model_sha256": sha256_file(path)})
     return path
+
+
+def with_pixel_cap(metadata: dict) -> dict:
+    """``metadata`` with ``input.max_pixels``: the pixel cap every embedding example applies from the
+    image header before decoding (docs/embedding.md). Python's default, so one number in one place."""
+    contract = metadata.get("input")
+    if not isinstance(contract, dict) or "max_pixels" in contract:
+        return metadata
+    return metadata | {"input": contract | {"max_pixels": DEFAULT_MAX_PIXELS}}
 
 
 def sidecar_matches(onnx_path: str | Path, sidecar: dict) -> bool:

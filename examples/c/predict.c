@@ -9,6 +9,7 @@
  * What an app copies: load the session once, read the class names from the model's metadata
  * ("class_names", a JSON list), feed uint8 [N, 32, 32, 3] RGB (image.c makes it, as Pillow does),
  * read float32 [N, C] probabilities. The graph does the scaling itself. */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,25 +48,45 @@ static int parse_labels(const char *json, char ***labels) {
   return n;
 }
 
-static OrtSession *open_session(OrtEnv *env, const char *model, char ***labels, int *classes) {
+/* A metadata_props value (a JSON text) as a malloc'd string, or NULL when the key is absent. */
+static char *metadata(OrtModelMetadata *meta, OrtAllocator *allocator, const char *key) {
+  char *value = NULL, *copy = NULL;
+  check(ort->ModelMetadataLookupCustomMetadataMap(meta, allocator, key, &value));
+  if (value) {
+    copy = strdup(value);
+    check(ort->AllocatorFree(allocator, value));
+  }
+  return copy;
+}
+
+/* The session, its class names and its pixel cap (the "max_pixels" of metadata_props["input"],
+ * or CIFAR_PACK_MAX_PIXELS). */
+static OrtSession *open_session(OrtEnv *env, const char *model, char ***labels, int *classes, long long *max_pixels) {
   OrtSessionOptions *options;
   OrtSession *session;
   OrtModelMetadata *meta;
   OrtAllocator *allocator;
-  char *json = NULL;
   check(ort->CreateSessionOptions(&options));
   check(ort->CreateSession(env, model, options, &session));
   ort->ReleaseSessionOptions(options);
   check(ort->GetAllocatorWithDefaultOptions(&allocator));
   check(ort->SessionGetModelMetadata(session, &meta));
-  check(ort->ModelMetadataLookupCustomMetadataMap(meta, allocator, "class_names", &json));
-  if (!json) {
+  char *names = metadata(meta, allocator, "class_names"), *input = metadata(meta, allocator, "input");
+  ort->ReleaseModelMetadata(meta);
+  if (!names) {
     fprintf(stderr, "error: %s: no class_names in its metadata (not a cifar-pack export?)\n", model);
     exit(2);
   }
-  *classes = parse_labels(json, labels);
-  check(ort->AllocatorFree(allocator, json));
-  ort->ReleaseModelMetadata(meta);
+  *max_pixels = cp_max_pixels(input);
+  if (*max_pixels < 1) {
+    fprintf(stderr, *max_pixels == 0 ? "error: CIFAR_PACK_MAX_PIXELS must be a whole number of at least 1\n"
+                                     : "error: %s: no max_pixels in its input metadata (exported by an older cifar-pack): "
+                                       "set CIFAR_PACK_MAX_PIXELS, or re-export it with cifar-pack export\n", model);
+    exit(2);
+  }
+  *classes = parse_labels(names, labels);
+  free(names);
+  free(input);
   return session;
 }
 
@@ -109,12 +130,13 @@ int main(int argc, char **argv) {
   check(ort->CreateEnv(ORT_LOGGING_LEVEL_WARNING, "cifar-pack", &env));
   char **labels;
   int classes, failed = 0, n = 0;
-  OrtSession *session = open_session(env, argv[1], &labels, &classes);
+  long long max_pixels;
+  OrtSession *session = open_session(env, argv[1], &labels, &classes, &max_pixels);
   uint8_t *pixels = malloc((size_t)BATCH * CP_SIZE * CP_SIZE * 3);
   char *paths[BATCH];
   for (int i = 2; i < argc; i++) {
-    const char *why = cp_load_image(argv[i], pixels + (size_t)n * CP_SIZE * CP_SIZE * 3);
-    if (why) {
+    char why[256];
+    if (cp_load_image(argv[i], max_pixels, pixels + (size_t)n * CP_SIZE * CP_SIZE * 3, why, sizeof why)) {
       fprintf(stderr, "%s\terror: %s\n", argv[i], why);
       failed = 1;
       continue;
