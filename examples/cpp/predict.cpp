@@ -6,7 +6,8 @@
 //
 // Prints one line per image: path, TAB, label, TAB, every class probability (space-separated,
 // 9 significant digits). Unreadable files: "path<TAB>error: why" on stderr, exit code 1.
-// Preprocessing (decode, alpha over white, Pillow's BILINEAR resize to 32x32) is examples/c/image.c.
+// Preprocessing (decode as Pillow does, EXIF orientation, alpha over white, Pillow's BILINEAR resize
+// to 32x32) is examples/c/image.c.
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -14,9 +15,7 @@
 #include <string>
 #include <vector>
 
-extern "C" {
-#include "image.h"
-}
+#include "image.h"  // declares its functions extern "C" itself
 #include "onnxruntime_c_api.h"
 
 namespace {
@@ -71,11 +70,15 @@ class Classifier {
     OrtModelMetadata* meta;
     check(ort->SessionGetModelMetadata(session, &meta));
     Metadata owned_meta(meta);
-    char* json = nullptr;
-    check(ort->ModelMetadataLookupCustomMetadataMap(meta, allocator, "class_names", &json));
-    if (!json) throw std::runtime_error(std::string(model) + ": no class_names in its metadata");
-    labels_ = parse_labels(json);
-    check(ort->AllocatorFree(allocator, json));
+    std::string names = lookup(meta, allocator, "class_names"), input = lookup(meta, allocator, "input");
+    if (names.empty()) throw std::runtime_error(std::string(model) + ": no class_names in its metadata");
+    labels_ = parse_labels(names);
+    // The pixel cap: the "max_pixels" of metadata_props["input"], or CIFAR_PACK_MAX_PIXELS.
+    max_pixels_ = cp_max_pixels(input.empty() ? nullptr : input.c_str());
+    if (max_pixels_ == 0) throw std::runtime_error("CIFAR_PACK_MAX_PIXELS must be a whole number of at least 1");
+    if (max_pixels_ < 0)
+      throw std::runtime_error(std::string(model) + ": no max_pixels in its input metadata (exported by an older " +
+                               "cifar-pack): set CIFAR_PACK_MAX_PIXELS, or re-export it with cifar-pack export");
   }
 
   // pixels: n images of (32, 32, 3) uint8 -> n rows of class probabilities.
@@ -100,10 +103,21 @@ class Classifier {
   }
 
   const std::vector<std::string>& labels() const { return labels_; }
+  long long max_pixels() const { return max_pixels_; }
 
  private:
+  // A metadata_props value (JSON text), or "" when the key is absent.
+  static std::string lookup(OrtModelMetadata* meta, OrtAllocator* allocator, const char* key) {
+    char* value = nullptr;
+    check(ort->ModelMetadataLookupCustomMetadataMap(meta, allocator, key, &value));
+    std::string text = value ? value : "";
+    if (value) check(ort->AllocatorFree(allocator, value));
+    return text;
+  }
+
   Session session_;
   std::vector<std::string> labels_;
+  long long max_pixels_ = -1;
 };
 
 void print(const Classifier& model, const std::vector<std::string>& paths, std::vector<uint8_t>& pixels) {
@@ -140,7 +154,8 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> pixels;
     for (int i = 2; i < argc; ++i) {
       uint8_t image[kPixels];
-      if (const char* why = cp_load_image(argv[i], image)) {
+      char why[256];
+      if (cp_load_image(argv[i], model.max_pixels(), image, why, sizeof why)) {
         std::fprintf(stderr, "%s\terror: %s\n", argv[i], why);
         failed = 1;
         continue;

@@ -1,51 +1,70 @@
 //! Classify images with a cifar-pack ONNX model from Rust: the `ort` crate in its dynamic-loading
-//! mode over the onnxruntime shared library (ORT_DYLIB_PATH: the Python package's, set by
-//! examples/rust/run), the `image` crate for PNG and JPEG, and a port of Pillow's BILINEAR resize.
+//! mode over the onnxruntime shared library (ORT_DYLIB_PATH, set by examples/rust/run), and the
+//! model's preprocessing from examples/c/image.c (compiled by build.rs): libjpeg-turbo and libpng,
+//! decoded exactly as Pillow does. (The `image` crate's own JPEG decoder gave other pixels than
+//! libjpeg-turbo, and it chose the decoder by the file's extension.)
 //!
-//!     ORT_DYLIB_PATH=/path/libonnxruntime.so.1.32.0 predict MODEL.onnx IMAGE...
+//!     ORT_DYLIB_PATH=/path/libonnxruntime.so.1 predict MODEL.onnx IMAGE...
 //!
 //! Prints one line per image: path, TAB, label, TAB, every class probability (space-separated, 9
 //! significant digits). Unreadable files: "path<TAB>error: why" on stderr, exit code 1.
 //! Input contract (docs/embedding.md): uint8 [N, 32, 32, 3] RGB, NHWC; the graph scales to [0, 1].
 
+use std::ffi::{c_char, c_int, c_longlong, CStr, CString};
 use std::io::Write;
-use std::process::exit;
+use std::process::ExitCode;
 
 use ort::session::Session;
 use ort::value::Tensor;
 
 const SIZE: usize = 32;
 const BATCH: usize = 256;
-const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-fn main() {
+extern "C" {
+    // image.h: decode `path` into 32x32x3 RGB `out`; 0, or -1 with a reason in `why`.
+    fn cp_load_image(path: *const c_char, max_pixels: c_longlong, out: *mut u8, why: *mut c_char, why_size: usize) -> c_int;
+    // image.h: CIFAR_PACK_MAX_PIXELS, else the "max_pixels" in the input metadata's JSON; -1 none, 0 malformed.
+    fn cp_max_pixels(input_json: *const c_char) -> c_longlong;
+}
+
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         eprintln!("usage: predict MODEL.onnx IMAGE...");
-        exit(2);
+        return ExitCode::from(2);
     }
-    if let Err(e) = run(&args[1], &args[2..]) {
-        eprintln!("error: {e}");
-        exit(2);
+    match run(&args[1], &args[2..]) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1), // some file could not be read; the others were answered
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
-fn run(model: &str, files: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+/// Classifies `files`; Ok(false) when some file could not be read (each said on stderr).
+fn run(model: &str, files: &[String]) -> Result<bool, Box<dyn std::error::Error>> {
     let library = std::env::var("ORT_DYLIB_PATH").map_err(|_| "set ORT_DYLIB_PATH to the onnxruntime library")?;
     let env = ort::init_from(library)?.build()?;
     let mut session = Session::builder(&env)?.commit_from_file(model)?;
-    let json = session.metadata()?.custom("class_names").ok_or(format!("{model}: no class_names in its metadata"))?;
+    let (names, input) = {
+        let meta = session.metadata()?;
+        (meta.custom("class_names"), meta.custom("input"))
+    };
+    let json = names.ok_or(format!("{model}: no class_names in its metadata"))?;
     let labels: Vec<String> = serde_json::from_str(&json)?;
-    let (mut paths, mut pixels, mut failed) = (Vec::new(), Vec::new(), false);
+    let max_pixels = max_pixels(model, input)?;
+    let (mut paths, mut pixels, mut ok) = (Vec::new(), Vec::new(), true);
     for file in files {
-        match load(file) {
+        match load(file, max_pixels) {
             Ok(rgb) => {
                 paths.push(file.as_str());
                 pixels.extend_from_slice(&rgb);
             }
             Err(why) => {
                 eprintln!("{file}\terror: {why}");
-                failed = true;
+                ok = false;
             }
         }
         if paths.len() == BATCH {
@@ -56,10 +75,20 @@ fn run(model: &str, files: &[String]) -> Result<(), Box<dyn std::error::Error>> 
     if !paths.is_empty() {
         classify(&mut session, &paths, pixels, &labels)?;
     }
-    if failed {
-        exit(1);
+    Ok(ok)
+}
+
+/// The pixel cap: CIFAR_PACK_MAX_PIXELS, else the max_pixels of metadata_props["input"].
+fn max_pixels(model: &str, input: Option<String>) -> Result<i64, String> {
+    let input = CString::new(input.unwrap_or_default()).map_err(|_| format!("{model}: input metadata holds a NUL"))?;
+    match unsafe { cp_max_pixels(input.as_ptr()) } {
+        0 => Err("CIFAR_PACK_MAX_PIXELS must be a whole number of at least 1".into()),
+        n if n < 0 => Err(format!(
+            "{model}: no max_pixels in its input metadata (exported by an older cifar-pack): \
+             set CIFAR_PACK_MAX_PIXELS, or re-export it with cifar-pack export"
+        )),
+        n => Ok(n),
     }
-    Ok(())
 }
 
 /// One batch: (n, 32, 32, 3) uint8 -> (n, classes) float32, a line per image on stdout.
@@ -88,83 +117,14 @@ fn format_g9(p: f32) -> String {
     }
 }
 
-/// A PNG or JPEG file -> the model's 32x32 RGB bytes: alpha over white, then Pillow's BILINEAR resize.
-fn load(path: &str) -> Result<Vec<u8>, String> {
-    let reader = image::ImageReader::open(path).map_err(|_| "no such file or not readable".to_string())?;
-    let reader = reader.with_guessed_format().map_err(|_| "not a readable image".to_string())?;
-    let (w, h) = reader.into_dimensions().map_err(|_| "not a readable image".to_string())?;
-    if (w as u64) * (h as u64) > 50_000_000 {
-        return Err("larger than 50 megapixels".into());
+/// An image file -> the model's (32, 32, 3) uint8 RGB input (image.c), or what is wrong with the file.
+fn load(path: &str, max_pixels: i64) -> Result<Vec<u8>, String> {
+    let c_path = CString::new(path).map_err(|_| "a path with a NUL byte".to_string())?;
+    let mut pixels = vec![0u8; SIZE * SIZE * 3];
+    let mut why = [0 as c_char; 256];
+    let status = unsafe { cp_load_image(c_path.as_ptr(), max_pixels, pixels.as_mut_ptr(), why.as_mut_ptr(), why.len()) };
+    if status != 0 {
+        return Err(unsafe { CStr::from_ptr(why.as_ptr()) }.to_string_lossy().into_owned());
     }
-    let img = image::open(path).map_err(|_| "not a readable image".to_string())?.to_rgba8();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut rgb = Vec::with_capacity(w * h * 3);
-    for px in img.pixels() {
-        let a = px[3] as f64;
-        for c in 0..3 {
-            let v = px[c] as f64;
-            rgb.push(if px[3] == 255 { px[c] as i64 } else { ((v * a + 255.0 * (255.0 - a)) / 255.0).round() as i64 });
-        }
-    }
-    Ok(resize(rgb, w, h).into_iter().map(|v| v as u8).collect())
-}
-
-/// Pillow's resample (libImaging/Resample.c), as examples/c/image.c.
-fn resize(mut rgb: Vec<i64>, mut w: usize, mut h: usize) -> Vec<i64> {
-    let vertical_first = h > SIZE && (h - SIZE) as i64 > (w as i64 - SIZE as i64) * 2;
-    for pass in 0..2 {
-        let horizontal = if vertical_first { pass == 1 } else { pass == 0 };
-        if (if horizontal { w } else { h }) == SIZE {
-            continue;
-        }
-        rgb = resample_axis(&rgb, w, h, horizontal);
-        if horizontal { w = SIZE } else { h = SIZE }
-    }
-    rgb
-}
-
-fn resample_axis(src: &[i64], w: usize, h: usize, horizontal: bool) -> Vec<i64> {
-    let in_size = if horizontal { w } else { h };
-    let scale = in_size as f64 / SIZE as f64;
-    let filterscale = scale.max(1.0);
-    let support = filterscale;
-    let ksize = support.ceil() as usize * 2 + 1;
-    let mut kk = vec![0i64; SIZE * ksize];
-    let mut bounds = vec![0usize; SIZE * 2];
-    for xx in 0..SIZE {
-        let center = (xx as f64 + 0.5) * scale;
-        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize - xmin;
-        let weights: Vec<f64> = (0..xmax)
-            .map(|x| {
-                let t = ((x + xmin) as f64 - center + 0.5).abs() / filterscale;
-                if t < 1.0 { 1.0 - t } else { 0.0 }
-            })
-            .collect();
-        let total: f64 = weights.iter().sum();
-        for (x, w) in weights.iter().enumerate() {
-            let v = if total != 0.0 { w / total } else { *w };
-            let scaled = v * (1u64 << PRECISION_BITS) as f64;
-            kk[xx * ksize + x] = if v < 0.0 { (-0.5 + scaled) as i64 } else { (0.5 + scaled) as i64 };
-        }
-        bounds[xx * 2] = xmin;
-        bounds[xx * 2 + 1] = xmax;
-    }
-    let (ow, oh) = if horizontal { (SIZE, h) } else { (w, SIZE) };
-    let mut out = vec![0i64; ow * oh * 3];
-    for y in 0..oh {
-        for x in 0..ow {
-            let o = if horizontal { x } else { y };
-            let (min, n) = (bounds[o * 2], bounds[o * 2 + 1]);
-            for c in 0..3 {
-                let mut ss: i64 = 1 << (PRECISION_BITS - 1);
-                for i in 0..n {
-                    let p = if horizontal { (y * w + min + i) * 3 } else { ((min + i) * w + x) * 3 };
-                    ss += src[p + c] * kk[o * ksize + i];
-                }
-                out[(y * ow + x) * 3 + c] = (ss >> PRECISION_BITS).clamp(0, 255);
-            }
-        }
-    }
-    out
+    Ok(pixels)
 }
