@@ -145,6 +145,7 @@ def _jpeg_files(photo: Image.Image, cifar: list[bytes]) -> dict[str, bytes]:
         "progressive.jpg": _jpeg(mid, quality=80, progressive=True),
         "grey.jpg": _jpeg(mid.convert("L"), quality=85),
         "cmyk.jpg": _jpeg(mid.convert("CMYK"), quality=90),
+        "ycck.jpg": as_ycck(_jpeg(mid.convert("CMYK"), quality=90)),
         "photo 400x300.jpg": _jpeg(photo, quality=90),
         "odd 33x17.jpg": _jpeg(photo.resize((33, 17)), quality=75),
         "1x1.jpg": _jpeg(photo.resize((1, 1)), quality=90),
@@ -155,6 +156,16 @@ def _jpeg_files(photo: Image.Image, cifar: list[bytes]) -> dict[str, bytes]:
     for i, data in enumerate(cifar):
         files[f"cifar {i:02d}.jpg"] = data
     return files
+
+
+def as_ycck(cmyk_jpeg: bytes) -> bytes:
+    """A YCCK JPEG: a CMYK one whose Adobe marker says its components are YCCK (transform 2).
+
+    Pillow cannot write YCCK; relabelling keeps the stream valid and sends every decoder down its
+    YCCK -> CMYK path (the colours change, which does not matter to a comparison)."""
+    at = cmyk_jpeg.index(b"\xff\xee\x00\x0eAdobe")
+    transform = at + 2 + 2 + 5 + 2 + 2 + 2  # marker, length, "Adobe", version, flags0, flags1
+    return cmyk_jpeg[:transform] + b"\x02" + cmyk_jpeg[transform + 1 :]
 
 
 def _odd_names(files: dict[str, bytes]) -> dict[str, bytes]:
