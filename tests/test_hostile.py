@@ -28,6 +28,7 @@ from cifar_pack.runtime import data, images, inputs
 from cifar_pack.runtime.errors import DataError
 
 from .conftest import assert_one_line_error, make_images, write_class_folders
+from .helpers.odd_images import huge_png
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "artifacts" / "samples" / "cat_1444.jpg"
@@ -230,19 +231,30 @@ def test_pixel_bomb_is_refused_from_its_header_and_the_limit_can_be_raised(tmp_p
     assert "not a readable image" in proc.stderr and "megapixels" not in proc.stderr, proc.stderr
 
 
-def test_huge_jpeg_decodes_at_reduced_size_and_normal_photos_do_not_change(tmp_path):
+def test_large_jpeg_is_decoded_in_full_as_every_embedding_language_does(tmp_path):
+    """A 32 MP JPEG gets a full decode (no libjpeg reduced-scale draft), so C, Java, Go and Rust,
+    which all decode in full, give Python's answer on large photos too."""
     rng = np.random.default_rng(0)
     big = Image.fromarray(rng.integers(0, 256, (40, 80, 3), dtype=np.uint8)).resize((8000, 4000))
-    big.save(tmp_path / "big.jpg", quality=80)  # 32 MP: over the 24 MP full-decode threshold
+    big.save(tmp_path / "big.jpg", quality=80)
     proc = run_limited("predict", tmp_path / "big.jpg", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["label"]
-    normal = big.resize((2000, 1500))
-    normal.save(tmp_path / "normal.jpg", quality=90)
-    with Image.open(tmp_path / "normal.jpg") as img:
-        img.load()
-        full = images.to_model_input(img)  # today's preprocessing: a full decode
-    np.testing.assert_array_equal(images.load_image(tmp_path / "normal.jpg"), full)
+    with Image.open(tmp_path / "big.jpg") as img:
+        img.load()  # Pillow's plain open + load: the full-size decode
+        assert img.size == (8000, 4000)
+        full = images.to_model_input(img)
+    np.testing.assert_array_equal(images.load_image(tmp_path / "big.jpg"), full)
+
+
+def test_max_pixels_raises_pillows_own_limit_and_refuses_more_than_memory(tmp_path):
+    """Pillow refuses images over 179 MP by itself; --max-pixels must be the one limit that counts."""
+    (tmp_path / "wide.png").write_bytes(huge_png(14000))  # 196 MP of black: over Pillow's limit
+    proc = run_limited("predict", tmp_path / "wide.png", "--max-pixels", "200000000", "--json", memory=2 * GiB)
+    assert proc.returncode == 0, proc.stderr
+    assert "179" not in proc.stderr and "decompression" not in proc.stderr.lower()
+    proc = run_limited("predict", SAMPLE, "--max-pixels", str(10**15))
+    assert_one_line_error(proc, "--max-pixels", "more than this machine's", code=2)
 
 
 def test_fifo_and_device_links_given_to_predict_are_refused(tmp_path):

@@ -18,7 +18,6 @@ import io
 import os
 import stat
 import struct
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -34,11 +33,11 @@ RESAMPLE = Image.Resampling.BILINEAR
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 MAX_FILE_BYTES = 64 * 2**20  # one image file
-# JPEGs above this are decoded at 1/2, 1/4 or 1/8 scale by libjpeg (Pillow's draft mode) to at
-# least DRAFT_MIN_SIDE pixels a side: 64x less memory and time at 1/8. Photos up to 24 MP (phones,
-# most cameras) are decoded in full as before, so their results do not change.
-DRAFT_ABOVE_PIXELS = 24_000_000
-DRAFT_MIN_SIDE = 1024
+# Every image is decoded in full, as every embedding example decodes it (docs/embedding.md): a
+# reduced JPEG decode (libjpeg's 1/2..1/8 scale) would change the answer for large photos in
+# Python only. Decoding needs up to this many bytes a pixel (RGBA, Pillow's widest 8-bit mode):
+# a cap above what the machine's memory holds at that rate is refused up front.
+DECODE_BYTES_PER_PIXEL = 4
 # 16-bit and float greyscale images are scaled to 8 bits in bands of about this many pixels.
 GREY_BAND_PIXELS = 1 << 20
 
@@ -59,6 +58,12 @@ def resolve_max_pixels(value: int | None = None) -> int:
             raise UsageError(f"{MAX_PIXELS_VARIABLE}={text!r}: not an integer") from None
     if value < 1:
         raise UsageError(f"--max-pixels must be at least 1, got {value}")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if value * DECODE_BYTES_PER_PIXEL > memory:
+        raise UsageError(
+            f"--max-pixels {value:,}: an image that large needs {value * DECODE_BYTES_PER_PIXEL / 1e9:,.0f} GB to "
+            f"decode, more than this machine's {memory / 1e9:.0f} GB of memory"
+        )
     return value
 
 
@@ -91,30 +96,24 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
 def decode(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
     """Decode an open binary file (or BytesIO) named ``name``; ``InputError`` on any failure."""
     limit = resolve_max_pixels(max_pixels)
+    # Pillow's own bomb check (an error above 2 x Image.MAX_IMAGE_PIXELS, 179 MP by default) is the
+    # same header check as the cap below, with a message that names Pillow's number and an upper
+    # bound --max-pixels could not raise: the cap here replaces it, process-wide.
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        with warnings.catch_warnings():
-            # Our own cap is lower than Pillow's warning threshold: its warning would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(fp) as img:
-                width, height = img.size
-                if img.format == "JPEG" and width * height > DRAFT_ABOVE_PIXELS:
-                    scale = min(width, height) // DRAFT_MIN_SIDE  # libjpeg picks 1/2, 1/4 or 1/8 from it
-                    if scale >= 2:
-                        img.draft("RGB", (width // scale, height // scale))
-                        width, height = img.size
-                if width * height > limit:
-                    raise InputError(
-                        f"{name}: refused, {width}x{height} is {width * height / 1e6:.0f} megapixels, over the "
-                        f"{limit / 1e6:.0f} MP limit (raise it with --max-pixels or CIFAR_PACK_MAX_PIXELS)"
-                    )
-                img.load()  # decode now, so truncated files fail here and not later
-                if img.format == "GIF":
-                    return img.convert("RGBA")
-                out = img.copy()
-                out.format = img.format  # copy() drops it; to_rgb reads it (a JPEG's EXIF is in info)
-                return out
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{name}: refused, image too large (decompression-bomb limit): {exc}") from None
+        with Image.open(fp) as img:
+            width, height = img.size
+            if width * height > limit:
+                raise InputError(
+                    f"{name}: refused, {width}x{height} is {width * height / 1e6:.0f} megapixels, over the "
+                    f"{limit / 1e6:.0f} MP limit (raise it with --max-pixels or CIFAR_PACK_MAX_PIXELS)"
+                )
+            img.load()  # decode now, so truncated files fail here and not later
+            if img.format == "GIF":
+                return img.convert("RGBA")
+            out = img.copy()
+            out.format = img.format  # copy() drops it; to_rgb reads it (a JPEG's EXIF is in info)
+            return out
     except UnidentifiedImageError:
         kinds = ", ".join(s.lstrip(".").upper() for s in IMAGE_SUFFIXES)
         raise InputError(f"{name}: not a readable image (not an image format Pillow knows: {kinds}, ...)") from None
