@@ -105,8 +105,8 @@ def decode(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Imag
             width, height = img.size
             if width * height > limit:
                 raise InputError(
-                    f"{name}: refused, {width}x{height} is {width * height / 1e6:.0f} megapixels, over the "
-                    f"{limit / 1e6:.0f} MP limit (raise it with --max-pixels or CIFAR_PACK_MAX_PIXELS)"
+                    f"{name}: refused, {width}x{height} is {_megapixels(width * height)} megapixels, over the "
+                    f"{_megapixels(limit)} MP limit (raise it with --max-pixels or CIFAR_PACK_MAX_PIXELS)"
                 )
             img.load()  # decode now, so truncated files fail here and not later
             if img.format == "GIF":
@@ -121,6 +121,12 @@ def decode(fp: BinaryIO, name: str, max_pixels: int | None = None) -> Image.Imag
         # Pillow's messages may hold the file object's repr ("<_io.BytesIO object at 0x...>"): name the file.
         why = str(exc).replace(repr(fp), repr(name))[:200] or type(exc).__name__
         raise InputError(f"{name}: not a readable image ({why})") from None
+
+
+def _megapixels(pixels: int) -> str:
+    """Whole megapixels from 10 up, one decimal below: a 100,000-pixel cap reads "0.1", not "0"."""
+    mp = pixels / 1e6
+    return f"{mp:.1f}" if mp < 10 else f"{mp:.0f}"
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -174,8 +174,10 @@ static void say(char *why, size_t size, const char *fmt, ...) {
 
 static int over_cap(long long w, long long h, long long max_pixels, char *why, size_t size) {
   if (w * h <= max_pixels) return 0;
-  say(why, size, "refused: %lldx%lld is %.0f megapixels, over the %.0f MP limit (CIFAR_PACK_MAX_PIXELS raises it)",
-      w, h, w * h / 1e6, max_pixels / 1e6);
+  /* Megapixels to whole numbers from 10 up, one decimal below (a 100,000-pixel cap is "0.1 MP"). */
+  double mp = w * h / 1e6, cap = max_pixels / 1e6;
+  say(why, size, "refused: %lldx%lld is %.*f megapixels, over the %.*f MP limit (CIFAR_PACK_MAX_PIXELS raises it)",
+      w, h, mp < 10 ? 1 : 0, mp, cap < 10 ? 1 : 0, cap);
   return 1;
 }
 

@@ -23,10 +23,13 @@ export { resizeBilinear, toRGB };
 // ---------------------------------------------------------------------------------------------
 // Decoding: file bytes -> {width, height, data: RGBA Uint8Array}
 
-export async function decodeImage(file) {
+export async function decodeImage(file, maxPixels = Infinity) {
   const bytes = fs.readFileSync(file); // throws ENOENT / EISDIR, reported by the caller
   if (bytes.length === 0) throw new Error("empty file");
   if (bytes[0] === 0x89 && bytes[1] === 0x50) {
+    // The size from IHDR (bytes 16-23, big-endian) before anything is decoded.
+    const pixels = bytes.length >= 24 ? bytes.readUInt32BE(16) * bytes.readUInt32BE(20) : 0;
+    if (pixels > maxPixels) throw new Error(`refused: ${pixels / 1e6} megapixels, over the ${maxPixels / 1e6} MP limit`);
     const png = PNG.sync.read(bytes); // RGBA, 8 bits per channel (16-bit PNGs are scaled down)
     return { width: png.width, height: png.height, data: png.data };
   }
@@ -34,7 +37,7 @@ export async function decodeImage(file) {
     // libjpeg-turbo's default decode (accurate integer IDCT, fancy chroma upsampling), as Pillow's;
     // rotate() applies the EXIF orientation as Pillow's exif_transpose does; grey becomes RGB; an
     // embedded ICC profile is ignored, as Pillow ignores it (no colour management).
-    const { data, info } = await sharp(bytes, { failOn: "error", limitInputPixels: 50_000_000, ignoreIcc: true })
+    const { data, info } = await sharp(bytes, { failOn: "error", limitInputPixels: Number.isFinite(maxPixels) ? maxPixels : false, ignoreIcc: true })
       .rotate()
       .toColourspace("srgb")
       .ensureAlpha()
@@ -48,20 +51,23 @@ export async function decodeImage(file) {
 // ---------------------------------------------------------------------------------------------
 // Model
 
-export function loadLabels(modelPath) {
+// The sidecar "<model>.json": class names and the pixel cap (input.max_pixels, which
+// CIFAR_PACK_MAX_PIXELS overrides, as in Python).
+export function loadSidecar(modelPath) {
   const sidecar = `${modelPath}.json`;
-  if (!fs.existsSync(sidecar)) return null;
-  return JSON.parse(fs.readFileSync(sidecar, "utf8")).class_names;
+  const meta = fs.existsSync(sidecar) ? JSON.parse(fs.readFileSync(sidecar, "utf8")) : {};
+  const cap = Number(process.env.CIFAR_PACK_MAX_PIXELS || (meta.input && meta.input.max_pixels) || Infinity);
+  return { labels: meta.class_names || null, maxPixels: cap };
 }
 
 export async function classify(modelPath, files, topK = 1) {
   const session = await ort.InferenceSession.create(modelPath);
-  const labels = loadLabels(modelPath);
+  const { labels, maxPixels } = loadSidecar(modelPath);
   const results = [];
   for (const file of files) {
     let pixels;
     try {
-      pixels = resizeBilinear(toRGB(await decodeImage(file))).data; // (32*32*3) uint8, HWC
+      pixels = resizeBilinear(toRGB(await decodeImage(file, maxPixels))).data; // (32*32*3) uint8, HWC
     } catch (err) {
       results.push({ path: file, error: `${file}: ${err.code === "ENOENT" ? "no such file" : err.message}` });
       continue;

@@ -47,3 +47,22 @@ def run_example(lang: str, model: Path, files: list[Path], env: dict | None = No
         if why:
             errors[path] = why
     return Answer(rows, errors, proc.returncode, proc.stderr)
+
+
+def python_free_env(shadow: Path) -> dict[str, str]:
+    """The environment with a PATH on which no Python can be found, as on an app developer's machine.
+
+    ``shadow`` gets a link to every program on today's PATH (the first of each name) except
+    python*, pip* and pyenv's shims; PATH is then that one folder. Nothing else changes.
+    """
+    shadow.mkdir(parents=True, exist_ok=True)
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if not folder or "pyenv" in folder or not Path(folder).is_dir():
+            continue
+        for program in Path(folder).iterdir():
+            hidden = program.name.startswith(("python", "pip", "pydoc", "idle"))
+            if hidden or (shadow / program.name).exists() or not os.access(program, os.X_OK):
+                continue
+            (shadow / program.name).symlink_to(program)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PYENV"))}
+    return env | {"PATH": str(shadow)}

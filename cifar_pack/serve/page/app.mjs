@@ -4,10 +4,10 @@
 // as Python's Predictor. Tests drive the page through data-testid attributes only.
 import { SIZE, resizeBilinear, toRGB } from "/static/preprocess.mjs";
 
-const MAX_PIXELS = 50_000_000; // the server's and the CLI's cap: larger images are refused
 const TOP_K = 3;
 const $ = (id) => document.getElementById(id);
 let labels = null;
+let maxPixels = Infinity; // the model's declared cap (input.max_pixels in /model.json), as the CLI's
 let session = null; // onnxruntime-web session, created on first use in browser mode
 let ort = null;
 
@@ -34,6 +34,7 @@ async function fetchOk(path, options = {}) {
 async function loadLabels() {
   const meta = await (await fetchOk("/model.json")).json();
   labels = meta.class_names;
+  maxPixels = (meta.input && meta.input.max_pixels) || Infinity;
   $("model-line").textContent = `Classes: ${labels.join(", ")}.`;
 }
 
@@ -50,8 +51,8 @@ async function toModelInput(file) {
   } catch {
     throw new Error("not a readable image");
   }
-  if (bitmap.width * bitmap.height > MAX_PIXELS) {
-    throw new Error(`refused, ${bitmap.width}x${bitmap.height} is over the ${MAX_PIXELS / 1e6} MP limit`);
+  if (bitmap.width * bitmap.height > maxPixels) {
+    throw new Error(`refused, ${bitmap.width}x${bitmap.height} is over the ${maxPixels / 1e6} MP limit`);
   }
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const context = canvas.getContext("2d", { colorSpace: "srgb" });

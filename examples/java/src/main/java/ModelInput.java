@@ -61,9 +61,15 @@ public final class ModelInput {
 
   static void checkCap(long w, long h, long maxPixels) throws IOException {
     if (w * h > maxPixels) {
-      throw new IOException(String.format("refused: %dx%d is %.0f megapixels, over the %.0f MP limit "
-          + "(CIFAR_PACK_MAX_PIXELS raises it)", w, h, w * h / 1e6, maxPixels / 1e6));
+      throw new IOException(String.format("refused: %dx%d is %s megapixels, over the %s MP limit "
+          + "(CIFAR_PACK_MAX_PIXELS raises it)", w, h, megapixels(w * h), megapixels(maxPixels)));
     }
+  }
+
+  /** Whole megapixels from 10 up, one decimal below (a 100,000-pixel cap is "0.1"), as image.c. */
+  static String megapixels(long pixels) {
+    double mp = pixels / 1e6;
+    return String.format(java.util.Locale.ROOT, mp < 10 ? "%.1f" : "%.0f", mp);
   }
 
   private static boolean startsWith(byte[] data, byte[] prefix) {
