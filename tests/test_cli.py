@@ -79,3 +79,6 @@ def test_help_shows_true_defaults_and_no_noise():
     assert "default: True" not in export_help and "--onnx" in export_help
     predict_help = " ".join(run_cli("predict", "--help", env={"COLUMNS": "200"}).stdout.split())
     assert "50,000,000" in predict_help and "pixels ." not in predict_help
+    # Rich reads "[openvino]" as markup and drops it unless escaped: "(the  extra; same file)".
+    info_help = " ".join(run_cli("info", "--help", env={"COLUMNS": "200"}).stdout.split())
+    assert "(the [openvino] extra; same file)" in predict_help and "(the [openvino] extra" in info_help

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cifar_pack.runtime.errors import InputError
 from cifar_pack.runtime.images import load_image
@@ -66,7 +67,9 @@ def _toolchain_present(lang: str) -> None:
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_every_language_answers_every_image_as_python_does(lang, corpus, no_python):
     _toolchain_present(lang)
-    answer = run_example(lang, BUNDLED_MODEL, corpus["hostile"][:3] + corpus["good"] + corpus["hostile"][3:], env=no_python)
+    answer = run_example(
+        lang, BUNDLED_MODEL, corpus["hostile"][:3] + corpus["good"] + corpus["hostile"][3:], env=no_python
+    )
     assert answer.returncode == 1, answer.stderr[-3000:]  # some files were refused, the rest answered
     assert "Traceback" not in answer.stderr and "libjpeg" not in answer.stderr.lower()
     worst = 0.0
@@ -82,8 +85,10 @@ def test_every_language_answers_every_image_as_python_does(lang, corpus, no_pyth
         assert str(path) in answer.errors, (path.name, answer.stderr[-2000:])
         assert str(path) not in answer.rows
     assert len(answer.rows) == len(corpus["good"])
-    print(f"{lang}: {len(corpus['good'])} images as Python (max difference {worst:.1e}), "
-          f"{len(corpus['hostile'])} hostile files refused")
+    print(
+        f"{lang}: {len(corpus['good'])} images as Python (max difference {worst:.1e}), "
+        f"{len(corpus['hostile'])} hostile files refused"
+    )
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
@@ -101,7 +106,10 @@ def test_huge_png_is_refused_from_its_header_in_little_memory(lang, corpus, no_p
     )
     proc = subprocess.run(
         [sys.executable, "-c", measure, str(EXAMPLES / lang / "run"), str(BUNDLED_MODEL), str(huge), str(SAMPLES[0])],
-        capture_output=True, text=True, env=no_python, timeout=600,
+        capture_output=True,
+        text=True,
+        env=no_python,
+        timeout=600,
     )
     code, peak_kb = map(int, proc.stdout.splitlines()[0].split())
     assert code == 1 and "676 megapixels" in proc.stdout, proc.stdout
@@ -115,7 +123,9 @@ def test_pixel_cap_comes_from_the_model_and_the_environment(corpus, no_python):
     assert Predictor(BUNDLED_MODEL).metadata["input"]["max_pixels"] > 0
     photo = next(p for p in corpus["good"] if p.name == "photo 400x300.jpg")  # 120,000 pixels
     for lang in LANGUAGES:
-        answer = run_example(lang, BUNDLED_MODEL, [photo, SAMPLES[0]], env=no_python | {"CIFAR_PACK_MAX_PIXELS": "100000"})
+        answer = run_example(
+            lang, BUNDLED_MODEL, [photo, SAMPLES[0]], env=no_python | {"CIFAR_PACK_MAX_PIXELS": "100000"}
+        )
         assert answer.returncode == 1 and "over the 0 MP limit" not in answer.stderr, (lang, answer.stderr)
         assert "400x300" in answer.errors[str(photo)] and str(SAMPLES[0]) in answer.rows, (lang, answer.stderr)
         answer = run_example(lang, BUNDLED_MODEL, [photo], env=no_python | {"CIFAR_PACK_MAX_PIXELS": "lots"})
@@ -137,11 +147,16 @@ def test_java_survives_a_long_classpath_and_a_thousand_paths(tmp_path, no_python
 
 
 def test_onnxruntime_library_is_not_pythons(no_python):
-    lib = subprocess.run([str(EXAMPLES / "onnxruntime-lib")], capture_output=True, text=True, env=no_python, timeout=600)
+    lib = subprocess.run(
+        [str(EXAMPLES / "onnxruntime-lib")], capture_output=True, text=True, env=no_python, timeout=600
+    )
     assert lib.returncode == 0, lib.stderr
     assert "site-packages" not in lib.stdout and Path(lib.stdout.strip()).is_file()
     missing = subprocess.run(
-        [str(EXAMPLES / "onnxruntime-lib")], capture_output=True, text=True, env=no_python | {"ORT_LIB_DIR": "/nonexistent"}
+        [str(EXAMPLES / "onnxruntime-lib")],
+        capture_output=True,
+        text=True,
+        env=no_python | {"ORT_LIB_DIR": "/nonexistent"},
     )
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "ORT_LIB_DIR" in missing.stderr
 
@@ -169,7 +184,9 @@ def test_examples_never_name_a_pixel_cap_of_their_own():
     """One number: the cap lives in cifar_pack/runtime/config.py and travels in the model."""
     folders = [EXAMPLES, ROOT / "cifar_pack" / "serve" / "page"]
     sources = [p for f in folders for p in f.rglob("*") if p.suffix in {".c", ".cpp", ".go", ".rs", ".java", ".mjs"}]
-    sources = [p for p in sources if "target" not in p.parts and "node_modules" not in p.parts and "build" not in p.parts]
+    sources = [
+        p for p in sources if "target" not in p.parts and "node_modules" not in p.parts and "build" not in p.parts
+    ]
     assert sources
     for path in sources:
         text = path.read_text()
@@ -189,8 +206,34 @@ def test_missing_library_is_one_line(lang, tmp_path, no_python):
     if lang == "go":
         answer = run_example(lang, BUNDLED_MODEL, SAMPLES[:1], env=no_python | {"ORT_LIB": str(tmp_path / "none.so")})
     if lang == "rust":
-        answer = run_example(lang, BUNDLED_MODEL, SAMPLES[:1], env=no_python | {"ORT_DYLIB_PATH": str(tmp_path / "none.so")})
+        answer = run_example(
+            lang, BUNDLED_MODEL, SAMPLES[:1], env=no_python | {"ORT_DYLIB_PATH": str(tmp_path / "none.so")}
+        )
     assert answer.returncode == 2, answer.stderr
     lines = [line for line in answer.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in answer.stderr and "panicked" not in answer.stderr, answer.stderr
     assert os.path.basename(str(tmp_path)) in lines[0] or "ORT_LIB_DIR" in lines[0], lines
+
+
+def test_fifo_folder_and_missing_file_are_refused_without_hanging(tmp_path, no_python):
+    """Opening a FIFO blocks until a writer comes: each example must look before it opens."""
+    os.mkfifo(tmp_path / "fifo.jpg")
+    (tmp_path / "folder.png").mkdir()
+    odd = [tmp_path / "fifo.jpg", tmp_path / "folder.png", tmp_path / "missing.jpg"]
+    for lang in LANGUAGES:
+        answer = run_example(lang, BUNDLED_MODEL, odd + SAMPLES[:1], env=no_python, timeout=300)
+        assert answer.returncode == 1 and str(SAMPLES[0]) in answer.rows, (lang, answer.stderr)
+        assert "regular file" in answer.errors[str(odd[0])] and "directory" in answer.errors[str(odd[1])], lang
+        assert str(odd[2]) in answer.errors, (lang, answer.stderr)
+
+
+def test_other_formats_are_named_in_the_error(tmp_path, no_python):
+    """The examples read PNG and JPEG (the contract); a GIF or BMP gets a line saying what it is."""
+    photo = Image.open(SAMPLES[0])
+    photo.save(tmp_path / "photo.gif")
+    photo.save(tmp_path / "photo.bmp")
+    for lang in LANGUAGES:
+        answer = run_example(lang, BUNDLED_MODEL, [tmp_path / "photo.gif", tmp_path / "photo.bmp"], env=no_python)
+        assert answer.returncode == 1, (lang, answer.stderr)
+        assert answer.errors[str(tmp_path / "photo.gif")].startswith("a GIF image"), (lang, answer.stderr)
+        assert answer.errors[str(tmp_path / "photo.bmp")].startswith("a BMP image"), (lang, answer.stderr)

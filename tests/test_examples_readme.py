@@ -50,7 +50,9 @@ def test_a_fresh_project_builds_and_answers_as_python(language, tmp_path):
     env = python_free_env(tmp_path / "path") | {"CIFAR_PACK": str(ROOT)}
     work = tmp_path / "outside the repository"
     work.mkdir()
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], cwd=work, env=env, capture_output=True, text=True, timeout=1200
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Maven writes terminal colour resets even under -q -B: invisible on a terminal, dropped here.
     stdout = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)

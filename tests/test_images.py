@@ -116,12 +116,16 @@ def test_broken_files_raise_input_error_naming_them(tmp_path):
         assert "<_io." not in str(info.value) and "0x" not in str(info.value)
 
 
-def test_decompression_bomb_is_an_error_not_a_crash(tmp_path, monkeypatch):
+def test_the_pixel_cap_is_the_one_limit_not_pillows_bomb_check(tmp_path, monkeypatch):
+    """Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS with its own message and number; the
+    cap (max_pixels) replaces that check, so raising the cap raises the one limit there is."""
     path = tmp_path / "big.png"
     Image.new("L", (300, 300)).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)  # 300x300 > 2x the limit
-    with pytest.raises(InputError, match="decompression-bomb"):
-        images.load_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)  # 300x300 > 2x Pillow's limit
+    assert images.load_image(path, max_pixels=300 * 300).shape == (32, 32, 3)
+    with pytest.raises(InputError, match=r"300x300 is 0.1 megapixels, over the 0.1 MP limit") as info:
+        images.load_image(path, max_pixels=300 * 300 - 1)
+    assert "decompression" not in str(info.value)
 
 
 def test_iter_images_expands_dirs_and_globs(tmp_path):

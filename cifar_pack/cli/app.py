@@ -15,8 +15,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # Help texts are plain text: with Rich markup on, "(the [openvino] extra)" lost its "[openvino]".
-    rich_markup_mode=None,
 )
 
 

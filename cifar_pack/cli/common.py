@@ -36,7 +36,7 @@ SpinOpt = Annotated[
 ]
 EngineOpt = Annotated[
     Engine,
-    typer.Option("--engine", help="What runs the .onnx: onnxruntime, or openvino (the [openvino] extra; same file)."),
+    typer.Option("--engine", help="What runs the .onnx: onnxruntime, or openvino (the \\[openvino] extra; same file)."),
 ]
 PrecisionOpt = Annotated[
     ComputePrecision,

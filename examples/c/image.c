@@ -1,6 +1,7 @@
 /* See image.h for the rules. Every decision below is Pillow 13's; the comment names where. */
 #include "image.h"
 
+#include <errno.h>
 #include <math.h>
 #include <png.h>
 #include <setjmp.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 /* jpeglib.h needs size_t and FILE first (stdio.h above). */
 #include <jerror.h>
 #include <jpeglib.h>
@@ -158,7 +160,9 @@ static int exif_orientation(const uint8_t *tiff, size_t n) {
   for (int i = 0; i < entries; i++) {
     size_t e = ifd + 2 + (size_t)i * 12;
     if (e + 12 > n) break;
-    if (U16(tiff + e) == 0x0112 && U16(tiff + e + 2) == 3) return U16(tiff + e + 8);
+    if (U16(tiff + e) != 0x0112) continue;
+    int type = U16(tiff + e + 2); /* SHORT as the standard says; some writers use LONG */
+    return type == 3 ? U16(tiff + e + 8) : type == 4 ? (int)U32(tiff + e + 8) : 1;
   }
   return 1;
 #undef U16
@@ -372,8 +376,27 @@ truncated:
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* Why a file that is neither PNG nor JPEG is refused: the formats Pillow also reads are named. */
+static const char *other_format(const uint8_t *m, size_t n) {
+  if (n >= 4 && !memcmp(m, "GIF8", 4)) return "a GIF image: this decoder reads PNG and JPEG only (convert it first)";
+  if (n >= 2 && !memcmp(m, "BM", 2)) return "a BMP image: this decoder reads PNG and JPEG only (convert it first)";
+  if (n >= 4 && (!memcmp(m, "II*\0", 4) || !memcmp(m, "MM\0*", 4)))
+    return "a TIFF image: this decoder reads PNG and JPEG only (convert it first)";
+  if (n >= 4 && !memcmp(m, "RIFF", 4)) return "a RIFF (WebP?) file: this decoder reads PNG and JPEG only (convert it first)";
+  return "not a readable image (neither PNG nor JPEG by its first bytes)";
+}
+
 int cp_load_image(const char *path, long long max_pixels, uint8_t *out, char *why, size_t why_size) {
   why[0] = '\0';
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    say(why, why_size, "cannot open it (%s)", strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) { /* a FIFO would block the open, a directory reads as empty */
+    say(why, why_size, S_ISDIR(st.st_mode) ? "is a directory, not an image" : "not a regular file (a FIFO, device or socket)");
+    return -1;
+  }
   FILE *file = fopen(path, "rb");
   if (!file) {
     say(why, why_size, "cannot open it (no such file, or not readable)");
@@ -388,7 +411,7 @@ int cp_load_image(const char *path, long long max_pixels, uint8_t *out, char *wh
   else if (got == 8 && !memcmp(magic, "\x89PNG\r\n\x1a\n", 8)) status = decode_png(file, max_pixels, &cv, why, why_size);
   else if (got >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff)
     status = decode_jpeg(file, max_pixels, &cv, why, why_size);
-  else say(why, why_size, "not a readable image (neither PNG nor JPEG by its first bytes)");
+  else say(why, why_size, "%s", other_format(magic, got));
   fclose(file);
   if (status == 0) cp_resize(cv.rgb, cv.width, cv.height, out);
   free(cv.rgb);

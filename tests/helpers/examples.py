@@ -18,7 +18,13 @@ EXAMPLES = ROOT / "examples"
 LANGUAGES = ("c", "cpp", "java", "go", "rust")
 # What each example's run script needs on PATH; on the polyglot machine every one is present, so a
 # missing tool fails the test instead of skipping it.
-TOOLCHAINS = {"c": ["gcc"], "cpp": ["gcc", "g++"], "java": ["javac", "java", "mvn"], "go": ["go", "gcc"], "rust": ["cargo", "cc"]}
+TOOLCHAINS = {
+    "c": ["gcc"],
+    "cpp": ["gcc", "g++"],
+    "java": ["javac", "java", "mvn"],
+    "go": ["go", "gcc"],
+    "rust": ["cargo", "cc"],
+}
 
 
 @dataclass

@@ -30,13 +30,44 @@ ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-tra
 HUGE_SIDE = 26000  # 676 MP: far over any pixel cap, ~1 MB on disk
 
 
-def png_bytes(pixels: np.ndarray, bit_depth: int, colour_type: int, chunks: list[tuple[bytes, bytes]] = ()) -> bytes:
+ADAM7 = [
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+]  # x0, y0, dx, dy
+
+
+def png_bytes(
+    pixels: np.ndarray,
+    bit_depth: int,
+    colour_type: int,
+    chunks: list[tuple[bytes, bytes]] = (),
+    interlace: bool = False,
+) -> bytes:
     """A PNG from (H, W[, C]) samples already in the file's layout (palette indices for type 3).
 
     ``chunks`` go between IHDR and IDAT (PLTE, tRNS, gAMA, iCCP, eXIf, ...). Sub-byte depths are
-    packed MSB first, 16-bit samples written big-endian, as the PNG specification says.
+    packed MSB first, 16-bit samples written big-endian, as the PNG specification says; with
+    ``interlace`` the rows go in Adam7's seven passes (Pillow writes no interlaced PNG itself).
     """
     h, w = pixels.shape[:2]
+    if interlace:
+        passes = [pixels[y0::dy, x0::dx] for x0, y0, dx, dy in ADAM7]
+        filtered = b"".join(_scanlines(p, bit_depth) for p in passes if p.size)
+    else:
+        filtered = _scanlines(pixels, bit_depth)
+    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, int(interlace))
+    body = [(b"IHDR", ihdr), *chunks, (b"IDAT", zlib.compress(filtered, 6)), (b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunk(kind, data) for kind, data in body)
+
+
+def _scanlines(pixels: np.ndarray, bit_depth: int) -> bytes:
+    """Rows of (H, W[, C]) samples, each after filter type 0 (none)."""
+    h = pixels.shape[0]
     rows = pixels.reshape(h, -1)
     if bit_depth == 16:
         raw = rows.astype(">u2").tobytes()
@@ -50,10 +81,7 @@ def png_bytes(pixels: np.ndarray, bit_depth: int, colour_type: int, chunks: list
         shifts = np.arange(per_byte - 1, -1, -1, dtype=np.uint8) * bit_depth
         packed = (padded.reshape(h, -1, per_byte) << shifts).sum(axis=2).astype(np.uint8)
         raw, stride = packed.tobytes(), packed.shape[1]
-    filtered = b"".join(b"\0" + raw[y * stride : (y + 1) * stride] for y in range(h))
-    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, 0)
-    body = [(b"IHDR", ihdr), *chunks, (b"IDAT", zlib.compress(filtered, 6)), (b"IEND", b"")]
-    return b"\x89PNG\r\n\x1a\n" + b"".join(chunk(kind, data) for kind, data in body)
+    return b"".join(b"\0" + raw[y * stride : (y + 1) * stride] for y in range(h))
 
 
 def chunk(kind: bytes, data: bytes) -> bytes:
@@ -79,7 +107,13 @@ def _jpeg(img: Image.Image, **options) -> bytes:
 def _exif(orientation: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
-    return exif.tobytes()
+    return exif.tobytes()  # b"Exif\0\0" + little-endian ("II") TIFF, as Pillow writes it
+
+
+def _exif_big_endian(orientation: int) -> bytes:
+    """EXIF as many cameras write it: big-endian ("MM") TIFF, one IFD entry, orientation a SHORT."""
+    entry = struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)
+    return b"Exif\0\0" + b"MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 1) + entry + struct.pack(">I", 0)
 
 
 def _photos() -> tuple[Image.Image, Image.Image, list[bytes]]:
@@ -126,6 +160,11 @@ def _png_files(photo: Image.Image, rgba: Image.Image) -> dict[str, bytes]:
         "gAMA 16-bit grey.png": png_bytes(grey16, 16, 0, [(b"gAMA", struct.pack(">I", 100000))]),
         "gAMA iCCP rgb.png": png_bytes(small, 8, 2, [(b"gAMA", struct.pack(">I", 45455)), (b"iCCP", icc)]),
         "eXIf rotated.png": png_bytes(small, 8, 2, [(b"eXIf", _exif(6).removeprefix(b"Exif\0\0"))]),
+        "interlaced rgb.png": png_bytes(small, 8, 2, interlace=True),
+        "interlaced grey 2-bit.png": png_bytes(grey >> 6, 2, 0, interlace=True),
+        "interlaced rgba 16-bit 7x5.png": png_bytes(
+            np.dstack([rgb16, alpha.astype(np.uint16) * 257])[:5, :7], 16, 6, interlace=True
+        ),
         "1x1.png": png_bytes(small[:1, :1], 8, 2),
         "2x3 rgba.png": png_bytes(np.dstack([small, alpha])[:3, :2], 8, 6),
         "tall 20x600.png": png_bytes(np.asarray(photo.resize((20, 600))), 8, 2),
@@ -151,6 +190,7 @@ def _jpeg_files(photo: Image.Image, cifar: list[bytes]) -> dict[str, bytes]:
         "1x1.jpg": _jpeg(photo.resize((1, 1)), quality=90),
         "large 3000x2250.jpg": _jpeg(photo.resize((3000, 2250), Image.Resampling.BICUBIC), quality=80),
     }
+    files["exif big-endian orientation 6.jpg"] = _jpeg(photo, quality=85, exif=_exif_big_endian(6))
     for orientation in range(2, 9):
         files[f"exif orientation {orientation}.jpg"] = _jpeg(photo, quality=85, exif=_exif(orientation))
     for i, data in enumerate(cifar):

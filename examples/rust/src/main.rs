@@ -10,7 +10,8 @@
 //! significant digits). Unreadable files: "path<TAB>error: why" on stderr, exit code 1.
 //! Input contract (docs/embedding.md): uint8 [N, 32, 32, 3] RGB, NHWC; the graph scales to [0, 1].
 
-use std::ffi::{c_char, c_int, c_longlong, CStr, CString};
+use std::ffi::{c_char, c_int, c_longlong, CStr, CString, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -28,12 +29,13 @@ extern "C" {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    // args_os: a file name need not be UTF-8 (std::env::args would panic on one that is not).
+    let args: Vec<OsString> = std::env::args_os().collect();
     if args.len() < 3 {
         eprintln!("usage: predict MODEL.onnx IMAGE...");
         return ExitCode::from(2);
     }
-    match run(&args[1], &args[2..]) {
+    match run(&args[1].to_string_lossy(), &args[2..]) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1), // some file could not be read; the others were answered
         Err(e) => {
@@ -44,7 +46,7 @@ fn main() -> ExitCode {
 }
 
 /// Classifies `files`; Ok(false) when some file could not be read (each said on stderr).
-fn run(model: &str, files: &[String]) -> Result<bool, Box<dyn std::error::Error>> {
+fn run(model: &str, files: &[OsString]) -> Result<bool, Box<dyn std::error::Error>> {
     let library = std::env::var("ORT_DYLIB_PATH").map_err(|_| "set ORT_DYLIB_PATH to the onnxruntime library")?;
     let env = ort::init_from(library)?.build()?;
     let mut session = Session::builder(&env)?.commit_from_file(model)?;
@@ -57,13 +59,14 @@ fn run(model: &str, files: &[String]) -> Result<bool, Box<dyn std::error::Error>
     let max_pixels = max_pixels(model, input)?;
     let (mut paths, mut pixels, mut ok) = (Vec::new(), Vec::new(), true);
     for file in files {
+        let name = file.to_string_lossy();
         match load(file, max_pixels) {
             Ok(rgb) => {
-                paths.push(file.as_str());
+                paths.push(name);
                 pixels.extend_from_slice(&rgb);
             }
             Err(why) => {
-                eprintln!("{file}\terror: {why}");
+                eprintln!("{name}\terror: {why}");
                 ok = false;
             }
         }
@@ -92,7 +95,7 @@ fn max_pixels(model: &str, input: Option<String>) -> Result<i64, String> {
 }
 
 /// One batch: (n, 32, 32, 3) uint8 -> (n, classes) float32, a line per image on stdout.
-fn classify(session: &mut Session, paths: &[&str], pixels: Vec<u8>, labels: &[String]) -> ort::Result<()> {
+fn classify<P: AsRef<str>>(session: &mut Session, paths: &[P], pixels: Vec<u8>, labels: &[String]) -> ort::Result<()> {
     let input = Tensor::from_array(([paths.len(), SIZE, SIZE, 3], pixels))?;
     let outputs = session.run(ort::inputs!["images" => input])?;
     let (_, probs) = outputs["probabilities"].try_extract_tensor::<f32>()?;
@@ -100,7 +103,7 @@ fn classify(session: &mut Session, paths: &[&str], pixels: Vec<u8>, labels: &[St
     for (path, row) in paths.iter().zip(probs.chunks(labels.len())) {
         let best = (0..row.len()).fold(0, |b, c| if row[c] > row[b] { c } else { b });
         let text: Vec<String> = row.iter().map(|p| format_g9(*p)).collect();
-        writeln!(out, "{path}\t{}\t{}", labels[best], text.join(" ")).expect("stdout");
+        writeln!(out, "{}\t{}\t{}", path.as_ref(), labels[best], text.join(" ")).expect("stdout");
     }
     Ok(())
 }
@@ -118,8 +121,8 @@ fn format_g9(p: f32) -> String {
 }
 
 /// An image file -> the model's (32, 32, 3) uint8 RGB input (image.c), or what is wrong with the file.
-fn load(path: &str, max_pixels: i64) -> Result<Vec<u8>, String> {
-    let c_path = CString::new(path).map_err(|_| "a path with a NUL byte".to_string())?;
+fn load(path: &OsString, max_pixels: i64) -> Result<Vec<u8>, String> {
+    let c_path = CString::new(path.as_bytes()).map_err(|_| "a path with a NUL byte".to_string())?;
     let mut pixels = vec![0u8; SIZE * SIZE * 3];
     let mut why = [0 as c_char; 256];
     let status = unsafe { cp_load_image(c_path.as_ptr(), max_pixels, pixels.as_mut_ptr(), why.as_mut_ptr(), why.len()) };

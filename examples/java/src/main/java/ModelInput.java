@@ -42,12 +42,16 @@ public final class ModelInput {
 
   /** An image file -> (32, 32, 3) RGB bytes; IOException whose message says what is wrong with it. */
   public static byte[] load(Path path, long maxPixels) throws IOException {
+    if (Files.isDirectory(path)) throw new IOException("is a directory, not an image");
+    if (Files.exists(path) && !Files.isRegularFile(path)) {
+      throw new IOException("not a regular file (a FIFO, device or socket)"); // a FIFO would block the read
+    }
     byte[] data;
     try {
       data = Files.readAllBytes(path);
     } catch (NoSuchFileException e) {
       throw new IOException("cannot open it (no such file)");
-    } catch (IOException e) {
+    } catch (IOException | OutOfMemoryError e) {
       throw new IOException("cannot read it (" + e.getMessage() + ")");
     }
     Canvas canvas;
@@ -55,8 +59,19 @@ public final class ModelInput {
     if (startsWith(data, PNG_SIGNATURE)) canvas = Png.decode(data, maxPixels);
     else if (data.length >= 3 && (data[0] & 0xff) == 0xff && (data[1] & 0xff) == 0xd8 && (data[2] & 0xff) == 0xff) {
       canvas = Jpeg.decode(data, maxPixels);
-    } else throw new IOException("not a readable image (neither PNG nor JPEG by its first bytes)");
+    } else throw new IOException(otherFormat(data));
     return resize(canvas.rgb, canvas.width, canvas.height);
+  }
+
+  /** Why a file that is neither PNG nor JPEG is refused: the formats Pillow also reads are named. */
+  static String otherFormat(byte[] d) {
+    String only = ": this decoder reads PNG and JPEG only (convert it first)";
+    String head = new String(d, 0, Math.min(d.length, 4), java.nio.charset.StandardCharsets.ISO_8859_1);
+    if (head.equals("GIF8")) return "a GIF image" + only;
+    if (head.startsWith("BM")) return "a BMP image" + only;
+    if (head.equals("II*\0") || head.equals("MM\0*")) return "a TIFF image" + only;
+    if (head.equals("RIFF")) return "a RIFF (WebP?) file" + only;
+    return "not a readable image (neither PNG nor JPEG by its first bytes)";
   }
 
   static void checkCap(long w, long h, long maxPixels) throws IOException {
@@ -134,7 +149,9 @@ public final class ModelInput {
     for (int i = 0; i < entries; i++) {
       int e = off + (int) ifd + 2 + i * 12;
       if (e + 12 > off + n) break;
-      if (u16(data, e, le) == 0x0112 && u16(data, e + 2, le) == 3) return u16(data, e + 8, le);
+      if (u16(data, e, le) != 0x0112) continue;
+      int type = u16(data, e + 2, le); // SHORT as the standard says; some writers use LONG
+      return type == 3 ? u16(data, e + 8, le) : type == 4 ? (int) u32(data, e + 8, le) : 1;
     }
     return 1;
   }
