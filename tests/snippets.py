@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 # A Triton classification entry: "probability:index:label", the probability with 6 decimals.
 _ENTRY = re.compile(r"b'([0-9.]+):(\d+):(\w+)'")
@@ -17,3 +18,14 @@ def assert_prints_its_comment(snippet: str, stdout: str) -> None:
     assert shown and [e[1:] for e in printed] == [e[1:] for e in shown], (stdout, comment)
     for (p_printed, *_), (p_shown, *_) in zip(printed, shown):
         assert abs(float(p_printed) - float(p_shown)) <= 1e-4, (stdout, comment)
+
+
+def doc_commands(path: Path, prefix: str) -> list[str]:
+    """Lines starting with ``prefix`` inside the shell code fences (``` or ```bash) of a Markdown file."""
+    found, fence = [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            fence = None if fence is not None else line[3:].strip()
+        elif fence in ("", "bash") and line.strip().startswith(prefix):
+            found.append(line.strip())
+    return found

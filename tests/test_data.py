@@ -17,40 +17,7 @@ from cifar_pack.runtime.errors import DataError
 from cifar_pack.runtime.fileio import cache_dir
 
 from .conftest import assert_one_line_error, make_images, run_cli, write_class_folders
-
-
-def _release_arrays(n_per_batch=20, batches=2, seed=0):
-    rng = np.random.default_rng(seed)
-    parts = []
-    for _ in range(batches + 1):  # the last one is the test batch
-        x = rng.integers(0, 256, size=(n_per_batch, 32, 32, 3), dtype=np.uint8)
-        y = rng.integers(0, 10, size=n_per_batch)
-        parts.append((x, y))
-    return parts
-
-
-def write_python_release(root: Path, parts, as_tar: bool) -> Path:
-    """The Toronto layout: cifar-10-batches-py/{data_batch_N, test_batch, batches.meta} pickles."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    names = [f"data_batch_{i + 1}" for i in range(len(parts) - 1)] + ["test_batch"]
-    for name, (x, y) in zip(names, parts):
-        rows = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # NHWC -> the release's NCHW rows
-        entry = {
-            b"batch_label": name.encode(),
-            b"labels": [int(v) for v in y],
-            b"data": rows,
-            b"filenames": [f"{i}.png".encode() for i in range(len(x))],
-        }
-        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
-    meta = {b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_cases_per_batch": len(parts[0][0])}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    if not as_tar:
-        return folder
-    archive = root / "cifar-10-python.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname="cifar-10-batches-py")
-    return archive
+from .helpers.releases import release_arrays, write_python_release
 
 
 def write_binary_release(root: Path, parts, as_tar: bool) -> Path:
@@ -72,7 +39,7 @@ def write_binary_release(root: Path, parts, as_tar: bool) -> Path:
 @pytest.mark.parametrize("as_tar", [True, False], ids=["tar.gz", "dir"])
 @pytest.mark.parametrize("writer", [write_python_release, write_binary_release], ids=["python", "binary"])
 def test_official_releases_round_trip(tmp_path, writer, as_tar):
-    parts = _release_arrays()
+    parts = release_arrays()
     ds = data.load(writer(tmp_path, parts, as_tar))
     x_train, y_train = ds.split("train")
     x_test, y_test = ds.split("test")
@@ -85,7 +52,7 @@ def test_official_releases_round_trip(tmp_path, writer, as_tar):
 
 
 def test_extracted_release_found_from_its_parent_folder(tmp_path):
-    parts = _release_arrays(batches=1)
+    parts = release_arrays(batches=1)
     write_python_release(tmp_path, parts, as_tar=False)
     assert len(data.load(tmp_path).split("train")[1]) == 20
 
@@ -199,7 +166,7 @@ def test_tar_with_symlink_member_is_refused(tmp_path):
 
 
 def test_truncated_archive_names_the_file(tmp_path):
-    good = write_binary_release(tmp_path / "src", _release_arrays(), as_tar=True)
+    good = write_binary_release(tmp_path / "src", release_arrays(), as_tar=True)
     truncated = tmp_path / "cut.tar.gz"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(DataError, match="cut.tar.gz"):
@@ -250,7 +217,7 @@ def test_cli_reports_data_errors_without_traceback(tmp_path):
     assert_one_line_error(
         run_cli("train", "--data", bogus, "--out", tmp_path / "o"), "--data", "unknown format", code=2
     )
-    good = write_binary_release(tmp_path / "src", _release_arrays(), as_tar=True)
+    good = write_binary_release(tmp_path / "src", release_arrays(), as_tar=True)
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     assert_one_line_error(run_cli("train", "--data", cut, "--out", tmp_path / "o"), "cut.tar.gz", code=1)

@@ -29,7 +29,7 @@ from cifar_pack.runtime.records import TrainingRecord
 
 from .conftest import make_images, run_cli
 from .cpu_emulation import emulated_probabilities, qemu_unavailable_reason
-from .test_data import _release_arrays, write_python_release
+from .helpers.releases import release_arrays, write_python_release
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = "../shared/data/cifar10-train-jpeg.tar.gz"
@@ -72,7 +72,7 @@ def _scratch(tmp_path: Path) -> Path:
     archive.parent.mkdir(parents=True)
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(_class_folders(tmp_path / "train_src" / "train", 8), arcname="train")
-    write_python_release(tmp_path / "release", _release_arrays(8, 1), as_tar=True)
+    write_python_release(tmp_path / "release", release_arrays(8, 1), as_tar=True)
     shutil.copy(tmp_path / "release" / "cifar-10-python.tar.gz", work / "cifar-10-python.tar.gz")
     import keras
 

@@ -30,9 +30,9 @@ from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
 from .conftest import FLOAT32_REORDER_ATOL
 from .helpers.examples import EXAMPLES, LANGUAGES, TOOLCHAINS, python_free_env, run_example
 from .helpers.odd_images import write_corpus
+from .helpers.samples import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
 MEMORY_LIMIT_KB = 200 * 1024  # refusing a 26000x26000 PNG from its header must stay under this
 
 pytestmark = pytest.mark.slow

@@ -22,10 +22,11 @@ from cifar_pack.runtime.images import decode_bytes, load_image
 from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
 
 from .conftest import FLOAT32_REORDER_ATOL, assert_one_line_error, run_cli
-from .test_serve import Server, _multipart
+from .helpers.runtimes import RUNTIMES, optimized_ops, run_onnxruntime, run_tract
+from .helpers.samples import SAMPLES
+from .helpers.server import Server, multipart
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 INT8 = BUNDLED_MODEL.with_name("cifar10.int8.onnx")
 FILES = {"float32": BUNDLED_MODEL, "int8": INT8}
@@ -40,36 +41,6 @@ def photos() -> np.ndarray:
             members = [m for m in tar if m.name.endswith(".jpg")]
             images += [decode_bytes(tar.extractfile(m).read(), m.name) for m in members[::50]]
     return np.stack(images)
-
-
-def run_onnxruntime(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
-
-
-def run_openvino(path: Path, x: np.ndarray) -> np.ndarray:
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return compiled(x)[0]
-
-
-def run_opencv(path: Path, x: np.ndarray) -> np.ndarray:
-    import cv2
-
-    net = cv2.dnn.readNetFromONNX(str(path))  # OpenCV 5's default engine
-    net.setInput(x)
-    return net.forward()
-
-
-def run_tract(path: Path, x: np.ndarray) -> np.ndarray:
-    import tract
-
-    return tract.onnx().load(str(path)).into_model().into_runnable().run([x])[0].to_numpy()
-
-
-RUNTIMES = {"OpenVINO": run_openvino, "OpenCV DNN": run_opencv, "tract": run_tract}
 
 
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
@@ -176,7 +147,7 @@ def test_missing_openvino_is_one_line_naming_the_extra():
 def test_serve_on_openvino():
     server = Server("--engine", "openvino", "--max-queue-delay-ms", "2")
     try:
-        body, headers = _multipart([(p.name, p.read_bytes()) for p in SAMPLES])
+        body, headers = multipart([(p.name, p.read_bytes()) for p in SAMPLES])
         status, _, data = server.request("POST", "/predict", body, headers)
         assert status == 200, data
         expected = [r["label"] for r in Predictor(BUNDLED_MODEL).predict(SAMPLES)]
@@ -286,25 +257,14 @@ def _run_block(model: onnx.ModelProto) -> np.ndarray:
     return session.run(None, {"x": x})[0]
 
 
-def _optimized_ops(model: onnx.ModelProto, tmp_path: Path) -> list[str]:
-    """The op types onnxruntime runs after its own graph optimisations (levels 1 and 2)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
-
-
 def test_export_writes_gelu_and_batchnorm_in_the_form_onnxruntime_fuses(tmp_path):
     from cifar_pack.formats.graph import simplify
 
     original = _block_like_tf2onnx(+1.0)
     rewritten = simplify(original)
-    assert "Erf" in _optimized_ops(original, tmp_path)  # as tf2onnx writes it, onnxruntime keeps five passes
+    assert "Erf" in optimized_ops(original, tmp_path)  # as tf2onnx writes it, onnxruntime keeps five passes
     # BatchNorm's Mul folded into the Conv; its Add stays after the pool (graph._scale_into_conv says why)
-    assert sorted(_optimized_ops(rewritten, tmp_path)) == ["Add", "Conv", "Gelu", "MaxPool"]
+    assert sorted(optimized_ops(rewritten, tmp_path)) == ["Add", "Conv", "Gelu", "MaxPool"]
     # Same values up to float32 rounding: x / sqrt(2) against x * 0.7071..., the scale folded into the
     # Conv's weights, and onnxruntime's Gelu kernel; activations here are O(1), so 1e-5 is ~100 ulps.
     np.testing.assert_allclose(_run_block(rewritten), _run_block(original), atol=1e-5)
@@ -318,8 +278,8 @@ def test_export_puts_batchnorm_and_relu_into_the_conv_before_the_pool(tmp_path):
     original = _block_like_tf2onnx(+1.0, "relu")
     rewritten = simplify(original)
     assert [n.op_type for n in rewritten.graph.node] == ["Conv", "Relu", "MaxPool"]
-    assert _optimized_ops(rewritten, tmp_path) == ["FusedConv", "MaxPool"]
-    assert sorted(_optimized_ops(original, tmp_path)) == ["Add", "Conv", "MaxPool", "Mul", "Relu"]
+    assert optimized_ops(rewritten, tmp_path) == ["FusedConv", "MaxPool"]
+    assert sorted(optimized_ops(original, tmp_path)) == ["Add", "Conv", "MaxPool", "Mul", "Relu"]
     # Same values up to float32 rounding: the scale multiplies the weights, the shift joins the bias
     # (one more rounding of O(1) sums), so 1e-5 is ~100 ulps.
     np.testing.assert_allclose(_run_block(rewritten), _run_block(original), atol=1e-5)
@@ -332,13 +292,13 @@ def test_a_negative_scale_stays_after_the_maxpool(tmp_path):
     rewritten = simplify(_block_like_tf2onnx(-1.0))
     ops = [n.op_type for n in rewritten.graph.node]
     assert ops.index("MaxPool") < ops.index("Mul"), ops
-    assert "Gelu" in _optimized_ops(rewritten, tmp_path)  # the GELU rewrite does not depend on it
+    assert "Gelu" in optimized_ops(rewritten, tmp_path)  # the GELU rewrite does not depend on it
 
 
 def test_every_conv_of_the_bundled_model_runs_fused_with_its_batchnorm_and_relu(tmp_path):
     """The bundled ReLU fast CNN: onnxruntime runs each of its 7 convolutions (whitening + 2 per
     block) as one FusedConv with its BatchNorm and ReLU; no element-wise pass is left between them."""
-    ops = _optimized_ops(onnx.load(str(BUNDLED_MODEL)), tmp_path)
+    ops = optimized_ops(onnx.load(str(BUNDLED_MODEL)), tmp_path)
     assert ops.count("FusedConv") == 7 and "Conv" not in ops, ops
     assert not {"Relu", "Add", "Erf", "Gelu"} & set(ops), ops
 

@@ -225,9 +225,9 @@ def test_benchmark_json_shape(trained_run, tiny_data, tmp_path):
 @pytest.mark.slow
 def test_benchmark_shows_a_failing_int8_row_and_exits_zero(tiny_data, tmp_path):
     """A weak int8 file is the most useful row: shown, marked, never written where export would refuse it."""
-    from .test_export import _fragile_model
+    from .helpers.keras_models import fragile_model
 
-    model = _fragile_model(tmp_path / "fragile.keras")  # its int8 copy loses accuracy at any bound
+    model = fragile_model(tmp_path / "fragile.keras")  # its int8 copy loses accuracy at any bound
     args = ("benchmark", "--model", model, "--data", tiny_data, "--samples", "30", "--max-accuracy-drop", "0")
     proc = run_cli(*args, "--keep", "--json", env={"COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr

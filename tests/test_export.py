@@ -16,6 +16,7 @@ from cifar_pack.runtime.errors import ModelError, ParityError
 from cifar_pack.training.export import export_onnx
 
 from .conftest import FLOAT32_REORDER_ATOL, TRAIN_PRECISION, assert_one_line_error, make_images, run_cli
+from .helpers.keras_models import fragile_model
 
 
 def test_graph_contract(exported):
@@ -140,30 +141,8 @@ def test_int8_kernel_families(flags, machine, family):
     assert int8_kernel(flags, machine) == family and family in KERNEL_FAMILIES
 
 
-def _fragile_model(path):
-    """A valid classifier whose decision rests on logit differences far below int8 resolution.
-
-    Logits = 0.5 * mean green (shared by every class, so it spreads the calibrated range over
-    ~80 units) + 0.0005 * (mean red - mean blue): float32 separates red from blue images, but the
-    discriminative part (< 0.1) is below one uint8 step (~0.3) of the logits' quantized range.
-    """
-    import keras
-
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.GlobalAveragePooling2D()(inputs)  # (N, 3) mean R, G, B in 0..255
-    dense = keras.layers.Dense(3, activation="softmax")
-    outputs = dense(x)
-    model = keras.Model(inputs, outputs)
-    w = np.zeros((3, 3), np.float32)
-    w[1, :] = 0.5
-    w[2, 0], w[0, 0], w[0, 2], w[2, 2] = 0.0005, -0.0005, 0.0005, -0.0005  # "blue" likes blue, "red" likes red
-    dense.set_weights([w, np.zeros(3, np.float32)])
-    model.save(path)
-    return path
-
-
 def test_int8_drop_bound_fails_on_purpose(tmp_path, tiny_data):
-    model_path = _fragile_model(tmp_path / "fragile.keras")
+    model_path = fragile_model(tmp_path / "fragile.keras")
     out = tmp_path / "fragile.onnx"
     with pytest.raises(ParityError, match="int8 accuracy gate failed") as info:
         export_onnx(

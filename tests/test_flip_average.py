@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from .conftest import FLOAT32_REORDER_ATOL, assert_one_line_error, run_cli
-from .test_engines import RUNTIMES, run_onnxruntime
+from .helpers.runtimes import RUNTIMES, optimized_ops, run_onnxruntime
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +102,6 @@ def test_both_passes_of_a_flip_averaged_fast_cnn_run_as_fused_convolutions(tmp_p
     from cifar_pack.training.export import export_onnx
     from cifar_pack.training.model import build_fast_model, whitening_weights
 
-    from .test_engines import _optimized_ops
-
     rng = np.random.default_rng(3)
     model = build_fast_model(3, whitening_weights(rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)))
     for weight in model.weights:  # as after training: untrained BatchNorm (mean 0, variance 1, bias 0) folds away
@@ -113,6 +111,6 @@ def test_both_passes_of_a_flip_averaged_fast_cnn_run_as_fused_convolutions(tmp_p
         weight.assign(moved.astype("float32"))
     model.save(tmp_path / "fast.keras")
     onnx_path = export_onnx(tmp_path / "fast.keras", tmp_path / "fast.onnx", parity_samples=16, flip_average=True).onnx
-    ops = _optimized_ops(onnx.load(str(onnx_path)), tmp_path)
+    ops = optimized_ops(onnx.load(str(onnx_path)), tmp_path)
     assert ops.count("FusedConv") == 14 and "Conv" not in ops, ops
     assert ops.count("Add") == 1 and "Relu" not in ops, ops  # the Add: the two passes' probabilities

@@ -18,27 +18,13 @@ from cifar_pack.runtime.images import load_image
 from cifar_pack.runtime.predictor import Predictor
 
 from .conftest import FLOAT32_REORDER_ATOL
+from .helpers.samples import SAMPLES
+from .helpers.server import GrpcServer, triton_images
 from .snippets import assert_prints_its_comment
-from .test_serve import SAMPLES, Server
 
 grpc_client = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is in the [dev] extra")
 grpc = pytest.importorskip("grpc", reason="grpcio is in the [serve] extra")
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
-
-
-class GrpcServer(Server):
-    """The HTTP server's helper, plus the gRPC port read from the same log."""
-
-    def __init__(self, *args, env: dict | None = None):
-        super().__init__("--grpc-port", "0", *args, env=env)
-        for _ in range(600):  # the log is read by the helper's thread; wait at most 60 s for the line
-            if match := re.search(r"GRPCInferenceService\) at 127\.0\.0\.1:(\d+)", self.log):
-                break
-            assert self.proc.poll() is None, self.log
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"no gRPC port in the log: {self.log}")
-        self.grpc = f"127.0.0.1:{match.group(1)}"
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +40,6 @@ def photos():
     return np.stack([load_image(p) for p in SAMPLES])  # (20, 32, 32, 3) uint8
 
 
-def _images(batch: np.ndarray):
-    tensor = grpc_client.InferInput("images", list(batch.shape), "UINT8")
-    tensor.set_data_from_numpy(batch)
-    return [tensor]
-
-
 def test_health_metadata_and_inference_equal_predictor_and_http(server, photos):
     client = grpc_client.InferenceServerClient(server.grpc)
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("cifar10")
@@ -68,7 +48,7 @@ def test_health_metadata_and_inference_equal_predictor_and_http(server, photos):
     assert client.get_server_metadata().name == "cifar-pack"
     expected = Predictor().predict_proba(photos)
     for batch in (photos[:1], np.resize(photos, (256, 32, 32, 3))):
-        got = client.infer("cifar10", _images(batch)).as_numpy("probabilities")
+        got = client.infer("cifar10", triton_images(batch)).as_numpy("probabilities")
         want = Predictor().predict_proba(batch)
         np.testing.assert_allclose(got, want, atol=FLOAT32_REORDER_ATOL, rtol=0)
     status, _, body = server.request(
@@ -88,12 +68,12 @@ def test_health_metadata_and_inference_equal_predictor_and_http(server, photos):
         ),
     )
     http_probs = np.array(json.loads(body)["outputs"][0]["data"]).reshape(20, -1)
-    grpc_probs = client.infer("cifar10", _images(photos)).as_numpy("probabilities")
+    grpc_probs = client.infer("cifar10", triton_images(photos)).as_numpy("probabilities")
     assert (
         status == 200 and np.abs(http_probs - grpc_probs).max() <= 1e-6 and np.abs(grpc_probs - expected).max() <= 1e-6
     )
     top3 = client.infer(
-        "cifar10", _images(photos[:2]), outputs=[grpc_client.InferRequestedOutput("probabilities", class_count=3)]
+        "cifar10", triton_images(photos[:2]), outputs=[grpc_client.InferRequestedOutput("probabilities", class_count=3)]
     ).as_numpy("probabilities")
     label = Predictor().predict(photos[:1])[0]["label"]
     assert top3.shape == (2, 3) and top3[0][0].decode().endswith(f":{label}")
@@ -141,7 +121,7 @@ def test_broken_requests_get_the_right_status_and_the_server_goes_on(server, pho
 
 def test_metrics_count_grpc_requests_with_their_protocol(server, photos):
     client = grpc_client.InferenceServerClient(server.grpc)
-    client.infer("cifar10", _images(photos[:1]))
+    client.infer("cifar10", triton_images(photos[:1]))
     _, _, body = server.request("GET", "/metrics")
     text = body.decode()
     assert 'cifar_pack_requests_total{endpoint="ModelInfer",protocol="grpc",status="OK"}' in text
@@ -158,9 +138,22 @@ def test_api_key_is_required_on_grpc_too():
         batch = np.zeros((1, 32, 32, 3), np.uint8)
         wrong = {"authorization": "Bearer nope"}
         with pytest.raises(grpc_client.InferenceServerException, match="UNAUTHENTICATED"):
-            client.infer("cifar10", _images(batch), headers=wrong)
-        ok = client.infer("cifar10", _images(batch), headers={"authorization": "Bearer s3cret"})
+            client.infer("cifar10", triton_images(batch), headers=wrong)
+        ok = client.infer("cifar10", triton_images(batch), headers={"authorization": "Bearer s3cret"})
         assert ok.as_numpy("probabilities").shape == (1, 10)
+        # Refused calls to made-up methods: the metric label comes from the service's method names,
+        # so 200 long names add one "unknown" series, not 200 (the path is the client's to choose).
+        with grpc.insecure_channel(s.grpc) as channel:
+            for i in range(200):
+                call = channel.unary_unary(f"/inference.GRPCInferenceService/Made{i:03d}" + "x" * 2000)
+                with pytest.raises(grpc.RpcError) as info:
+                    call(b"", timeout=10)
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        metrics = s.request("GET", "/metrics", headers={"Authorization": "Bearer s3cret"})[2].decode()
+        assert "Made0" not in metrics and len(metrics) < 200_000, metrics[-3000:]
+        assert re.search(r'endpoint="unknown",protocol="grpc",status="UNAUTHENTICATED"} 200\.0', metrics), metrics[
+            -3000:
+        ]
     finally:
         assert s.stop() == 0, s.log
 
@@ -186,7 +179,7 @@ def test_docs_grpc_snippet_runs_as_written(server):
 
 def test_model_config_and_statistics_on_both_transports(server, photos):
     client = grpc_client.InferenceServerClient(server.grpc)
-    client.infer("cifar10", _images(photos[:3]))
+    client.infer("cifar10", triton_images(photos[:3]))
     config = client.get_model_config("cifar10", as_json=True)["config"]
     assert config["input"][0]["data_type"] == "TYPE_UINT8" and config["output"][0]["dims"] == ["10"]
     status, _, body = server.request("GET", "/v2/models/cifar10/config")

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from .conftest import assert_one_line_error, write_class_folders
+from .helpers.samples import SAMPLE_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "artifacts" / "samples"
 BUNDLED = ROOT / "cifar_pack" / "pretrained" / "cifar10.onnx"
 pytestmark = [pytest.mark.slow, pytest.mark.install]
 
@@ -90,7 +90,7 @@ def test_runtime_install_predicts_without_tensorflow(runtime_venv, tmp_path):
     )
     assert subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
-    proc = _run(runtime_venv, "predict", SAMPLES, "--json", cwd=tmp_path)
+    proc = _run(runtime_venv, "predict", SAMPLE_DIR, "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert len(results) == 20 and sum(r["label"] == Path(r["path"]).name.split("_")[0] for r in results) >= 16
@@ -100,7 +100,7 @@ def test_runtime_install_predicts_without_tensorflow(runtime_venv, tmp_path):
     assert json.loads(proc.stdout)["metadata"]["class_names"][0] == "airplane"
 
     data = tmp_path / "data"  # the quick-start photos as class folders: test/<class>/<file>.jpg
-    for photo in SAMPLES.glob("*.jpg"):
+    for photo in SAMPLE_DIR.glob("*.jpg"):
         (data / "test" / photo.name.split("_")[0]).mkdir(parents=True, exist_ok=True)
         (data / "test" / photo.name.split("_")[0] / photo.name).write_bytes(photo.read_bytes())
     proc = _run(runtime_venv, "evaluate", "--model", BUNDLED, "--data", data, "--split", "test", "--json", cwd=tmp_path)
@@ -154,14 +154,14 @@ def test_gpu_recipe_lists_cuda_and_falls_back_plainly(gpu_venv, tmp_path):
     assert "CUDAExecutionProvider" in providers
 
     no_gpu = {"CUDA_VISIBLE_DEVICES": ""}
-    proc = _run(gpu_venv, "predict", SAMPLES / "cat_1444.jpg", env=no_gpu, cwd=tmp_path)
+    proc = _run(gpu_venv, "predict", SAMPLE_DIR / "cat_1444.jpg", env=no_gpu, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "\x1b[" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     notes = [line for line in proc.stderr.splitlines() if "CUDAExecutionProvider" in line]
     assert len(notes) == 1 and "running on the CPU" in notes[0], proc.stderr
     assert "on cpu" in proc.stderr
 
-    proc = _run(gpu_venv, "predict", SAMPLES / "cat_1444.jpg", "--device", "cuda", env=no_gpu, cwd=tmp_path)
+    proc = _run(gpu_venv, "predict", SAMPLE_DIR / "cat_1444.jpg", "--device", "cuda", env=no_gpu, cwd=tmp_path)
     assert_one_line_error(proc, "--device cuda", "CUDAExecutionProvider failed to initialise", code=2)
     assert "\x1b[" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
@@ -169,7 +169,7 @@ def test_gpu_recipe_lists_cuda_and_falls_back_plainly(gpu_venv, tmp_path):
 def test_half_removed_onnxruntime_is_named_with_its_repair(gpu_venv, tmp_path):
     # The trap the old docs walked into: both wheels installed, then one uninstalled.
     _pip(gpu_venv, "uninstall", "-y", "onnxruntime")
-    proc = _run(gpu_venv, "predict", SAMPLES / "cat_1444.jpg", cwd=tmp_path)
+    proc = _run(gpu_venv, "predict", SAMPLE_DIR / "cat_1444.jpg", cwd=tmp_path)
     assert_one_line_error(proc, "onnxruntime", "is incomplete", "pip install --force-reinstall --no-deps", code=1)
     _pip(gpu_venv, *gpu_recipe()[1])  # the repair the message gives: the recipe's second line
-    assert _run(gpu_venv, "predict", SAMPLES / "cat_1444.jpg", cwd=tmp_path).returncode == 0
+    assert _run(gpu_venv, "predict", SAMPLE_DIR / "cat_1444.jpg", cwd=tmp_path).returncode == 0

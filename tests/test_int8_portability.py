@@ -22,8 +22,8 @@ from cifar_pack.runtime.predictor import BUNDLED_MODEL
 
 from .conftest import make_images
 from .cpu_emulation import emulated_probabilities, qemu_unavailable_reason
+from .helpers.samples import SAMPLE_DIR
 
-SAMPLES = Path(__file__).resolve().parents[1] / "artifacts" / "samples"
 needs_qemu = pytest.mark.skipif(
     qemu_unavailable_reason() is not None, reason=f"int8 kernels not forced: {qemu_unavailable_reason()}"
 )
@@ -102,7 +102,7 @@ def test_bundled_int8_weights_cannot_saturate_the_avx2_kernel():
 def test_bundled_int8_gives_identical_probabilities_on_avx2_and_vnni_kernels():
     from cifar_pack.runtime.images import load_image
 
-    photos = np.stack([load_image(p) for p in sorted(SAMPLES.glob("*.jpg"))])
+    photos = np.stack([load_image(p) for p in sorted(SAMPLE_DIR.glob("*.jpg"))])
     x = np.concatenate([photos, make_images(12, (128, 128, 128), seed=9), _bright_images(12)])
     assert x.shape == (44, 32, 32, 3)  # 20 quick-start photos, 12 mid-grey and 12 bright fields
     model = BUNDLED_MODEL.with_name("cifar10.int8.onnx")

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from .conftest import run_cli
-from .test_grpc import GrpcServer, _images, grpc_client
-from .test_serve import Server
+from .helpers.server import GrpcServer, Server, triton_images
+from .snippets import doc_commands
+
+grpc_client = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is in the [dev] extra")
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "cifar_pack" / "pretrained"
@@ -61,9 +63,7 @@ def test_reload_under_load_fails_no_request_and_serves_the_new_version(repositor
         client.start()
         shutil.copytree(repository / "cifar10" / "1", repository / "cifar10" / "2")
         shutil.copy(BUNDLED / "cifar10.int8.onnx", repository / "cifar10" / "2" / "model.onnx")
-        from .test_serve import _doc_commands
-
-        (reload,) = [c for c in _doc_commands(ROOT / "docs" / "serving.md", "curl ") if "/load" in c]
+        (reload,) = [c for c in doc_commands(ROOT / "docs" / "serving.md", "curl ") if "/load" in c]
         for _ in range(3):  # docs/serving.md's reload, as written: built and warmed, then swapped in
             proc = subprocess.run(reload.replace("127.0.0.1:8000", s.host), shell=True, capture_output=True, text=True)
             assert proc.returncode == 0 and json.loads(proc.stdout) == {}, proc.stdout + proc.stderr
@@ -99,7 +99,7 @@ def test_grpc_loads_and_unloads_and_none_mode_refuses(repository):
         assert index["second"]["state"] == "UNAVAILABLE" and index["cifar10"]["state"] == "READY"
         client.load_model("second")
         batch = np.zeros((2, 32, 32, 3), np.uint8)
-        assert client.infer("second", _images(batch)).as_numpy("probabilities").shape == (2, 10)
+        assert client.infer("second", triton_images(batch)).as_numpy("probabilities").shape == (2, 10)
         with pytest.raises(grpc_client.InferenceServerException, match="INVALID_ARGUMENT"):
             client.load_model("broken")
     finally:

@@ -14,9 +14,9 @@ from cifar_pack.runtime.config import CIFAR10_CLASSES
 from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
 
 from .conftest import run_cli
+from .helpers.samples import SAMPLE_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "artifacts" / "samples"
 INT8 = BUNDLED_MODEL.with_name("cifar10.int8.onnx")
 
 
@@ -38,7 +38,7 @@ def test_bundled_model_contract_and_accuracy():
 
 
 def test_bundled_models_classify_the_samples():
-    samples = sorted(SAMPLES.glob("*.jpg"))
+    samples = sorted(SAMPLE_DIR.glob("*.jpg"))
     assert len(samples) == 20
     truth = [s.name.split("_")[0] for s in samples]
     for model in (BUNDLED_MODEL, INT8):
@@ -48,7 +48,7 @@ def test_bundled_models_classify_the_samples():
 
 
 def test_predict_defaults_to_the_bundled_model(tmp_path):
-    proc = run_cli("predict", SAMPLES, "--json", cwd=tmp_path)  # no artifacts/model.onnx in tmp_path
+    proc = run_cli("predict", SAMPLE_DIR, "--json", cwd=tmp_path)  # no artifacts/model.onnx in tmp_path
     assert proc.returncode == 0, proc.stderr
     assert str(BUNDLED_MODEL) in proc.stderr
     assert len(json.loads(proc.stdout)) == 20

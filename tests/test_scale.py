@@ -20,16 +20,16 @@ import pytest
 from PIL import Image
 
 from .conftest import FLOAT32_REORDER_ATOL, run_cli
+from .helpers.samples import SAMPLE_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "artifacts" / "samples"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("scale")
-    for photo in SAMPLES.glob("*.jpg"):
+    for photo in SAMPLE_DIR.glob("*.jpg"):
         shutil.copy(photo, folder / photo.name)
     rgba = np.dstack([np.full((40, 50, 3), (200, 30, 40), np.uint8), np.linspace(0, 255, 2000).reshape(40, 50)])
     Image.fromarray(rgba.astype(np.uint8), "RGBA").save(folder / "alpha.png")

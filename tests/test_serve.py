@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -23,64 +22,12 @@ from cifar_pack.runtime.images import load_image
 from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
 
 from .conftest import FLOAT32_REORDER_ATOL, assert_one_line_error, run_cli
-from .snippets import assert_prints_its_comment
+from .helpers.samples import SAMPLES
+from .helpers.server import Server, multipart
+from .snippets import assert_prints_its_comment, doc_commands
 
 http_client = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the [dev] extra")
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
-
-
-class Server:
-    """`python -m cifar_pack serve --port 0 ...` in a subprocess; the URL read from its stderr."""
-
-    def __init__(self, *args, env: dict | None = None):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cifar_pack", "serve", "--port", "0", *map(str, args)],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.log = ""
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            assert line, self.log + self.proc.stderr.read()
-            self.log += line
-            if match := re.search(r"at http://(?:[0-9.]+|\[[0-9a-f:]+\]):(\d+)", line):
-                self.port = int(match.group(1))
-                break
-        self.host = f"127.0.0.1:{self.port}"
-        # The rest of stderr, read by the same buffered file as the lines above: communicate() reads
-        # the descriptor itself and would miss lines already sitting in this file's buffer.
-        self.reader = threading.Thread(target=self._read_log, daemon=True)
-        self.reader.start()
-
-    def _read_log(self) -> None:
-        for line in self.proc.stderr:
-            self.log += line
-
-    def request(self, method, path, body=None, headers=None, timeout=30):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        data = response.read()
-        conn.close()
-        return response.status, dict(response.getheaders()), data
-
-    def wait_until_queued(self, images: int = 1, model: str = "cifar10", timeout: float = 30) -> None:
-        """Until ``images`` wait in ``model``'s batcher queue, read from /metrics (not a sleep and a hope)."""
-        want = f'cifar_pack_queue_depth{{model="{model}"}} {float(images)}'
-        deadline = time.time() + timeout
-        while want not in self.request("GET", "/metrics")[2].decode():
-            assert time.time() < deadline, f"no request queued within {timeout} s"
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        self.reader.join(timeout=60)
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
@@ -137,22 +84,9 @@ def test_tritonclient_metadata_health_and_classification(server, photos):
         assert float(got[0][0]) == pytest.approx(want["probability"], abs=FLOAT32_REORDER_ATOL)
 
 
-def _multipart(files: list[tuple[str, bytes]], boundary="cifarpackboundary") -> tuple[bytes, dict]:
-    parts = []
-    for name, data in files:
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n".encode()
-            + data
-            + b"\r\n"
-        )
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
 def test_predict_endpoint_equals_the_cli(server):
     files = SAMPLES[:5]
-    body, headers = _multipart([(p.name, p.read_bytes()) for p in files])
+    body, headers = multipart([(p.name, p.read_bytes()) for p in files])
     status, _, data = server.request("POST", "/predict?top_k=3", body, headers)
     assert status == 200, data
     items = json.loads(data)
@@ -170,7 +104,7 @@ def test_predict_endpoint_equals_the_cli(server):
 
 
 def test_a_bad_file_among_good_ones_gets_its_own_error(server):
-    body, headers = _multipart([("a.jpg", SAMPLES[0].read_bytes()), ("notes.txt", b"not an image")])
+    body, headers = multipart([("a.jpg", SAMPLES[0].read_bytes()), ("notes.txt", b"not an image")])
     status, _, data = server.request("POST", "/predict", body, headers)
     items = json.loads(data)
     assert status == 200 and "label" in items[0] and "not a readable image" in items[1]["error"]
@@ -302,8 +236,12 @@ def test_a_slow_client_gets_408_and_does_not_block_others(server):
     assert status == 200
     sock.settimeout(10)
     reply = sock.recv(4096).decode(errors="replace")  # the body timeout is 2 s on this server
-    sock.close()
     assert " 408 " in reply.split("\r\n")[0], reply
+    # The 408 closes the connection: a trickling client must not keep its slot for another request.
+    assert "connection: close" in reply.lower(), reply
+    while chunk := sock.recv(4096):  # the server closes its end: recv returns b"" (no 10 s timeout)
+        assert len(chunk) < 4096
+    sock.close()
 
 
 def test_concurrent_requests_are_batched_and_a_full_queue_answers_503():
@@ -473,19 +411,8 @@ def test_triton_repository_is_valid_and_served(exported, tiny_data, tmp_path):
         assert s.stop() == 0
 
 
-def _doc_commands(path: Path, prefix: str) -> list[str]:
-    """Lines starting with ``prefix`` inside the shell code fences (``` or ```bash) of a Markdown file."""
-    found, fence = [], None
-    for line in path.read_text().splitlines():
-        if line.startswith("```"):
-            fence = None if fence is not None else line[3:].strip()
-        elif fence in ("", "bash") and line.strip().startswith(prefix):
-            found.append(line.strip())
-    return found
-
-
 def test_curl_lines_of_the_readme_and_docs_work_as_written(server):
-    lines = _doc_commands(ROOT / "README.md", "curl ") + _doc_commands(ROOT / "docs" / "serving.md", "curl ")
+    lines = doc_commands(ROOT / "README.md", "curl ") + doc_commands(ROOT / "docs" / "serving.md", "curl ")
     lines = [line for line in lines if "/v2/repository/" not in line]  # model control: test_model_control.py
     assert len(lines) >= 4
     for line in lines:
@@ -495,7 +422,7 @@ def test_curl_lines_of_the_readme_and_docs_work_as_written(server):
         assert "error" not in proc.stdout, (line, proc.stdout[:300])
 
     # A newcomer's first server call (the README's) gets a right answer (issue 22, item 7).
-    first = _doc_commands(ROOT / "README.md", "curl ")[0]
+    first = doc_commands(ROOT / "README.md", "curl ")[0]
     sample = re.search(r"samples/([a-z]+)_\d+\.jpg", first).group(1)
     proc = subprocess.run(first.replace("127.0.0.1:8000", server.host), shell=True, cwd=ROOT, capture_output=True)
     assert json.loads(proc.stdout)[0]["label"] == sample, proc.stdout
@@ -515,7 +442,7 @@ def test_docs_tritonclient_snippet_runs_as_written(server):
 
 
 def test_docs_triton_export_from_an_onnx_runs_as_written(tmp_path):
-    line = next(c for c in _doc_commands(ROOT / "docs" / "serving.md", "cifar-pack export --model "))
+    line = next(c for c in doc_commands(ROOT / "docs" / "serving.md", "cifar-pack export --model "))
     args = [a if a != "model_repository" else str(tmp_path / "repo") for a in line.split("#")[0].split()[1:]]
     proc = run_cli(*args, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
@@ -527,7 +454,7 @@ def test_the_docs_examples_run_against_your_own_export_served_as_the_docs_say(ex
     """Issue 32, item 4: after your own export, `artifacts/model.onnx` is served as `model`, and the
     docs' `/v2/models/cifar10` and tritonclient snippets got 404. docs/serving.md's line with
     `--model-name cifar10` serves it under the name the examples use."""
-    line = next(c for c in _doc_commands(ROOT / "docs" / "serving.md", "cifar-pack serve --model-name"))
+    line = next(c for c in doc_commands(ROOT / "docs" / "serving.md", "cifar-pack serve --model-name"))
     own = tmp_path / "artifacts" / "model.onnx"  # the file name your own export writes
     own.parent.mkdir()
     own.write_bytes(exported.read_bytes())

@@ -21,7 +21,8 @@ from PIL import Image
 from cifar_pack.runtime.predictor import BUNDLED_MODEL
 
 from .conftest import assert_one_line_error, run_cli
-from .test_serve import SAMPLES, Server, _multipart
+from .helpers.samples import SAMPLES
+from .helpers.server import Server, multipart
 
 pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the [dev] extra")
 
@@ -100,14 +101,14 @@ def test_concurrent_16_bit_uploads_stay_within_memory():
 def test_a_request_over_its_pixel_budget_is_refused_before_decoding(server):
     """40 images of 49 MP in one multipart body (31 CPU-seconds before): 413 from the headers alone."""
     png = sixteen_bit_png()
-    body, headers = _multipart([(f"{i}.png", png) for i in range(40)])
+    body, headers = multipart([(f"{i}.png", png) for i in range(40)])
     status, _, data = server.request("POST", "/predict", body, headers, timeout=120)
     assert status == 413, data
     assert "1,960 megapixels" in json.loads(data)["error"] and "200" in json.loads(data)["error"]
 
 
 def test_images_are_still_decoded_one_by_one_within_budget(server):
-    body, headers = _multipart([("a.jpg", SAMPLES[0].read_bytes()), ("big.png", sixteen_bit_png(3000))])
+    body, headers = multipart([("a.jpg", SAMPLES[0].read_bytes()), ("big.png", sixteen_bit_png(3000))])
     status, _, data = server.request("POST", "/predict", body, headers)
     assert status == 200, data
     assert [r["path"] for r in json.loads(data)] == ["a.jpg", "big.png"]
@@ -194,7 +195,7 @@ def test_a_foreign_host_is_refused(server, path):
 
 
 def test_cross_origin_posts_are_refused_same_origin_ones_served(server):
-    body, headers = _multipart([("a.jpg", SAMPLES[0].read_bytes())])
+    body, headers = multipart([("a.jpg", SAMPLES[0].read_bytes())])
     foreign = server.request("POST", "/predict", body, headers | {"Origin": "http://evil.example"})
     local_page = server.request("POST", "/predict", body, headers | {"Origin": "http://localhost:3000"})
     same = server.request("POST", "/predict", body, headers | {"Origin": f"http://{server.host}"})

@@ -19,7 +19,8 @@ from PIL import Image
 from cifar_pack.runtime.predictor import Predictor
 
 from .conftest import run_cli
-from .test_serve import SAMPLES, Server
+from .helpers.samples import SAMPLES
+from .helpers.server import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

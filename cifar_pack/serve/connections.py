@@ -7,7 +7,7 @@ connections stayed open for good, shutting everyone out at the descriptor limit 
 ``BoundedHttpTools`` adds, per connection:
 
 - a head limit: a request whose head (request line and headers) passes ``MAX_HEAD_BYTES`` or
-  ``MAX_HEADERS`` fields gets 431 and the connection is closed;
+  ``MAX_HEADERS`` fields gets ``errors.HeadTooLarge``'s status and the connection is closed;
 - a head timeout: a connection that has not completed a request head ``HEAD_TIMEOUT_S`` after it
   opened (or after its previous response) is closed: idle and slowloris connections go;
 - a connection cap: past ``max_connections`` open connections, a new one is closed at once;
@@ -19,12 +19,16 @@ Idle keep-alive connections between requests are closed by uvicorn's own ``timeo
 from __future__ import annotations
 
 import asyncio
+import json
+from http import HTTPStatus
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from . import errors
 from .config import HEAD_TIMEOUT_S, MAX_CONNECTIONS, MAX_HEAD_BYTES, MAX_HEADERS
+from .http import HTTP_STATUS
 
 
 class BoundedHttpTools(HttpToolsProtocol):
@@ -122,14 +126,15 @@ class BoundedHttpTools(HttpToolsProtocol):
             self.transport.close()
 
     def refuse_head(self) -> None:
-        """431 and close: the head is over the limit (nothing of it reaches the app)."""
+        """HeadTooLarge's answer, then close: nothing of the head reaches the app, so it is written here."""
         self.cancel_head_timer()
-        body = b'{"error":"request head too large: at most %d bytes and %d header fields"}' % (
-            MAX_HEAD_BYTES,
-            MAX_HEADERS,
+        refused = errors.HeadTooLarge(
+            f"request head too large: at most {MAX_HEAD_BYTES} bytes and {MAX_HEADERS} header fields"
         )
+        status = HTTP_STATUS[errors.HeadTooLarge]
+        body = json.dumps({"error": str(refused)}).encode()
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n" % (status, HTTPStatus(status).phrase.encode())
+            + b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
         )
         self.transport.close()

@@ -1,8 +1,8 @@
 """The service core, transport-free: what KServe calls the data plane.
 
 It owns the served models, one dynamic batcher per model, the per-request limits, the API key
-check and the metrics; transports (``http.py`` today) only translate their wire format to these
-calls and back. Errors are the typed ``errors.ServeError`` kinds (``NotFound``, ``InvalidInput``,
+check and the metrics; transports (``http.py``, ``grpc.py``) only translate their wire format to
+these calls and back. Errors are the typed ``errors.ServeError`` kinds (``NotFound``, ``InvalidInput``,
 ``Unavailable``, ...); each transport maps a kind to its own status once.
 """
 
@@ -117,8 +117,11 @@ class InferenceService:
     async def infer(self, model: ServedModel, images: np.ndarray) -> np.ndarray:
         """(N, 32, 32, 3) uint8 -> (N, C) float32 through the model's batcher; Unavailable when its queue is full."""
         started, stats = time.perf_counter_ns(), self.stats[model.name]
+        batcher = self.batchers.get(model.name)
+        if batcher is None:  # unloaded while this request's body was being read
+            raise NotFound(f"model '{model.name[:80]}' was unloaded; served: {', '.join(self.models)}")
         try:
-            probs = await self.batchers[model.name].infer(images)
+            probs = await batcher.infer(images)
         except QueueFull as exc:
             stats.failed(time.perf_counter_ns() - started)
             raise Unavailable(f"server busy: {exc}; retry shortly") from None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,16 +38,22 @@ from .tensors import InferRequest, OutputSpec, bytes_tensor, check_shape, classi
 MAX_STREAMS = 1000
 OFF_LOOP_BYTES = 256 * 1024  # ModelInfer messages above this are converted in a thread (~50 uint_contents images)
 PUBLIC = ("ServerLive", "ServerReady")  # health answers without the key, as /v2/health/* does on HTTP
+# The method label of the request metrics: one of the service's methods, or "unknown". A client
+# chooses the path it calls; a label taken from it unchecked made one series per made-up name.
+METHODS = frozenset(service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name)
 # The service's errors -> the gRPC status Triton's clients expect (errors.status_of: nearest base).
 GRPC_STATUS: dict[type[errors.ServeError], grpc.StatusCode] = {
     errors.ServeError: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.Forbidden: grpc.StatusCode.PERMISSION_DENIED,
     errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Conflict: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.RequestTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.ClientGone: grpc.StatusCode.CANCELLED,
 }
+UNEXPECTED = grpc.StatusCode.UNKNOWN  # what grpcio answers an exception no table lists: counted as such
 
 
 async def start_grpc(
@@ -82,7 +87,8 @@ async def start_grpc(
 
 
 class Guard(grpc.aio.ServerInterceptor):
-    """The API key (``authorization: Bearer KEY`` in the call's metadata) and the request metrics."""
+    """The API key (``authorization: Bearer KEY`` in the call's metadata), the request metrics, and
+    the one place a ``ServeError`` becomes its status (``GRPC_STATUS``), as kserve's interceptors do."""
 
     def __init__(self, service: InferenceService):
         self.service = service
@@ -93,44 +99,53 @@ class Guard(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method = details.method.rsplit("/", 1)[-1]
+        method = method if method in METHODS else "unknown"
         keys = [v for k, v in details.invocation_metadata or () if k == "authorization"]
         keys = [k.encode() if isinstance(k, str) else k for k in keys]
         refused = self.service.api_key and not (len(keys) == 1 and self.service.authorized(keys[0]))
         if method not in PUBLIC and refused:
-            self.service.metrics.count_request(method, "UNAUTHENTICATED", protocol="grpc")
-            return _refusal(
-                grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key: send 'authorization: Bearer <key>'"
-            )
+            return self._answered(method, _refusal(errors.Unauthenticated()), None)
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
-        inner = handler.unary_unary
+        return self._answered(method, handler.unary_unary, handler)
+
+    def _answered(
+        self, method: str, inner: Callable[..., Awaitable[Any]], handler: grpc.RpcMethodHandler | None
+    ) -> grpc.RpcMethodHandler:
+        """``inner`` counted in the metrics, its ServeError aborting the call with the mapped status."""
 
         async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             try:
                 response = await inner(request, context)
+            except errors.ServeError as exc:
+                code = errors.status_of(exc, GRPC_STATUS)
+                self.service.metrics.count_request(method, code.name, time.perf_counter() - started, "grpc")
+                await context.abort(code, str(exc))
             except BaseException:
-                code = context.code() or grpc.StatusCode.UNKNOWN
+                code = context.code() or UNEXPECTED
                 self.service.metrics.count_request(method, code.name, time.perf_counter() - started, "grpc")
                 raise
             self.service.metrics.count_request(method, "OK", time.perf_counter() - started, "grpc")
             return response
 
+        if handler is None:
+            return grpc.unary_unary_rpc_method_handler(counted)
         return grpc.unary_unary_rpc_method_handler(
             counted, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
         )
 
 
-def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+def _refusal(refused: errors.ServeError) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(code, message)
+        raise refused
 
-    return grpc.unary_unary_rpc_method_handler(refuse)
+    return refuse
 
 
 class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
-    """Each call a few lines over the service; a ServeError becomes the matching status code."""
+    """Each call a few lines over the service; a ServeError it raises is mapped by ``Guard``."""
 
     def __init__(self, service: InferenceService):
         self.service = service
@@ -142,14 +157,14 @@ class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ServerReadyResponse(ready=True)
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        await self._model(request.name, context, request.version)
+        self.service.model(request.name, request.version)
         return service_pb2.ModelReadyResponse(ready=True)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
         return service_pb2.ServerMetadataResponse(**self.service.server_metadata())
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        meta = self.service.model_metadata(await self._model(request.name, context, request.version))
+        meta = self.service.model_metadata(self.service.model(request.name, request.version))
         tensor = service_pb2.ModelMetadataResponse.TensorMetadata
         return service_pb2.ModelMetadataResponse(
             name=meta["name"],
@@ -160,58 +175,35 @@ class GrpcApi(service_pb2_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        m = await self._model(request.model_name, context, request.model_version)
-        try:
-            parse = functools.partial(
-                parse_grpc_infer, request, m.predictor.num_classes, self.service.limits.max_images
-            )
-            # A large message's tensor conversion (4 x 31 M uint_contents stalled HTTP health for
-            # 53 s, issue 31) runs in a thread; a small one costs less than the hand-over.
-            parsed = await asyncio.to_thread(parse) if request.ByteSize() > OFF_LOOP_BYTES else parse()
-            probs = await self.service.infer(m, parsed.images)
-        except errors.ServeError as exc:
-            await _abort(context, exc)
+        m = self.service.model(request.model_name, request.model_version)
+        parse = functools.partial(parse_grpc_infer, request, m.predictor.num_classes, self.service.limits.max_images)
+        # A large message's tensor conversion (4 x 31 M uint_contents stalled HTTP health for 53 s)
+        # runs in a thread; a small one costs less than the hand-over.
+        parsed = await asyncio.to_thread(parse) if request.ByteSize() > OFF_LOOP_BYTES else parse()
+        probs = await self.service.infer(m, parsed.images)
         return encode_grpc_infer(m.name, m.version, parsed, probs, m.predictor.class_names)
 
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        config = self.service.model_config(await self._model(request.name, context, request.version))
+        config = self.service.model_config(self.service.model(request.name, request.version))
         return service_pb2.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        stats = self.service.model_statistics(await self._model(request.name, context, request.version))
+        stats = self.service.model_statistics(self.service.model(request.name, request.version))
         return json_format.ParseDict(stats, service_pb2.ModelStatisticsResponse())
 
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        index = await self._call(context, self.service.repository_index)
         entry = service_pb2.RepositoryIndexResponse.ModelIndex
+        index = self.service.repository_index()
         models = [entry(**m) for m in index if not request.ready or m["state"] == "READY"]
         return service_pb2.RepositoryIndexResponse(models=models)
 
     async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        await self._call(context, self.service.load, request.model_name)
+        await self.service.load(request.model_name)
         return service_pb2.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        await self._call(context, self.service.unload, request.model_name)
+        await self.service.unload(request.model_name)
         return service_pb2.RepositoryModelUnloadResponse()
-
-    async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` (awaited when it is a coroutine function), a ServeError as its status code."""
-        try:
-            result = fn(*args)
-            return await result if inspect.isawaitable(result) else result
-        except errors.ServeError as exc:
-            await _abort(context, exc)
-
-    async def _model(self, name: str, context: grpc.aio.ServicerContext, version: str = "") -> Any:
-        try:
-            return self.service.model(name, version)
-        except errors.ServeError as exc:
-            await _abort(context, exc)
-
-
-async def _abort(context: grpc.aio.ServicerContext, exc: errors.ServeError) -> None:
-    await context.abort(errors.status_of(exc, GRPC_STATUS), str(exc))
 
 
 def parse_grpc_infer(request: Any, num_classes: int, max_images: int) -> InferRequest:

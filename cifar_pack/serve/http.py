@@ -68,21 +68,37 @@ def ort_web_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "web" / "node_modules" / "onnxruntime-web" / "dist"
 
 
-# The service's errors -> HTTP statuses (errors.status_of: the nearest listed base class).
+# The service's errors -> HTTP statuses (errors.status_of: the nearest listed base class), and the
+# headers some of them carry. Every status this transport sends is in these two tables.
 HTTP_STATUS: dict[type[errors.ServeError], int] = {
     errors.ServeError: 400,
     errors.UnsupportedMedia: 415,
+    errors.MethodNotAllowed: 405,
     errors.TooLarge: 413,
+    errors.HeadTooLarge: 431,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
     errors.Unavailable: 503,
     errors.RequestTimeout: 408,
     errors.ClientGone: 499,
 }
+HTTP_HEADERS: dict[type[errors.ServeError], dict[str, str]] = {
+    errors.ServeError: {},
+    errors.Unauthenticated: {"WWW-Authenticate": "Bearer"},
+    errors.Unavailable: {"Retry-After": "1"},
+    # The body never came: the connection must not be kept for another request (a trickling client
+    # would hold one of --max-connections for as long as it likes).
+    errors.RequestTimeout: {"Connection": "close"},
+}
+INTERNAL_ERROR = 500  # what Starlette answers an exception no table lists: counted as such in /metrics
 
 
-def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+def error_response(exc: errors.ServeError) -> JSONResponse:
+    """The one way a ``ServeError`` leaves over HTTP: ``{"error": message}`` with its status and headers."""
+    headers = errors.status_of(exc, HTTP_HEADERS)
+    return JSONResponse({"error": str(exc)}, status_code=errors.status_of(exc, HTTP_STATUS), headers=headers or None)
 
 
 def create_app(service: InferenceService, allowed_hosts: frozenset[str] | None = LOCAL_HOSTS) -> Starlette:
@@ -94,14 +110,14 @@ def create_app(service: InferenceService, allowed_hosts: frozenset[str] | None =
     routes = api.routes()
 
     async def serve_error(request: Request, exc: Exception) -> Response:
-        status = (
-            errors.status_of(exc, HTTP_STATUS) if isinstance(exc, errors.ServeError) else 500
-        )  # registered for ServeError only
-        return error(status, str(exc), {"Retry-After": "1"} if status == 503 else None)
+        assert isinstance(exc, errors.ServeError)  # registered for ServeError only
+        return error_response(exc)
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 404
-        return error(status, f"no route {request.method} {request.url.path[:100]}")
+    async def no_route(request: Request, exc: Exception) -> Response:
+        # Starlette's router raises HTTPException for a path no route matches, or a method it lacks.
+        wrong_method = isinstance(exc, HTTPException) and exc.status_code == HTTP_STATUS[errors.MethodNotAllowed]
+        kind = errors.MethodNotAllowed if wrong_method else errors.NotFound
+        return error_response(kind(f"no route {request.method} {request.url.path[:100]}"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -111,7 +127,7 @@ def create_app(service: InferenceService, allowed_hosts: frozenset[str] | None =
     app = Starlette(
         routes=routes,
         middleware=[Middleware(Guard, service=service, routes=routes, allowed_hosts=allowed_hosts)],
-        exception_handlers={errors.ServeError: serve_error, 404: not_found, 405: not_found},
+        exception_handlers={errors.ServeError: serve_error, HTTPException: no_route},
         lifespan=lifespan,
     )
     app.state.service = service
@@ -313,11 +329,12 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started, status = time.perf_counter(), [0]  # 0: no response started yet
-        refusal = self.refusal(scope)
-        if refusal is not None:
+        refused = self.refusal(scope)
+        if refused is not None:
+            response = error_response(refused)
             route = next((r.path for r in self.routes if r.matches(scope)[0] == Match.FULL), "unmatched")
-            self.service.metrics.count_request(route, refusal.status_code)
-            return await refusal(scope, receive, send_with_security_headers(send))
+            self.service.metrics.count_request(route, response.status_code)
+            return await response(scope, receive, send_with_security_headers(send))
 
         async def send_and_count(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -332,15 +349,16 @@ class Guard:
             # would send a plain-text 500 and log a traceback). The task ends here, answered.
             if status[0]:
                 raise
-            status[0] = 503
-            await error(503, "the server is shutting down; retry on another replica")(scope, receive, send)
+            response = error_response(errors.Unavailable("the server is shutting down; retry on another replica"))
+            status[0] = response.status_code
+            await response(scope, receive, send)
         finally:
             matched = scope.get("route")  # set by Starlette's router once a route matched
             route = matched.path if matched is not None else "unmatched"
-            self.service.metrics.count_request(route, status[0] or 500, time.perf_counter() - started)
+            self.service.metrics.count_request(route, status[0] or INTERNAL_ERROR, time.perf_counter() - started)
 
-    def refusal(self, scope: Scope) -> Response | None:
-        """The 403 or 401 a request gets before any route runs, or None to serve it.
+    def refusal(self, scope: Scope) -> errors.ServeError | None:
+        """Why a request is refused before any route runs (Forbidden, Unauthenticated, a bad Host), or None.
 
         Host: a name this server answers to (a page on another site that rebinds its DNS name to
         127.0.0.1 still sends its own name). Origin: a browser's POST from another origin is
@@ -353,19 +371,17 @@ class Guard:
         if not HOST_HEADER.fullmatch(host.strip().lower()):
             # HTTP/1.1 wants exactly one Host (RFC 9112, 3.2); an empty, missing, repeated or
             # malformed one ("[::1]evil.example") could otherwise pass the name check below.
-            return error(400, f"one Host header (name[:port]) is required, got {len(hosts)}: {host[:80]!r}")
+            return errors.InvalidInput(f"one Host header (name[:port]) is required, got {len(hosts)}: {host[:80]!r}")
         if self.allowed_hosts is not None and host_name(host) not in self.allowed_hosts:
-            return error(403, f"Host {host[:80]!r} is not served here; start the server with --allowed-host NAME")
+            return errors.Forbidden(f"Host {host[:80]!r} is not served here; start the server with --allowed-host NAME")
         origin = headers.get(b"origin")
         if origin is not None and scope["method"] not in ("GET", "HEAD") and origin_netloc(origin) != host.lower():
-            return error(403, f"cross-origin {scope['method']} from {origin[:80].decode('latin-1')!r} refused")
+            return errors.Forbidden(f"cross-origin {scope['method']} from {origin[:80].decode('latin-1')!r} refused")
         public = scope["path"] == "/" or scope["path"].startswith(PUBLIC_PREFIXES)
         keys = [value for name, value in scope["headers"] if name == b"authorization"]
         # Two Authorization headers are ambiguous (a proxy's and a client's?): neither is taken.
         if not public and self.service.api_key and not (len(keys) == 1 and self.service.authorized(keys[0])):
-            return error(
-                401, "missing or wrong API key: send 'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"}
-            )
+            return errors.Unauthenticated()
         return None
 
 
