@@ -111,8 +111,8 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the model over HTTP: the Open Inference Protocol (KServe v2 / Triton), /predict, /metrics."""
-    from ..serve.core import InferenceService, Repository
-    from ..serve.models import load_models
+    from ..serve.core import InferenceService
+    from ..serve.repository import Repository, load_models
     from ..serve.server import api_key_from_env, run_server
 
     if model_control_mode == ModelControl.explicit and model_repository is None:

@@ -1,7 +1,8 @@
 """The service core, transport-free: what KServe calls the data plane.
 
 It owns the served models, one dynamic batcher per model, the per-request limits, the API key
-check and the metrics; transports (``http.py``, ``grpc.py``) only translate their wire format to
+check and the metrics (model control is its mixin, ``control.py``; per-model counters are
+``statistics.py``); transports (``http.py``, ``grpc.py``) only translate their wire format to
 these calls and back. Errors are the typed ``errors.ServeError`` kinds (``NotFound``, ``InvalidInput``,
 ``Unavailable``, ...); each transport maps a kind to its own status once.
 """
@@ -12,23 +13,20 @@ import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
-from ..runtime.config import INPUT_SHAPE
-from ..runtime.engines import EngineSettings
-from ..runtime.errors import ModelError, UsageError
 from ..runtime.images import resolve_max_pixels
 from .batcher import DynamicBatcher, QueueFull
-from .config import DEFAULT_BATCHING, DEFAULT_LIMITS, DEFAULT_MAX_MODELS, Batching, Limits, ModelControl
+from .config import DEFAULT_BATCHING, DEFAULT_LIMITS, Batching, Limits
+from .control import RepositoryControl
 from .decoding import DecodePool
-from .errors import Conflict, InvalidInput, NotFound, Unavailable, UnsupportedMedia
+from .errors import InvalidInput, NotFound, Unavailable, UnsupportedMedia
 from .metrics import ServeMetrics
-from .models import ServedModel, load_one, repository_names, without_root
-from .repository import triton_config
+from .models import ServedModel, warm_up
+from .repository import Repository, triton_config
+from .statistics import Statistics
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics", "model_configuration"]
 
@@ -38,7 +36,7 @@ def _waiting(batcher: DynamicBatcher) -> Callable[[], float]:
     return lambda: batcher.waiting
 
 
-class InferenceService:
+class InferenceService(RepositoryControl):
     """Serve ``models`` (name -> ServedModel); the first is the default for ``/predict`` and the page.
 
     Args:
@@ -186,127 +184,3 @@ class InferenceService:
         for batcher in self.batchers.values():
             await batcher.close()
         self.decoder.close()
-
-    # -- model control (Triton's model repository extension) ------------------------------------
-    def repository_index(self) -> list[dict]:
-        """Every model folder of the repository: name, version when served, state, reason when not."""
-        if self.repository is None:
-            raise InvalidInput("no model repository: serve --model-repository DIR to have an index")
-        repo = self.repository
-        index = []
-        for name in repository_names(repo.root):
-            if name in self.models:
-                index.append({"name": name, "version": self.models[name].version, "state": "READY"})
-            else:
-                reason = self.failures.get(name, "not loaded")
-                index.append({"name": name, "state": "UNAVAILABLE", "reason": reason})
-        return index
-
-    async def load(self, name: str) -> ServedModel:
-        """(Re)load ``name`` from the repository: built and warmed before it replaces the served one,
-        whose requests in flight finish on it. A model that fails leaves the others (and itself, if
-        it was served) as they were, and the reason in the index."""
-        repo = self._control()
-        if name not in repository_names(repo.root):
-            raise NotFound(f"no model folder {name[:80]!r} in the repository")
-        # One load at a time: the --max-models check and the swap happen with no other load between
-        # them (checked before the load's await, twelve concurrent loads all passed a cap of 2).
-        async with self._loading:
-            return await self._load_locked(repo, name)
-
-    async def _load_locked(self, repo: Repository, name: str) -> ServedModel:
-        if name not in self.models and len(self.models) >= repo.max_models:
-            raise Conflict(f"{len(self.models)} models are served, the --max-models cap; unload one first")
-        try:
-            model = await asyncio.to_thread(
-                lambda: warm_up(load_one(repo.root, name, repo.engine), self.batching.max_batch_size)
-            )
-        except (ModelError, UsageError) as exc:
-            self.failures[name] = reason = without_root(str(exc), repo.root)
-            raise InvalidInput(f"model '{name}' failed to load: {reason}") from None
-        old = self._add(model)
-        if self.default.name == name:
-            self.default = model
-        if old is not None:
-            asyncio.get_running_loop().create_task(_retire(old))
-        return model
-
-    async def unload(self, name: str) -> None:
-        """Stop serving ``name``: new requests get NotFound, those in flight finish."""
-        self._control()
-        if name not in self.models:
-            raise NotFound(f"model '{name[:80]}' is not loaded")
-        if len(self.models) == 1:
-            raise InvalidInput(f"model '{name[:80]}' is the last one served; load another first")
-        del self.models[name]
-        asyncio.get_running_loop().create_task(_retire(self.batchers.pop(name)))
-        if self.default.name == name:
-            self.default = next(iter(self.models.values()))
-
-    def _control(self) -> Repository:
-        if self.repository is None or self.repository.mode != ModelControl.explicit:
-            raise InvalidInput(
-                "model control is off: serve --model-repository DIR --model-control-mode explicit to load and unload"
-            )
-        return self.repository
-
-
-@dataclass
-class Statistics:
-    """Counters of one served model since it was loaded (Triton's statistics extension, a subset)."""
-
-    requests: int = 0
-    request_ns: int = 0
-    failures: int = 0
-    failure_ns: int = 0
-    images: int = 0
-    batches: int = 0
-    batch_ns: int = 0
-    last_inference_ms: int = 0
-
-    def succeeded(self, images: int, ns: int) -> None:
-        self.requests, self.request_ns, self.images = self.requests + 1, self.request_ns + ns, self.images + images
-        self.last_inference_ms = time.time_ns() // 1_000_000
-
-    def failed(self, ns: int) -> None:
-        self.failures, self.failure_ns = self.failures + 1, self.failure_ns + ns
-
-    def on_batch(self, size: int, seconds: float) -> None:
-        self.batches, self.batch_ns = self.batches + 1, self.batch_ns + round(seconds * 1e9)
-
-    def to_json(self) -> dict:
-        return {
-            "last_inference": self.last_inference_ms,
-            "inference_count": self.images,
-            "execution_count": self.batches,
-            "inference_stats": {
-                "success": {"count": self.requests, "ns": self.request_ns},
-                "fail": {"count": self.failures, "ns": self.failure_ns},
-                "compute_infer": {"count": self.batches, "ns": self.batch_ns},
-            },
-        }
-
-
-@dataclass
-class Repository:
-    """Where models are (re)loaded from, and whether the API may do it (``mode``)."""
-
-    root: Path
-    mode: ModelControl = ModelControl.none
-    engine: EngineSettings = field(default_factory=EngineSettings)  # how its models run
-    max_models: int = DEFAULT_MAX_MODELS  # most models served at once, at start and after loads
-    failures: dict[str, str] = field(default_factory=dict)  # what did not load at start, and why
-
-
-def warm_up(model: ServedModel, max_batch_size: int) -> ServedModel:
-    """Run the batch sizes the batcher will use most (1 and the largest) once, before ``model`` is
-    ready: onnxruntime allocates and picks its kernels on a session's first calls."""
-    for size in sorted({1, max_batch_size}):
-        model.predictor.predict_proba(np.zeros((size, *INPUT_SHAPE), np.uint8))
-    return model
-
-
-async def _retire(batcher: DynamicBatcher) -> None:
-    """A replaced or unloaded model's batcher: its requests in flight finish, then it closes."""
-    await batcher.drain()
-    await batcher.close()
