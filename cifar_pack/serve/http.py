@@ -20,7 +20,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -101,10 +101,16 @@ def error_response(exc: errors.ServeError) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=errors.status_of(exc, HTTP_STATUS), headers=headers or None)
 
 
-def create_app(service: InferenceService, allowed_hosts: frozenset[str] | None = LOCAL_HOSTS) -> Starlette:
+def create_app(
+    service: InferenceService,
+    allowed_hosts: frozenset[str] | None = LOCAL_HOSTS,
+    before_close: list[Callable[[], Awaitable[None]]] | None = None,
+) -> Starlette:
     """The ASGI app over ``service``; closing the app's lifespan closes the service's batchers.
 
     ``allowed_hosts``: the Host header values (without port, lower case) served; None: any.
+    ``before_close``: awaited first when the app shuts down (after uvicorn has drained HTTP), while
+    the batchers still run: another transport's drain goes here, so its calls in flight finish.
     """
     api = HttpApi(service)
     routes = api.routes()
@@ -122,6 +128,8 @@ def create_app(service: InferenceService, allowed_hosts: frozenset[str] | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        for drain in before_close or []:
+            await drain()
         await service.close()
 
     app = Starlette(

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..runtime.errors import UsageError
@@ -65,7 +65,9 @@ def run_server(
             f"--host {host} is reachable from other machines: set {API_KEY_VARIABLE}, "
             "or pass --allow-unauthenticated to serve without a key"
         )
-    app = create_app(service, served_hosts(host, allowed_hosts or [], is_loopback(host)))
+    # gRPC's drain runs inside the app's shutdown, before the batchers close (grpc.py's calls use them).
+    before_close: list[Callable[[], Awaitable[None]]] = []
+    app = create_app(service, served_hosts(host, allowed_hosts or [], is_loopback(host)), before_close)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -102,7 +104,7 @@ def run_server(
     if grpc_port is None:
         server.run(sockets=[sock])
     else:
-        _serve_both(server, config, sock, service, host, grpc_port, max_connections)
+        _serve_both(server, config, sock, service, host, grpc_port, max_connections, before_close)
     log.info("stopped")
 
 
@@ -114,8 +116,14 @@ def _serve_both(
     host: str,
     port: int,
     max_connections: int,
+    before_close: list[Callable[[], Awaitable[None]]],
 ) -> None:
-    """uvicorn and the gRPC server in one loop (uvloop where uvicorn would use it): one batcher for both."""
+    """uvicorn and the gRPC server in one loop (uvloop where uvicorn would use it): one batcher for both.
+
+    On SIGTERM uvicorn stops accepting, drains HTTP, then shuts the app down, which first stops the
+    gRPC server (``before_close``: new calls refused, those in flight answered within the grace
+    period) and only then closes the batchers both transports share.
+    """
     from .grpc import start_grpc
 
     async def both() -> None:
@@ -124,10 +132,11 @@ def _serve_both(
         except (OSError, RuntimeError) as exc:
             raise UsageError(f"--host {host} --grpc-port {port}: cannot listen there ({exc})") from None
         log.info("gRPC (KServe v2, Triton's GRPCInferenceService) at %s:%d", host, bound)
+        before_close.append(lambda: grpc_server.stop(grace=GRACEFUL_SHUTDOWN_S))
         try:
             await server.serve(sockets=[sock])
         finally:
-            await grpc_server.stop(grace=GRACEFUL_SHUTDOWN_S)  # in-flight calls finish, as on HTTP
+            await grpc_server.stop(grace=GRACEFUL_SHUTDOWN_S)  # at once when the app already stopped it
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
         runner.run(both())
