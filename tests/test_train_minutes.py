@@ -53,7 +53,10 @@ def test_the_probe_leaves_the_run_as_the_same_epochs_run_would_be(tiny_data, tmp
 
 def test_minutes_must_be_positive_and_for_a_new_run_on_one_machine(tiny_data, tmp_path):
     for options, fragment in (
-        (("--minutes", "0"), "--minutes must be positive, got 0"),
+        (("--minutes", "0"), "--minutes must be a positive number of minutes, got 0"),
+        # nan passed "<= 0" and inf reached the epoch arithmetic: a ValueError/OverflowError after ~7 s
+        (("--minutes", "nan"), "--minutes must be a positive number of minutes, got nan"),
+        (("--minutes", "inf"), "--minutes must be a positive number of minutes, got inf"),
         (("--minutes", "5", "--strategy", "multi-worker"), "each worker would time itself"),
     ):
         proc = run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", *options)

@@ -6,6 +6,7 @@ The image contract and the split defaults are the runtime's (``cifar_pack.runtim
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 
@@ -202,8 +203,8 @@ def check_minutes(minutes: float | None, resume: bool, config: TrainConfig) -> N
     """``--minutes`` (training/budget.py): positive, for a new run on one machine."""
     if minutes is None:
         return
-    if minutes <= 0:
-        raise UsageError(f"--minutes must be positive, got {minutes:g}")
+    if not math.isfinite(minutes) or minutes <= 0:  # nan compares False with everything: check it first
+        raise UsageError(f"--minutes must be a positive number of minutes, got {minutes:g}")
     if resume:
         raise UsageError("--minutes: chooses a new run's epochs; a resumed run keeps the epochs it chose")
     if config.strategy == "multi-worker":
