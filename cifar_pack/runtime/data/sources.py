@@ -12,6 +12,7 @@ Sizes are checked before anything is read: a 1 GiB notes.txt in an archive is ne
 from __future__ import annotations
 
 import functools
+import io
 import os
 import stat
 import tarfile
@@ -97,6 +98,7 @@ def _list_tar(path: Path) -> Listing:
                     raise DataError(f"{path}: refused, archive member '{member.name}' is a link")
                 elif member.isfile():
                     listing.members.append((name, _read_member(path, tar, member, name) if wanted(name) else None))
+            _check_tar_end(path, tar)
     except tarfile.ReadError as exc:
         raise DataError(f"{path}: not a readable tar archive ({exc})") from None
     except (EOFError, OSError, tarfile.TarError) as exc:
@@ -107,6 +109,19 @@ def _list_tar(path: Path) -> Listing:
     non_empty = {parent.as_posix() for n, _ in listing.members for parent in PurePosixPath(n).parents}
     listing.empty_dirs = [d for d in dirs if d not in non_empty]
     return listing
+
+
+def _check_tar_end(path: Path, tar: tarfile.TarFile) -> None:
+    """An uncompressed tar must end with its end-of-archive marker (a 512-byte block of zeros).
+
+    tarfile takes a file that stops at (or inside) a member header for the end of the archive, so
+    a cut .tar lost its last members silently; a cut .tar.gz fails in gzip. Same rule for both.
+    """
+    if not isinstance(tar.fileobj, io.BufferedReader):
+        return  # compressed: the decompressor itself refuses a stream that stops early
+    tar.fileobj.seek(tar.offset)
+    if tar.fileobj.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+        raise DataError(f"{path}: truncated archive: it stops after {tar.offset:,} bytes, without its end marker")
 
 
 def _read_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> Reader:
