@@ -176,3 +176,30 @@ def test_reloads_under_traffic_release_the_replaced_sessions(repository):
         assert _proc_status(s.proc.pid, "Threads") <= threads + 8
     finally:
         assert s.stop() == 0, s.log
+
+
+def test_a_model_with_a_fixed_batch_size_is_a_400_with_its_reason(repository, tmp_path):
+    """Its warm-up's onnxruntime InvalidArgument was a 500 with a traceback in the log."""
+    import onnx
+
+    model = onnx.load(str(BUNDLED / "cifar10.onnx"))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1  # [1, 32, 32, 3]
+    (repository / "fixed" / "1").mkdir(parents=True)
+    onnx.save(model, str(repository / "fixed" / "1" / "model.onnx"))
+    s = Server("--model-repository", repository, "--model-control-mode", "explicit")
+    try:
+        status, _, body = s.request("POST", "/v2/repository/models/fixed/load")
+        assert status == 400 and "fixed batch size of 1" in json.loads(body)["error"], body
+        _, _, index = s.request("POST", "/v2/repository/index")
+        (entry,) = [m for m in json.loads(index) if m["name"] == "fixed"]
+        assert entry["state"] == "UNAVAILABLE" and "fixed batch size" in entry["reason"]
+    finally:
+        assert s.stop() == 0, s.log
+    assert "Traceback" not in s.log, s.log
+    proc = run_cli(
+        "predict",
+        "--model",
+        tmp_path / "repo" / "fixed" / "1" / "model.onnx",
+        BUNDLED.parent.parent / "artifacts" / "samples" / "cat_1444.jpg",
+    )
+    assert proc.returncode == 1 and "fixed batch size of 1" in proc.stderr and "Traceback" not in proc.stderr

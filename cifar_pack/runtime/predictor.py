@@ -275,6 +275,11 @@ def _check_contract(inputs: list[TensorSpec], outputs: list[TensorSpec], path: P
             f"{path}: input '{inp.name}' is {inp.type} {inp.shape}; cifar-pack models take uint8 [N, 32, 32, 3] "
             "(export with cifar-pack export --onnx)"
         )
+    if isinstance(inp.shape[0], int):  # a name ("N") or None is a dynamic axis; a number is fixed
+        raise ModelError(
+            f"{path}: input '{inp.name}' has a fixed batch size of {inp.shape[0]} ({inp.shape}); cifar-pack batches "
+            "images, so it needs a dynamic first axis, [N, 32, 32, 3], as cifar-pack export writes it"
+        )
     if len(out.shape) != 2 or not isinstance(out.shape[1], int) or out.shape[1] < 2:
         raise ModelError(f"{path}: output '{out.name}' has shape {out.shape}, expected [N, num_classes]")
     return inp.name, int(out.shape[1])
