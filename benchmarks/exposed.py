@@ -1,4 +1,4 @@
-"""`cifar-pack serve` under attack: issue 21's goals, measured on a real server process.
+"""`cifar-pack serve` under attack: the hardening goals (docs/serving.md's limits), measured on a real server process.
 
     python benchmarks/exposed.py [--only A,B,...] [--json out.json]
 
@@ -16,7 +16,7 @@ C. 4 concurrent JSON infer bodies of 30 MB (and of 7.5 MB, under the JSON limit)
 D. A 64 MB header line: status and seconds to the answer.
 E. 300 connections that send nothing: how many the server has closed after 35 s.
 F. A repository of 1,000 model folders (links to the bundled model): start-up result, peak RSS.
-G. gRPC (issue 31): 20,000 TCP connections to the gRPC port that never send a byte; peak open
+G. gRPC: 20,000 TCP connections to the gRPC port that never send a byte; peak open
    descriptors of the server, peak RSS, health, and whether a gRPC call is served afterwards.
 H. gRPC: 4 concurrent ModelInfer calls of 31 M `uint_contents` values claiming one image: status, health.
 I. A reload storm: 60 `load` calls of one repository model while a client infers over HTTP;

@@ -1,4 +1,4 @@
-"""Time and peak memory of the CLI on crafted hostile inputs (issue 10's table).
+"""Time and peak memory of the CLI on crafted hostile inputs.
 
     python benchmarks/hostile_inputs.py [--json out.json]
 

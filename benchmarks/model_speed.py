@@ -5,7 +5,7 @@
 Each file is loaded by `Predictor` with the settings `cifar-pack predict` uses (onnxruntime,
 all cores, idle threads not spinning); the same random uint8 batch goes through each; files
 alternate, one call each per round after two warm-up calls, and the median call gives images/s.
-Ratios are to the first file (issue 34's bound: the fast CNN's batch-256 rate at least half
+Ratios are to the first file (the inference bound: the fast CNN's batch-256 rate at least half
 the seed CNN's; the seed CNN is in git history: `git show 8723183:cifar_pack/pretrained/cifar10.onnx`).
 """
 

@@ -26,7 +26,7 @@ touches them alike.
 --emulate-avx2 approximates an AVX2-only CPU (AMD Zen 3) on an AVX-512 one: oneDNN limited to AVX2
 (ONEDNN_MAX_CPU_ISA=AVX2), the notebook on Eigen (TensorFlow's default on AVX2 CPUs), `auto`
 precision resolved as on AVX2 (float32). Eigen's kernels are compiled for AVX in this wheel and
-run the same either way. It reproduces the ratios measured on Zen 3 (issue 13: oneDNN 1.85x,
+run the same either way. It reproduces the ratios measured on Zen 3 in November 2026 (oneDNN 1.85x,
 Eigen 1.45x), not a Zen 3's images/s.
 
 With --history (a default-recipe run's history.json), time to 61% validation accuracy is compared

@@ -130,7 +130,7 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Tests write only to temporary folders: a run that changed the checkout fails (issue 22, item 3)."""
+    """Tests write only to temporary folders: a run that changed the checkout fails."""
     before = getattr(session.config, "_checkout_before", None)
     after = _checkout_status()
     if before is not None and after is not None and after != before:

@@ -74,7 +74,7 @@ def test_invalid_option_types_are_usage_errors(tmp_path):
 
 
 def test_help_shows_true_defaults_and_no_noise():
-    """`--onnx` showed `[default: True]`; `--max-pixels` read "pixels ." and hid 50 MP (issue 22, item 13)."""
+    """`--onnx` showed `[default: True]`; `--max-pixels` read "pixels ." and hid 50 MP."""
     export_help = " ".join(run_cli("export", "--help", env={"COLUMNS": "200"}).stdout.split())
     assert "default: True" not in export_help and "--onnx" in export_help
     predict_help = " ".join(run_cli("predict", "--help", env={"COLUMNS": "200"}).stdout.split())

@@ -255,7 +255,7 @@ def test_real_shared_archive_loads():
 
 
 def test_a_flat_folder_of_images_says_class_folders_are_needed(tmp_path):
-    """Issue 32, item 8: 'no images found' for a folder that holds images, just not in class folders."""
+    """'no images found' for a folder that holds images, just not in class folders."""
     for i in range(3):
         Image.new("RGB", (32, 32), (i * 80, 0, 0)).save(tmp_path / f"{i}.png")
     with pytest.raises(DataError, match="3 images directly in the folder.*folder named after it"):

@@ -54,7 +54,7 @@ def _same(documented: str, actual: object) -> bool:
 
 @pytest.mark.parametrize("command", sorted(_sections()))
 def test_every_default_docs_usage_states_is_the_command_lines(command):
-    """`--calibrate-method` was documented as minmax while the command used percentile (issue 22, item 8)."""
+    """`--calibrate-method` was documented as minmax while the command used percentile."""
     cli = _cli_defaults(command)
     literal = {o: d for o, d in _documented(_sections()[command]).items() if " " not in d and "'" not in d}
     checked = {o: (d, cli[o]) for o, d in literal.items() if o in cli and cli[o] is not None}
@@ -72,7 +72,7 @@ def test_the_docs_state_the_defaults_that_matter():
 
 
 def test_every_benchmark_section_names_its_machine():
-    """The CPU differs from session to session: one header for all sections was wrong (issue 22, item 14)."""
+    """The CPU differs from session to session: one header for all sections was wrong."""
     text = (ROOT / "benchmarks" / "README.md").read_text()
     sections = re.split(r"^## ", text, flags=re.M)[1:]
     unnamed = [s.splitlines()[0] for s in sections if not re.search(r"\*\*Machine\*\*: (AMD EPYC|Intel Xeon)", s)]

@@ -1,4 +1,4 @@
-"""One file, four runtimes; and OpenVINO as cifar-pack's second engine (issue 19).
+"""One file, four runtimes; and OpenVINO as cifar-pack's second engine.
 
 Every runtime is the real one from its own PyPI package (onnxruntime, openvino,
 opencv-python-headless, tract), run on real photos: the quick-start samples, and 1,000 CIFAR-10
@@ -310,7 +310,7 @@ def test_export_of_an_onnx_without_output_or_int8_says_what_to_add(tmp_path):
 
 
 def test_engines_beside_other_work_do_not_spin_unless_asked(photos):
-    """Issue 33: predict, serve, info, Ray and Spark open onnxruntime with idle threads that sleep
+    """predict, serve, info, Ray and Spark open onnxruntime with idle threads that sleep
     (`sharing_cores`); a library user's `Predictor` keeps onnxruntime's default; `spinning=True`
     is kept. The answers are the same: spinning changes when threads wait, not what they compute
     (tolerance: the same engine and threads, so only FLOAT32_REORDER_ATOL for any reordering)."""
@@ -354,7 +354,7 @@ def test_the_spin_option_reaches_the_session(flag, spinning):
     ids=["avx2", "avx512-vnni-bf16", "amx", "unmeasured"],
 )
 def test_engine_advice_follows_the_cpu_kind_given(flags, expected):
-    """Issue 33: `info` says where int8 or OpenVINO paid, by CPU kind. The kind is given here, not
+    """`info` says where int8 or OpenVINO paid, by CPU kind. The kind is given here, not
     read from this host, so every row is checked on any CPU."""
     from cifar_pack.runtime.sysinfo import engine_advice
 

@@ -42,7 +42,7 @@ def test_labels_are_matched_by_name():
     np.testing.assert_array_equal(mapped, [2, 1, 0])
     with pytest.raises(DataError, match="cyan are not among the classes of m"):
         map_labels(["red", "green", "cyan"], ["blue", "green", "red"], y, "d", "m")
-    # A subset of the model's classes is evaluated as it is (issue 10, item 21).
+    # A subset of the model's classes is evaluated as it is.
     np.testing.assert_array_equal(
         map_labels(["red", "green"], ["blue", "green", "red"], np.array([0, 1]), "d", "m"), [2, 1]
     )
@@ -121,7 +121,7 @@ def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
     assert f"{report['accuracy']:.2%}" in card and "still answers one of them" in card
     assert "| red |" in card and "consent" in card
     assert "uniform noise (500 images): mean top-1 probability" in card
-    # A 3-class model of one's own data: its own facts, none of CIFAR-10's (issue 32, item 2).
+    # A 3-class model of one's own data: its own facts, none of CIFAR-10's.
     assert "over 3 classes" in card and "the classic Keras CIFAR-10 CNN" in card
     assert "CIFAR-10 (Krizhevsky" not in card and "tiny-images" not in card and "10 classes" not in card
     assert "is not recorded" in card and "Trained in" in card
@@ -129,7 +129,7 @@ def test_evaluate_onnx_matches_by_name_and_writes_outputs(exported, tmp_path):
 
 
 def _assert_card_reproduces_the_run(card: str, model, card_path) -> None:
-    """The card's commands recreate this model: this run's every option, its model, this card (issue 22, item 2)."""
+    """The card's commands recreate this model: this run's every option, its model, this card."""
     import shlex
 
     run = model.parent
@@ -284,7 +284,7 @@ def test_benchmark_of_an_exported_onnx_model_has_no_keras_row(exported, tiny_dat
 
 def test_evaluate_without_a_test_folder_scores_the_held_out_images_not_the_training_ones(exported, tiny_data, tmp_path):
     """Class folders without test/: the run's own data gives its validation split, other data all of it
-    with a warning (issue 32, item 3: 720 of 900 images had trained the model, reported as its accuracy)."""
+    with a warning (720 of 900 images had trained the model, reported as its accuracy)."""
     import shutil
 
     from cifar_pack.runtime import data as data_mod

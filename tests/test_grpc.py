@@ -107,7 +107,7 @@ def _raw_request(**changes) -> service_pb2.ModelInferRequest:
         ({"shape": [301, 32, 32, 3], "raw": bytes(301 * 3072)}, "RESOURCE_EXHAUSTED"),  # over --max-images
         ({"shape": [1400, 32, 32, 3], "raw": bytes(1400 * 3072)}, "RESOURCE_EXHAUSTED"),  # over --max-request-mb
         # Junk under --max-request-mb (4 MB) but over what 300 images can take (2.8 MB): refused by
-        # grpcio's message limit, before the server holds it (issue 31, item 5).
+        # grpcio's message limit, before the server holds it.
         ({"raw": bytes(3_500_000)}, "RESOURCE_EXHAUSTED"),
     ],
 )
@@ -194,7 +194,7 @@ def test_model_config_and_statistics_on_both_transports(server, photos):
 
 
 def test_a_busy_grpc_port_is_one_line_before_anything_is_served():
-    """Issue 32, item 6: 'serving ... at http://', gRPC's own 'Failed to add port' log, then the error."""
+    """'serving ... at http://', gRPC's own 'Failed to add port' log, then the error."""
     import socket
     import subprocess
     import sys
@@ -214,7 +214,7 @@ def test_a_busy_grpc_port_is_one_line_before_anything_is_served():
 
 
 def test_grpc_connections_are_capped_while_http_answers():
-    """Issue 31, item 1: 20,000 idle gRPC connections took every descriptor; HTTP probes were reset."""
+    """20,000 idle gRPC connections took every descriptor; HTTP probes were reset."""
     import socket
 
     s = GrpcServer("--max-connections", "5")
@@ -255,7 +255,7 @@ def test_grpc_connections_are_capped_while_http_answers():
 
 
 def test_a_thousand_concurrent_calls_on_one_channel_all_succeed(server):
-    """Issue 31 (warnings): 354 of 3,000 concurrent calls on one channel came back CANCELLED; with a
+    """354 of 3,000 concurrent calls on one channel came back CANCELLED; with a
     stream limit of 100, most of 1,000 were refused. Up to the advertised 1,000 streams, every call
     is served (the server's queue holds 4,096 images)."""
     import asyncio

@@ -1,4 +1,4 @@
-"""Hostile and awkward inputs (issue 10): each ends in one line and a non-zero exit, or is processed
+"""Hostile and awkward inputs: each ends in one line and a non-zero exit, or is processed
 correctly, in bounded memory. Commands run in a child whose address space is capped at 1 GiB
 (RLIMIT_AS), so an input that makes the code allocate gigabytes fails the test; the subprocess
 timeout guards against hangs (it asserts nothing about speed).
@@ -72,7 +72,7 @@ def load_limited(source, memory: int = GiB) -> subprocess.CompletedProcess:
 
 
 def test_tar_of_dot_loads(tmp_path):
-    """`tar czf d.tar.gz -C dir .` starts with a "./" member (item 1)."""
+    """`tar czf d.tar.gz -C dir .` starts with a "./" member."""
     folder = write_class_folders(tmp_path / "dir", {"train": 3})
     archive = tmp_path / "d.tar.gz"
     subprocess.run(["tar", "czf", str(archive), "-C", str(folder), "."], check=True)
@@ -82,7 +82,7 @@ def test_tar_of_dot_loads(tmp_path):
 
 
 def test_hidden_folder_with_a_dot_slash_prefix_is_still_hidden(tmp_path):
-    """`./.secret/x.jpg` used to lose its dot to a redundant lstrip and become a class (item 5)."""
+    """`./.secret/x.jpg` used to lose its dot to a redundant lstrip and become a class."""
     folder = write_class_folders(tmp_path / "dir", {"train": 2})
     (folder / ".secret").mkdir()
     Image.fromarray(make_images(1, (0, 0, 0), 1)[0]).save(folder / ".secret" / "x.png")
@@ -103,7 +103,7 @@ class _ZeroStrideArray:
 
 @pytest.mark.parametrize("rows", [500_000, 30_000_000, 10_000])
 def test_pickle_batch_claiming_more_pixels_than_its_bytes_is_refused(tmp_path, rows):
-    """A few hundred bytes describing gigabytes of images (item 2)."""
+    """A few hundred bytes describing gigabytes of images."""
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     batch = {b"data": _ZeroStrideArray(rows), b"labels": _ZeroStrideArray(rows, 1)}
@@ -116,7 +116,7 @@ def test_pickle_batch_claiming_more_pixels_than_its_bytes_is_refused(tmp_path, r
 
 
 def test_non_image_members_are_never_read_and_sizes_are_capped(tmp_path):
-    """A 300 MB notes.txt (zeros, 300 KB compressed) is skipped unread; an oversized image refused (item 3)."""
+    """A 300 MB notes.txt (zeros, 300 KB compressed) is skipped unread; an oversized image refused."""
     folder = write_class_folders(tmp_path / "dir", {"train": 2})
     archive = tmp_path / "d.tar.gz"
     with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
@@ -152,7 +152,7 @@ class _Zeros(io.RawIOBase):
 
 
 def test_many_empty_class_folders_are_found_in_linear_time(tmp_path):
-    """20,000 empty folders took 54 s (quadratic search); the answer must not change (item 3)."""
+    """20,000 empty folders took 54 s (quadratic search); the answer must not change."""
     archive = tmp_path / "d.tar.gz"
     folder = write_class_folders(tmp_path / "dir", {"train": 2})
     with tarfile.open(archive, "w:gz") as tar:
@@ -166,7 +166,7 @@ def test_many_empty_class_folders_are_found_in_linear_time(tmp_path):
 
 
 def test_special_files_in_data_folders_are_refused_not_followed(tmp_path):
-    """A FIFO hung evaluate; a link to /dev/zero grew to gigabytes; a broken link crashed (item 4)."""
+    """A FIFO hung evaluate; a link to /dev/zero grew to gigabytes; a broken link crashed."""
     for name, make in [
         ("fifo.png", lambda p: os.mkfifo(p)),
         ("zero.png", lambda p: p.symlink_to("/dev/zero")),
@@ -191,7 +191,7 @@ def test_class_folder_of_unsupported_files_is_an_error_not_a_lost_class(tmp_path
 
 
 def test_split_params_take_zero_seriously_and_refuse_nonsense():
-    """A recorded split_seed of 0 became 1337 (`or`), so later stages validated on training images (item 6)."""
+    """A recorded split_seed of 0 became 1337 (`or`), so later stages validated on training images."""
     from cifar_pack.runtime.records import TrainingRecord
 
     assert TrainingRecord.from_metadata({"validation_split": 0.2, "split_seed": 0}).split == (0.2, 0)
@@ -217,7 +217,7 @@ def _png_header_only(path: Path, width: int, height: int, bit_depth: int = 16) -
 
 
 def test_pixel_bomb_is_refused_from_its_header_and_the_limit_can_be_raised(tmp_path):
-    """13000x13000 16-bit PNG: 20 s and 4.7 GB before; now one line, nothing decoded (item 7)."""
+    """13000x13000 16-bit PNG: 20 s and 4.7 GB before; now one line, nothing decoded."""
     bomb = _png_header_only(tmp_path / "bomb.png", 13000, 13000)
     proc = run_limited("predict", bomb, SAMPLE)
     assert_one_line_error(proc, "bomb.png", "169 megapixels", "--max-pixels", code=1)
@@ -266,7 +266,7 @@ def test_fifo_and_device_links_given_to_predict_are_refused(tmp_path):
 
 
 def test_glob_with_link_loops_terminates_and_finds_each_image_once(tmp_path):
-    """`predict 'dir/**/*.jpg'` with two ".." links ran for over 30 s (item 8)."""
+    """`predict 'dir/**/*.jpg'` with two ".." links ran for over 30 s."""
     folder = tmp_path / "dir" / "sub"
     folder.mkdir(parents=True)
     for name in ("a.jpg", "sub/b.jpg"):
@@ -280,7 +280,7 @@ def test_glob_with_link_loops_terminates_and_finds_each_image_once(tmp_path):
 
 
 def test_inputs_that_match_nothing_are_errors_and_the_rest_still_run(tmp_path):
-    """`predict a.jpg 'nomatch/*.jpg' emptydir/` exited 0 (item 9)."""
+    """`predict a.jpg 'nomatch/*.jpg' emptydir/` exited 0."""
     (tmp_path / "emptydir").mkdir()
     proc = run_limited("predict", SAMPLE, f"{tmp_path}/nomatch/*.jpg", tmp_path / "emptydir", "--json")
     assert proc.returncode == 1, proc.stderr
@@ -358,7 +358,7 @@ def test_graph_wider_than_declared_is_a_model_error(tmp_path):
 
 
 def test_control_characters_from_metadata_and_file_names_are_escaped(tmp_path):
-    """An ESC[2J in a class name or a file name would clear the user's screen (item 11)."""
+    """An ESC[2J in a class name or a file name would clear the user's screen."""
     evil = "\x1b[2J\x07"
     names = json.dumps([f"red{evil}", "green", "blue"])
     model = _tiny_model(tmp_path / "m.onnx", {"class_names": names})
@@ -408,7 +408,7 @@ def test_version_and_real_defaults_in_help():
 
 
 def test_offline_download_keeps_the_real_cause(tmp_path):
-    """Offline `--data cifar10` said `failed (Exception)` (item 20). A dead proxy makes it hermetic."""
+    """Offline `--data cifar10` said `failed (Exception)`. A dead proxy makes it hermetic."""
     dead = "http://127.0.0.1:9"
     env = {"HTTPS_PROXY": dead, "https_proxy": dead, "KERAS_HOME": str(tmp_path)}
     proc = run_limited("train", "--data", "cifar10", "--out", tmp_path / "o", memory=8 * GiB, env=env, timeout=120)
@@ -417,7 +417,7 @@ def test_offline_download_keeps_the_real_cause(tmp_path):
 
 
 def test_model_and_sidecar_stay_a_pair_and_killed_writes_leave_no_litter(tmp_path):
-    """A kill between .onnx and sidecar paired a model with another export's sidecar; temp files stayed (item 16)."""
+    """A kill between .onnx and sidecar paired a model with another export's sidecar; temp files stayed."""
     from cifar_pack.runtime.fileio import sha256_file
     from cifar_pack.runtime.onnx_file import sidecar_path, write_model
     from cifar_pack.runtime.predictor import Predictor

@@ -109,7 +109,7 @@ def test_broken_files_raise_input_error_naming_them(tmp_path):
         with pytest.raises(InputError, match=reason) as info:
             images.load_image(path)
         assert str(path) in str(info.value)
-        assert "<_io." not in str(info.value)  # the file's name, never Python's repr of it (issue 22, item 9)
+        assert "<_io." not in str(info.value)  # the file's name, never Python's repr of it
     for data in (b"hello", good.read_bytes()[:60]):  # an upload: bytes in memory, named by the client
         with pytest.raises(InputError, match="upload.png: not a readable image") as info:
             images.decode_bytes(data, "upload.png")

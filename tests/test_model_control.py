@@ -78,7 +78,7 @@ def test_reload_under_load_fails_no_request_and_serves_the_new_version(repositor
         assert index["broken"]["state"] == "UNAVAILABLE" and "not a loadable ONNX model" in index["broken"]["reason"]
         status, _, body = s.request("POST", "/v2/repository/models/broken/load")
         assert status == 400 and "broken" in json.loads(body)["error"]  # the reason, by name
-        # ... relative to the repository: clients are not told where the server keeps its files (issue 31).
+        # ... relative to the repository: clients are not told where the server keeps its files.
         assert "broken/1/model.onnx" in index["broken"]["reason"] and str(repository) not in index["broken"]["reason"]
         assert str(repository) not in json.loads(body)["error"]
         assert _infer_json(s, image) == 200  # and the others serve on
@@ -114,7 +114,7 @@ def test_grpc_loads_and_unloads_and_none_mode_refuses(repository):
 
 
 def test_concurrent_loads_cannot_pass_the_max_models_cap(repository):
-    """Issue 31, item 4: twelve simultaneous loads with --max-models 2 all answered 200 (13 READY)."""
+    """twelve simultaneous loads with --max-models 2 all answered 200 (13 READY)."""
     shutil.rmtree(repository / "broken")
     s = Server("--model-repository", repository, "--model-control-mode", "explicit", "--max-models", "2")
     try:
@@ -145,7 +145,7 @@ def _proc_status(pid: int, field: str) -> int:
 
 
 def test_reloads_under_traffic_release_the_replaced_sessions(repository):
-    """Issue 31, item 3: 54 loads under traffic grew RSS 139 -> 1,434 MB and threads 5 -> 21, never
+    """54 loads under traffic grew RSS 139 -> 1,434 MB and threads 5 -> 21, never
     released (a retired batcher and its task held each other, and so the session, until a rare
     garbage collection). 30 reloads now: RSS within 250 MB of the start (each kept session was
     ~11 MB: 30 kept would be +350 MB; measured with the fix: +110 to +164 MB, the allocator's

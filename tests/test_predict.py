@@ -105,7 +105,7 @@ def test_devices_report_what_the_session_runs_on(exported):
     assert Predictor(exported, device="cpu").device == "cpu"  # forced: the same on every machine
     p = Predictor(exported)  # auto: whatever it picked, it says so truthfully
     assert DEVICE_PROVIDERS[p.device] == p.backend.provider
-    # An int8 file says its layers run int8 (issue 32, item 7: "(onnxruntime, f32)" read as "not int8").
+    # An int8 file says its layers run int8 ("(onnxruntime, f32)" read as "not int8").
     assert Predictor(exported, device="cpu").runs_on() == "cpu (onnxruntime, f32)"
     assert (
         Predictor(BUNDLED_MODEL.with_name("cifar10.int8.onnx"), device="cpu").runs_on()
@@ -197,7 +197,7 @@ def test_cli_model_and_device_errors(exported, sample_files, tmp_path):
 
 
 def test_a_keras_file_or_an_image_as_model_gets_told_what_to_do(trained_run, sample_files):
-    """onnxruntime's INVALID_PROTOBUF said nothing useful (issue 22, item 6)."""
+    """onnxruntime's INVALID_PROTOBUF said nothing useful."""
     keras_file = trained_run / "model.keras"
     proc = run_cli("predict", sample_files["red"], "--model", keras_file)
     assert_one_line_error(proc, "a Keras model", f"cifar-pack export --onnx --model {keras_file}", code=1)
@@ -207,7 +207,7 @@ def test_a_keras_file_or_an_image_as_model_gets_told_what_to_do(trained_run, sam
 
 
 # ---------------------------------------------------------------------------------------------
-# Streaming predict: results files, input order, constant memory (issue 18)
+# Streaming predict: results files, input order, constant memory
 
 
 def test_output_files_hold_every_result_in_order(tmp_path, sample_files):

@@ -79,7 +79,7 @@ def test_every_readme_cifar_pack_command_runs(tmp_path):
 
 def test_the_readmes_claims_about_the_bundled_model_hold():
     """The README's sentences about the bundled model: the sample's probability, the validation
-    accuracy, and how the quick-start samples come back (issue 34 re-made the model; these must follow)."""
+    accuracy, and how the quick-start samples come back (re-making the model changes them; these must follow)."""
 
     from cifar_pack.runtime.predictor import Predictor
 

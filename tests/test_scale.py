@@ -169,7 +169,7 @@ def test_the_adapters_run_on_openvino_too(files, cli_labels):
 
 
 def test_decoding_beside_inference_gives_the_same_columns_in_order(files):
-    """Issue 33: `classify_encoded` decodes the next chunk of a batch while the engine runs on this
+    """`classify_encoded` decodes the next chunk of a batch while the engine runs on this
     one (Ray's Classifier). Its columns equal decoding all then classifying (the same engine,
     threads and chunking of rows: FLOAT32_REORDER_ATOL for any batch-size reordering), rows in
     input order, the broken file an error row, on a batch of several chunks."""

@@ -179,7 +179,7 @@ BROKEN = [
         400,
     ),
     *[
-        (  # numpy would read "7" as 7, 1.9 as 1, true as 1: UINT8 in JSON means integers (issue 21, item 10)
+        (  # numpy would read "7" as 7, 1.9 as 1, true as 1: UINT8 in JSON means integers
             f"JSON value {bad}",
             "/v2/models/cifar10/infer",
             json.dumps(
@@ -421,7 +421,7 @@ def test_curl_lines_of_the_readme_and_docs_work_as_written(server):
         assert proc.returncode == 0 and json.loads(proc.stdout), (line, proc.stderr, proc.stdout[:300])
         assert "error" not in proc.stdout, (line, proc.stdout[:300])
 
-    # A newcomer's first server call (the README's) gets a right answer (issue 22, item 7).
+    # A newcomer's first server call (the README's) gets a right answer.
     first = doc_commands(ROOT / "README.md", "curl ")[0]
     sample = re.search(r"samples/([a-z]+)_\d+\.jpg", first).group(1)
     proc = subprocess.run(first.replace("127.0.0.1:8000", server.host), shell=True, cwd=ROOT, capture_output=True)
@@ -451,7 +451,7 @@ def test_docs_triton_export_from_an_onnx_runs_as_written(tmp_path):
 
 
 def test_the_docs_examples_run_against_your_own_export_served_as_the_docs_say(exported, tmp_path):
-    """Issue 32, item 4: after your own export, `artifacts/model.onnx` is served as `model`, and the
+    """after your own export, `artifacts/model.onnx` is served as `model`, and the
     docs' `/v2/models/cifar10` and tritonclient snippets got 404. docs/serving.md's line with
     `--model-name cifar10` serves it under the name the examples use."""
     line = next(c for c in doc_commands(ROOT / "docs" / "serving.md", "cifar-pack serve --model-name"))

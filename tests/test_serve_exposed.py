@@ -1,4 +1,4 @@
-"""`cifar-pack serve` under attack (issue 21): one regression test per numbered finding, each on a
+"""`cifar-pack serve` under attack: one regression test per numbered finding, each on a
 real server process on 127.0.0.1.
 
 Memory is read from the server's /proc status (VmHWM: its peak resident set). No test asserts a
@@ -309,7 +309,7 @@ def test_sigterm_past_the_grace_period_answers_json():
 
 
 def test_a_loopback_alias_bind_answers_to_its_own_host():
-    """Issue 31, item 6: `--host 127.0.0.2` printed its URL, then answered 403 to that Host."""
+    """`--host 127.0.0.2` printed its URL, then answered 403 to that Host."""
     s = Server("--host", "127.0.0.2")
     try:
         conn = http.client.HTTPConnection("127.0.0.2", s.port, timeout=30)
@@ -326,7 +326,7 @@ def test_a_loopback_alias_bind_answers_to_its_own_host():
     ids=["missing", "empty", "bracket-then-name", "two"],
 )
 def test_one_well_formed_host_is_required(server, host_lines):
-    """Issue 31 (warnings): an empty Host, no Host and `Host: [::1]evil.example` were served; two Host
+    """An empty Host, no Host and `Host: [::1]evil.example` were served; two Host
     headers kept the last. Each is now 400 with the reason, before any route runs."""
     for version in (b"HTTP/1.1", b"HTTP/1.0"):
         answer = raw_exchange(server.port, b"GET /v2/health/live " + version + b"\r\n" + host_lines + b"\r\n")

@@ -179,7 +179,7 @@ def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, how):
     if how == "ctrl-c":
         assert proc.returncode == 130
         assert "--resume" in stderr and "Traceback" not in stderr
-        # Said at once, and the message names the epoch --resume continues after (issue 22, item 12).
+        # Said at once, and the message names the epoch --resume continues after.
         assert "stopping after this batch" in stderr
         assert f"interrupted after epoch {state['epochs_done']}/{epochs}" in stderr, stderr[-500:]
 
@@ -205,7 +205,7 @@ def test_resume_works_from_another_directory_and_refuses_changed_settings(tmp_pa
     proc.communicate(timeout=60)
     for option in (["--epochs", "7"], ["--lr", "0.5"], ["--data", "/nonexistent"], ["--precision", "mixed_bfloat16"]):
         assert_one_line_error(run_cli("train", "--out", out, "--resume", *option), option[0], "cannot change", code=2)
-    # A longer run would stretch the one-cycle schedule: refused with that reason (issue 22, item 11).
+    # A longer run would stretch the one-cycle schedule: refused with that reason.
     longer = run_cli("train", "--out", out, "--resume", "--epochs", "41")
     assert_one_line_error(longer, "--epochs 41", "laid out over 40 epochs", code=2)
     # Stale temp files of a killed write are ours by name and go at the next run.
@@ -288,7 +288,7 @@ def test_resume_without_a_run_is_a_usage_error_before_tensorflow_starts(tmp_path
 
 
 def test_failed_data_leaves_no_run_folder(tmp_path):
-    """Training on an empty folder left an empty --out behind (issue 22, item 10)."""
+    """Training on an empty folder left an empty --out behind."""
     (tmp_path / "empty").mkdir()
     proc = run_cli("train", "--data", tmp_path / "empty", "--out", tmp_path / "run", "--epochs", "1")
     assert_one_line_error(proc, "empty", code=1)
@@ -311,7 +311,7 @@ def test_a_constant_rate_run_can_be_continued_for_more_epochs(tmp_path):
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["epochs"] == 2
-    # One definition of speed: the summary says what the manifest says (issue 22, item 5).
+    # One definition of speed: the summary says what the manifest says.
     assert json.loads(more.stdout)["images_per_second"] == manifest["images_per_second"] > 0
 
 
@@ -476,7 +476,7 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
 
 
 def test_resume_finds_the_checkpoint_its_state_names_whatever_the_kill_left(tmp_path):
-    """A kill between checkpoint and state (item 16): the state names its checkpoint by sha256."""
+    """A kill between checkpoint and state: the state names its checkpoint by sha256."""
     from cifar_pack.runtime.fileio import sha256_file
     from cifar_pack.training.run_state import read_state as _read_state
 
@@ -502,7 +502,7 @@ def test_resume_finds_the_checkpoint_its_state_names_whatever_the_kill_left(tmp_
 
 
 def test_epoch_progress_shows_batches_rate_and_time_left():
-    """On a terminal, each epoch shows a bar with images/s and time left (issue 22, item 4); forced here."""
+    """On a terminal, each epoch shows a bar with images/s and time left; forced here."""
     import io
 
     import keras
@@ -524,7 +524,7 @@ def test_epoch_progress_shows_batches_rate_and_time_left():
 
 def test_a_broken_file_in_the_training_data_is_skipped_and_named(tmp_path):
     """One unreadable image among the class folders: the run finishes and says which file it left out
-    (issue 32, item 5: it stopped the run with no way to skip it)."""
+    (it stopped the run with no way to skip it)."""
     root = write_class_folders(tmp_path / "data", {"train": 10})
     (root / "train" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     options = ("--epochs", "1", "--batch-size", "8", "--precision", "float32")  # forced: `auto` would choose by the CPU

@@ -163,7 +163,7 @@ def _scale_16_bit(rows: np.ndarray) -> np.ndarray:
 def _grey8(img: Image.Image, convert: Callable[[np.ndarray], np.ndarray]) -> Image.Image:
     """A 16-bit or float greyscale image -> "L", converted a band of rows at a time.
 
-    A 49 MP 16-bit PNG converted whole in float64 took 1.3 GB (issue 21); in bands of ~1 MP the
+    A 49 MP 16-bit PNG converted whole in float64 took 1.3 GB; in bands of ~1 MP the
     temporaries stay ~10 MB and the result is the 49 MB "L" image.
     """
     width, height = img.size

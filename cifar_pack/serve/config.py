@@ -69,7 +69,7 @@ class Limits:
         """The largest gRPC message worth receiving: ``max_images`` images as ``uint_contents``
         (packed varints, at most 2 bytes a value), plus 1 MB for names and parameters, and never
         more than ``max_request_bytes``. 6.3 MB at the defaults: grpcio holds each message whole
-        before any handler runs, so 32 concurrent 31 MB messages held 2.7 GB (issue 31)."""
+        before any handler runs, so 32 concurrent 31 MB messages held 2.7 GB."""
         return min(self.max_request_bytes, self.max_images * INPUT_BYTES * 2 + 2**20)
 
 

@@ -3,7 +3,7 @@
 uvicorn's httptools protocol, which the server uses for its speed (about 2x h11's requests/s),
 has no bound on a request head and no timeout for a connection that never completes one: a 64 MB
 header line was accepted after 5 s (and cost grows quadratically), and 1,000 idle or slowloris
-connections stayed open for good, shutting everyone out at the descriptor limit (issue 21).
+connections stayed open for good, shutting everyone out at the descriptor limit.
 ``BoundedHttpTools`` adds, per connection:
 
 - a head limit: a request whose head (request line and headers) passes ``MAX_HEAD_BYTES`` or

@@ -2,7 +2,7 @@
 
 Why bounded: a 111 KB 16-bit PNG of 49 MP decodes into ~250 MB, and a 32 MB JSON body takes 1.5 s
 of CPU to parse. Unbounded (a thread per request, or the event loop itself), eight such uploads
-took the server past 8 GB and JSON parsing stalled health checks for seconds (issue 21). Here:
+took the server past 8 GB and JSON parsing stalled health checks for seconds. Here:
 
 - one pool of ``workers`` threads (default: one per core) does all of it, so at most ``workers``
   decodes are in memory at once, whatever arrives, and the event loop only moves bytes;

@@ -58,7 +58,7 @@ def build_model(num_classes: int = 10, input_shape: tuple[int, int, int] = INPUT
 
 
 # The three blocks' channels; 32x32 -> 31 -> 15 -> 7 -> 3 pixels. 48-144-144 is ~0.66 M parameters and
-# ~98 MFLOP an image: narrow enough to run at half the seed CNN's images/s (issue 34's bound; 48-160-160
+# ~98 MFLOP an image: narrow enough to run at half the seed CNN's images/s (the inference bound; 48-160-160
 # ran at 0.46x), for 0.5 points of median validation accuracy, within the seeds' spread (docs/recipes.md).
 FAST_WIDTHS = (48, 144, 144)
 # ReLU, not airbench's GELU: on two cores GELU's element-wise passes took a third of each training
