@@ -46,7 +46,8 @@ def test_no_status_outside_the_transport_tables(path):
 
 
 def test_one_place_per_transport_catches_serve_errors():
-    http, grpc = (SERVE / "http.py").read_text(), (SERVE / "grpc.py").read_text()
+    http = "".join((SERVE / name).read_text() for name in ("http.py", "guard.py", "http_status.py", "connections.py"))
+    grpc = (SERVE / "grpc.py").read_text()
     # HTTP: Starlette's exception handler, registered for ServeError; gRPC: the interceptor.
     assert http.count("except errors.ServeError") == 0 and "{errors.ServeError: serve_error" in http
     assert grpc.count("except errors.ServeError") == 1
@@ -55,7 +56,7 @@ def test_one_place_per_transport_catches_serve_errors():
 def test_every_error_kind_has_a_status_on_both_transports():
     pytest.importorskip("grpc", reason="grpcio is in the [serve] extra")
     from cifar_pack.serve.grpc import GRPC_STATUS
-    from cifar_pack.serve.http import HTTP_STATUS, error_response
+    from cifar_pack.serve.http_status import HTTP_STATUS, error_response
 
     kinds = [k for k in vars(errors).values() if isinstance(k, type) and issubclass(k, errors.ServeError)]
     assert len(kinds) >= 12

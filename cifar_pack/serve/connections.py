@@ -28,7 +28,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import errors
 from .config import HEAD_TIMEOUT_S, MAX_CONNECTIONS, MAX_HEAD_BYTES, MAX_HEADERS
-from .http import HTTP_STATUS
+from .http_status import HTTP_STATUS
 
 
 class BoundedHttpTools(HttpToolsProtocol):

@@ -58,7 +58,8 @@ def run_server(
     """
     import uvicorn
 
-    from .http import create_app, served_hosts
+    from .guard import served_hosts
+    from .http import create_app
 
     if not is_loopback(host) and not service.api_key and not allow_unauthenticated:
         raise UsageError(
