@@ -3,7 +3,7 @@
     python benchmarks/fast_step.py [--rounds 5] [--steps 6] [--batch 512] [--precision auto]
         [--max-isa AVX512_CORE_BF16] [--json out.json]
 
-Each variant is the `fast` recipe's network (training/model.py's widths) compiled as `cifar-pack
+Each variant is the `fast` recipe's network (training/architectures.py's widths) compiled as `cifar-pack
 train --recipe fast` compiles it (Nesterov SGD, triangular schedule, label smoothing), in one
 process, on the same random batches of 512 uint8 images held in memory (no input pipeline, no
 validation, no callbacks: the step alone). After 3 warm-up steps each, the variants alternate,
@@ -34,7 +34,7 @@ VARIANTS = {  # name: (activation, FusedBatchNorm)
 
 
 def build(activation: str, fused: bool, x: np.ndarray, steps_per_epoch: int):
-    from cifar_pack.training import model as model_mod
+    from cifar_pack.training import architectures as model_mod
     from cifar_pack.training.config import FAST_RECIPE
     from cifar_pack.training.pipeline import make_optimizer
     from cifar_pack.training.tf_setup import keras

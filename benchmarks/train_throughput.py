@@ -119,7 +119,7 @@ def notebook(x, y, steps):
 
 
 def cifar_pack_recipe(x, y, steps, config, steps_per_execution=1):
-    from cifar_pack.training.model import build_model
+    from cifar_pack.training.architectures import build_model
     from cifar_pack.training.pipeline import make_optimizer, make_pipeline
     from cifar_pack.training.tf_setup import keras
 

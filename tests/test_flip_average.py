@@ -99,8 +99,8 @@ def test_both_passes_of_a_flip_averaged_fast_cnn_run_as_fused_convolutions(tmp_p
     """The fast recipe's network, exported with --flip-average: its weights are shared by the two
     passes, and each of the 14 convolutions still runs as one FusedConv with its BatchNorm and ReLU
     (export's rewrites once skipped weights read by two Convs: 6 Mul and 6 Add passes were left)."""
+    from cifar_pack.training.architectures import build_fast_model, whitening_weights
     from cifar_pack.training.export import export_onnx
-    from cifar_pack.training.model import build_fast_model, whitening_weights
 
     rng = np.random.default_rng(3)
     model = build_fast_model(3, whitening_weights(rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)))

@@ -18,7 +18,7 @@ from .conftest import assert_one_line_error, run_cli, write_class_folders
 
 
 def test_seed_cnn_has_the_notebooks_parameter_count():
-    from cifar_pack.training.model import build_model
+    from cifar_pack.training.architectures import build_model
 
     model = build_model(10)
     assert model.count_params() == 2_168_362
@@ -67,7 +67,7 @@ def test_seed_augmentation_layers_and_not_in_the_model():
     names = [type(layer).__name__ for layer in augment.layers]
     assert names == ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
     assert augment.layers[1].factor == (-40 / 360, 40 / 360) or augment.layers[1].factor == pytest.approx(40 / 360)
-    from cifar_pack.training.model import build_model
+    from cifar_pack.training.architectures import build_model
 
     assert not any(isinstance(layer, keras.layers.RandomFlip) for layer in build_model().layers)
 
@@ -563,7 +563,7 @@ def test_the_fast_recipe_trains_exports_within_parity_and_reloads(tiny_data, tmp
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_fused_batchnorm_trains_and_infers_as_keras_batchnorm(policy):
-    """FusedBatchNorm (training/model.py) computes a training step in TensorFlow's fused kernel:
+    """FusedBatchNorm (training/architectures.py) computes a training step in TensorFlow's fused kernel:
     the same normalised outputs and moving statistics as Keras' BatchNormalization, in both
     precisions the recipes use (forced here, whatever this CPU would pick), and Keras' own
     inference. Tolerances: float32 sums in another order (outputs O(1): 1e-4); bf16 outputs keep
@@ -571,7 +571,7 @@ def test_fused_batchnorm_trains_and_infers_as_keras_batchnorm(policy):
     moving variance is the unbiased one, n / (n - 1) with n = 32 x 7 x 7 = 1,568 (rtol 1e-3)."""
     import numpy as np
 
-    from cifar_pack.training.model import FusedBatchNorm
+    from cifar_pack.training.architectures import FusedBatchNorm
     from cifar_pack.training.tf_setup import keras
 
     x = np.random.default_rng(0).normal(2.0, 3.0, (32, 7, 7, 16)).astype(np.float32)
@@ -598,7 +598,7 @@ def test_batchnorm_refresh_gives_eval_mode_the_training_batches_statistics():
     difference under 1e-3 (measured: 3e-5; float32 sums, so not 0)."""
     import numpy as np
 
-    from cifar_pack.training.model import build_fast_model, whitening_weights
+    from cifar_pack.training.architectures import build_fast_model, whitening_weights
     from cifar_pack.training.weights import BatchNormRefresh
 
     images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)

@@ -23,8 +23,8 @@ class Recipe(StrEnum):
 
 
 class Architecture(StrEnum):
-    seed = "seed"  # the notebook's CNN (model.build_model)
-    fast = "fast"  # BatchNorm CNN with a frozen whitening layer, after airbench (model.build_fast_model)
+    seed = "seed"  # the notebook's CNN (architectures.build_model)
+    fast = "fast"  # BatchNorm CNN with a frozen whitening layer, after airbench (architectures.build_fast_model)
 
 
 class Precision(StrEnum):
@@ -137,7 +137,7 @@ DEFAULT_RECIPE = TrainConfig(
 )
 
 # Fast: airbench94's network and optimiser sized for two CPU cores (docs/recipes.md has the
-# epochs, seeds and ablation): a BatchNorm CNN with ReLUs (widths: training/model.py's
+# epochs, seeds and ablation): a BatchNorm CNN with ReLUs (widths: training/architectures.py's
 # FAST_WIDTHS) whose first layer is a frozen, centred 2x2 patch-whitening convolution computed
 # from the training images, identity-start convolutions, BatchNorm biases at 64x the rate;
 # Nesterov SGD at batch 512 with airbench's rate and decay per example (its 11.5 and 0.0153 per

@@ -32,10 +32,10 @@ from ..runtime.errors import Interrupted, UsageError
 from ..runtime.fileio import package_versions, remove_stale_temps, write_json_atomic
 from ..runtime.records import HISTORY_FILE, MANIFEST_FILE
 from ..runtime.sysinfo import describe_cpu
+from .architectures import build_fast_model, build_model, whitening_weights
 from .budget import choose_epochs
 from .checkpoints import RunTracker, load_checkpoint, restore_rng_states, save_model
 from .config import DEFAULT_RECIPE, TrainConfig, check_minutes, validate_config
-from .model import build_fast_model, build_model, whitening_weights
 from .multi_worker import is_chief, multi_worker_step_logs, work_around_keras_multi_worker
 from .pipeline import (
     describe_kernels,
