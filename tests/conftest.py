@@ -137,3 +137,14 @@ def pytest_sessionfinish(session, exitstatus):
         changed = sorted(set(after.splitlines()) ^ set(before.splitlines()))
         print(f"\nerror: the tests changed the checkout: {changed}")
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def photos() -> np.ndarray:
+    """The 20 quick-start samples as the model sees them: (20, 32, 32, 3) uint8 (test_engines.py
+    overrides it with more photos)."""
+    from cifar_pack.runtime.images import load_image
+
+    from .helpers.samples import SAMPLES
+
+    return np.stack([load_image(p) for p in SAMPLES])

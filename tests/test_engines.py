@@ -34,7 +34,9 @@ FILES = {"float32": BUNDLED_MODEL, "int8": INT8}
 
 @pytest.fixture(scope="module")
 def photos() -> np.ndarray:
-    """uint8 (N, 32, 32, 3): the 20 samples, plus every 50th JPEG of the shared archive if present."""
+    """uint8 (N, 32, 32, 3): the 20 samples, plus every 50th JPEG of the shared archive if present.
+
+    Overrides conftest's ``photos`` on purpose: runtimes are compared on a thousand real photos."""
     images = [load_image(p) for p in SAMPLES]
     if ARCHIVE.exists():
         with tarfile.open(ARCHIVE) as tar:

@@ -28,25 +28,25 @@ def flip_averaged(trained_run, tiny_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def images() -> np.ndarray:
+def noise() -> np.ndarray:
     """(24, 32, 32, 3) uint8 noise: no image is its own mirror, so a missing or wrong flip shows."""
     return np.random.default_rng(7).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
 
 
-def test_flip_averaged_file_gives_the_mean_of_each_image_and_its_mirror(flip_averaged, exported, images):
+def test_flip_averaged_file_gives_the_mean_of_each_image_and_its_mirror(flip_averaged, exported, noise):
     """Against the same model exported without the option, in the same engine: the two graphs run
     the same kernels, but in another order, hence FLOAT32_REORDER_ATOL and not equality."""
-    plain = run_onnxruntime(exported, images)
-    mirrored = run_onnxruntime(exported, np.ascontiguousarray(images[:, :, ::-1]))
-    averaged = run_onnxruntime(flip_averaged, images)
+    plain = run_onnxruntime(exported, noise)
+    mirrored = run_onnxruntime(exported, np.ascontiguousarray(noise[:, :, ::-1]))
+    averaged = run_onnxruntime(flip_averaged, noise)
     assert np.abs(plain - mirrored).max() > 1e-3  # the mirror images do change the answer
     np.testing.assert_allclose(averaged, (plain + mirrored) / 2, atol=FLOAT32_REORDER_ATOL)
     np.testing.assert_allclose(averaged.sum(axis=1), 1.0, atol=FLOAT32_REORDER_ATOL)
 
 
-def test_flip_averaged_file_answers_an_image_and_its_mirror_alike(flip_averaged, images):
-    mirrored = np.ascontiguousarray(images[:, :, ::-1])
-    once, twice = run_onnxruntime(flip_averaged, images), run_onnxruntime(flip_averaged, mirrored)
+def test_flip_averaged_file_answers_an_image_and_its_mirror_alike(flip_averaged, noise):
+    mirrored = np.ascontiguousarray(noise[:, :, ::-1])
+    once, twice = run_onnxruntime(flip_averaged, noise), run_onnxruntime(flip_averaged, mirrored)
     np.testing.assert_allclose(once, twice, atol=FLOAT32_REORDER_ATOL)  # the two passes swap places
 
 
@@ -71,11 +71,11 @@ def test_flip_averaged_file_shares_its_weights_between_the_two_passes(flip_avera
 
 
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
-def test_flip_averaged_file_runs_on_every_runtime(flip_averaged, images, runtime):
+def test_flip_averaged_file_runs_on_every_runtime(flip_averaged, noise, runtime):
     """Same float32 arithmetic as onnxruntime up to summation order; 1e-5 as for the bundled file
     (tests/test_engines.py): other engines pick other kernels, so more than one reorder."""
-    reference = run_onnxruntime(flip_averaged, images)
-    got = RUNTIMES[runtime](flip_averaged, images)
+    reference = run_onnxruntime(flip_averaged, noise)
+    got = RUNTIMES[runtime](flip_averaged, noise)
     assert got.shape == reference.shape and np.abs(got - reference).max() < 1e-5
 
 

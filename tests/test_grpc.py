@@ -16,7 +16,6 @@ import time
 import numpy as np
 import pytest
 
-from cifar_pack.runtime.images import load_image
 from cifar_pack.runtime.predictor import Predictor
 
 from .conftest import FLOAT32_REORDER_ATOL
@@ -31,15 +30,11 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server():
+    # Each test file starts its own server, configured for what it tests: here HTTP and gRPC on one process.
     s = GrpcServer("--max-images", "300", "--max-request-mb", "4", "--max-queue-delay-ms", "5")
     yield s
     assert s.stop() == 0, s.log  # SIGTERM drains both transports and exits 0
     assert "Traceback" not in s.log, s.log
-
-
-@pytest.fixture(scope="module")
-def photos():
-    return np.stack([load_image(p) for p in SAMPLES])  # (20, 32, 32, 3) uint8
 
 
 def test_health_metadata_and_inference_equal_predictor_and_http(server, photos):

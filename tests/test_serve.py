@@ -32,15 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server():
+    # Each test file starts its own server, configured for what it tests: here small limits to
+    # hit (2 s body timeout, 4 MB requests, 300 images).
     s = Server("--max-queue-delay-ms", "5", "--body-timeout-s", "2", "--max-request-mb", "4", "--max-images", "300")
     yield s
     assert s.stop() == 0, s.log  # SIGTERM: drain and exit 0, not uvicorn's re-raised 143
     assert "Traceback" not in s.log, s.log
-
-
-@pytest.fixture(scope="module")
-def photos():
-    return np.stack([load_image(p) for p in SAMPLES])  # (20, 32, 32, 3) uint8
 
 
 def _batch(photos, n):

@@ -29,6 +29,7 @@ pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the [d
 
 @pytest.fixture(scope="module")
 def server():
+    # Each test file starts its own server, configured for what it tests: here few connections, to reach the cap.
     s = Server("--max-queue-delay-ms", "2", "--max-connections", "40")
     yield s
     assert s.stop() == 0, s.log

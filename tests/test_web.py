@@ -52,6 +52,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server():
+    # Each test file starts its own server, configured for what it tests: here the defaults,
+    # as a person starts it for the page.
     s = Server()
     yield s
     assert s.stop() == 0
