@@ -14,6 +14,11 @@ from pathlib import Path
 from cifar_pack.runtime.fileio import package_versions
 from cifar_pack.runtime.sysinfo import cpu_info
 
+# The benchmarks use the tests' helpers (samples, browser, streams) rather than copies of them.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 
 

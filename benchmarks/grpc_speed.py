@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 from _common import Server, header, save
 
+from tests.helpers.samples import SAMPLES
+
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
 
 
 def median_rate(call, images: int, rounds: int = 20) -> float:

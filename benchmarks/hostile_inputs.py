@@ -10,7 +10,6 @@ its exit code and the first line it printed on stderr. A 120 s timeout marks a h
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import pickle
 import struct
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from _common import header, save
 from PIL import Image
+
+from tests.helpers.streams import Zeros
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "artifacts" / "samples" / "cat_1444.jpg"
@@ -70,20 +71,6 @@ class ZeroStride:
 
     def __reduce__(self):
         return np.ndarray, ((self.rows, self.width), np.dtype(np.uint8), b"\x00", 0, (0, 0))
-
-
-class Zeros(io.RawIOBase):
-    def __init__(self, size):
-        self.left = size
-
-    def readinto(self, buffer):
-        n = min(len(buffer), self.left)
-        buffer[:n] = bytes(n)
-        self.left -= n
-        return n
-
-    def readable(self):
-        return True
 
 
 def png_header(path: Path, width: int, height: int) -> Path:

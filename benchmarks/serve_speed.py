@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 from _common import Server, header, save
 
+from tests.helpers.samples import SAMPLES
+
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
 
 
 def load(port, make_request, requests, clients, deadline_s=120.0):

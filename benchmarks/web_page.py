@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,17 +23,10 @@ from pathlib import Path
 
 from _common import header, save
 
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers.samples import SAMPLES
+
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 def main() -> None:
@@ -54,7 +46,7 @@ def main() -> None:
     results = {}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             for mode in ("server", "browser"):

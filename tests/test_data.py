@@ -17,23 +17,7 @@ from cifar_pack.runtime.errors import DataError
 from cifar_pack.runtime.fileio import cache_dir
 
 from .conftest import assert_one_line_error, make_images, run_cli, write_class_folders
-from .helpers.releases import release_arrays, write_python_release
-
-
-def write_binary_release(root: Path, parts, as_tar: bool) -> Path:
-    folder = root / "cifar-10-batches-bin"
-    folder.mkdir(parents=True)
-    names = [f"data_batch_{i + 1}.bin" for i in range(len(parts) - 1)] + ["test_batch.bin"]
-    for name, (x, y) in zip(names, parts):
-        rows = np.concatenate([y.astype(np.uint8)[:, None], x.transpose(0, 3, 1, 2).reshape(len(x), -1)], axis=1)
-        (folder / name).write_bytes(rows.tobytes())
-    (folder / "batches.meta.txt").write_text("\n".join(CIFAR10_CLASSES) + "\n\n")
-    if not as_tar:
-        return folder
-    archive = root / "cifar-10-binary.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname="cifar-10-batches-bin")
-    return archive
+from .helpers.releases import release_arrays, write_binary_release, write_python_release
 
 
 @pytest.mark.parametrize("as_tar", [True, False], ids=["tar.gz", "dir"])

@@ -6,7 +6,6 @@ timeout guards against hangs (it asserts nothing about speed).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
@@ -29,6 +28,7 @@ from cifar_pack.runtime.errors import DataError
 
 from .conftest import assert_one_line_error, make_images, write_class_folders
 from .helpers.odd_images import huge_png
+from .helpers.streams import Zeros
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "artifacts" / "samples" / "cat_1444.jpg"
@@ -123,7 +123,7 @@ def test_non_image_members_are_never_read_and_sizes_are_capped(tmp_path):
         tar.add(folder / "train", arcname="train")
         notes = tarfile.TarInfo("train/red/notes.txt")
         notes.size = 300 * 2**20
-        tar.addfile(notes, _Zeros(notes.size))
+        tar.addfile(notes, Zeros(notes.size))
     proc = load_limited(archive, memory=GiB)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["splits"] == {"train": 6}
@@ -132,23 +132,9 @@ def test_non_image_members_are_never_read_and_sizes_are_capped(tmp_path):
         tar.add(folder / "train", arcname="train")
         big = tarfile.TarInfo("train/red/huge.png")
         big.size = 65 * 2**20
-        tar.addfile(big, _Zeros(big.size))
+        tar.addfile(big, Zeros(big.size))
     proc = load_limited(archive)
     assert proc.returncode == 1 and "huge.png" in proc.stderr and "limit" in proc.stderr, proc.stderr
-
-
-class _Zeros(io.RawIOBase):
-    def __init__(self, size):
-        self.left = size
-
-    def readinto(self, buffer):
-        n = min(len(buffer), self.left)
-        buffer[:n] = bytes(n)
-        self.left -= n
-        return n
-
-    def readable(self):
-        return True
 
 
 def test_many_empty_class_folders_are_found_in_linear_time(tmp_path):

@@ -9,7 +9,6 @@ The tests know the page only through its contract: `input[type=file]`, `[data-te
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,26 +18,16 @@ from PIL import Image
 from cifar_pack.runtime.predictor import Predictor
 
 from .conftest import run_cli
+from .helpers.browser import CHROMIUM, CHROMIUM_ARGS
 from .helpers.samples import SAMPLES
 from .helpers.server import Server
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ORT_WEB = ROOT / "web" / "node_modules" / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs"
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the [dev] extra")
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
     pytest.mark.skipif(not ORT_WEB.exists(), reason="run `npm install --ignore-scripts` in web/ first"),
-]
-# As root, headless, with this machine's closed network: no sandbox, no background requests.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
 ]
 
 
