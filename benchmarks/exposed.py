@@ -26,7 +26,6 @@ I. A reload storm: 60 `load` calls of one repository model while a client infers
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import socket
@@ -39,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 from _common import Server, header, save
-from PIL import Image
 
 from cifar_pack.runtime.predictor import BUNDLED_MODEL
+from tests.helpers.odd_images import sixteen_bit_png
+from tests.helpers.server import multipart
 
 LIMIT_MB = 6 * 1024
 
@@ -110,23 +110,6 @@ def post(port: int, path: str, body: bytes, headers: dict, timeout: float = 300)
         conn.close()
 
 
-def png16(side: int = 7000) -> bytes:
-    pixels = np.zeros((side, side), np.uint16)
-    pixels[::7] = 40_000
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def multipart(files: list[bytes]) -> tuple[bytes, dict]:
-    b = "benchmarkboundary"
-    parts = [
-        f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="{i}.png"\r\n\r\n'.encode() + f + b"\r\n"
-        for i, f in enumerate(files)
-    ]
-    return b"".join(parts) + f"--{b}--\r\n".encode(), {"Content-Type": f"multipart/form-data; boundary={b}"}
-
-
 def parallel(n: int, fn) -> list:
     results: list = [None] * n
     threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, fn())) for i in range(n)]
@@ -138,7 +121,7 @@ def parallel(n: int, fn) -> list:
 
 
 def case_a() -> dict:
-    png, s = png16(), Server()
+    png, s = sixteen_bit_png(), Server()
     try:
         watch = Watch(s)
         statuses = parallel(8, lambda: post(s.port, "/predict?filename=a.png", png, {"Content-Type": "image/png"}))
@@ -150,12 +133,12 @@ def case_a() -> dict:
 
 
 def case_b() -> dict:
-    png, s = png16(), Server()
+    png, s = sixteen_bit_png(), Server()
     try:
         before = cpu_s(s.proc.pid)
-        status = post(s.port, "/predict", *multipart([png] * 40))
+        status = post(s.port, "/predict", *multipart([(f"{i}.png", png) for i in range(40)]))
         result = {"status_40": status, "cpu_s_40": round(cpu_s(s.proc.pid) - before, 1)}
-        body, headers = multipart([png] * 4)
+        body, headers = multipart([(f"{i}.png", png) for i in range(4)])
         head = f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         conn = socket.create_connection(("127.0.0.1", s.port))

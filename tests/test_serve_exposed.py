@@ -8,7 +8,6 @@ time: the figures of the issue's goals come from benchmarks/exposed.py.
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import socket
 import threading
@@ -21,6 +20,7 @@ from PIL import Image
 from cifar_pack.runtime.predictor import BUNDLED_MODEL
 
 from .conftest import assert_one_line_error, run_cli
+from .helpers.odd_images import sixteen_bit_png
 from .helpers.samples import SAMPLES
 from .helpers.server import Server, multipart
 
@@ -41,15 +41,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM")
-
-
-def sixteen_bit_png(side: int = 7000) -> bytes:
-    """A 49 MP 16-bit greyscale PNG of ~100 KB (stripes compress well): 1.3 GB each to decode before."""
-    pixels = np.zeros((side, side), np.uint16)
-    pixels[::7] = 40_000
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 30) -> bytes:

@@ -98,6 +98,15 @@ def huge_png(side: int = HUGE_SIDE) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
 
 
+def sixteen_bit_png(side: int = 7000) -> bytes:
+    """A 49 MP 16-bit greyscale PNG of ~100 KB (stripes compress well): 1.3 GB each to decode before."""
+    pixels = np.zeros((side, side), np.uint16)
+    pixels[::7] = 40_000
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def _jpeg(img: Image.Image, **options) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", **options)
