@@ -141,23 +141,16 @@ def _export_from_onnx(
         raise UsageError(
             f"--model {model}: already ONNX; add --int8 to quantize it, --triton DIR, or --output to rewrite its graph"
         )
-    result: dict = {"onnx": str(model), "int8": None, "int8_report": None}
+    from ..formats.pipeline import Steps, export_onnx_file
+
+    steps = Steps(int8=int8, int8_settings=settings, max_accuracy_drop=max_accuracy_drop)
+    result = export_onnx_file(model, output, data, steps)
     lines = []
-    if output is not None:
-        from ..formats.graph import resimplify_onnx
-
-        model, parity = resimplify_onnx(model, output)
-        result |= {"onnx": str(model), "parity": parity.to_json()}
-        lines.append(f"wrote {model} (graph simplified; max abs diff {parity.max_abs_diff:.2g} vs the source)")
-    if int8:
-        from ..formats.pipeline import Steps, run_steps_on_onnx
-
-        after = run_steps_on_onnx(
-            model, data, Steps(int8=True, int8_settings=settings, max_accuracy_drop=max_accuracy_drop)
-        )
-        path, report = after["int8"], after["int8_report"]
-        result |= {"int8": str(path), "int8_report": report}
-        lines.append(_int8_line(path, report))
+    if result["parity"] is not None:
+        max_diff = result["parity"]["max_abs_diff"]
+        lines.append(f"wrote {result['onnx']} (graph simplified; max abs diff {max_diff:.2g} vs the source)")
+    if result["int8"]:
+        lines.append(_int8_line(result["int8"], result["int8_report"]))
     if triton is not None:
         lines.append(_write_triton(result, triton))
     emit(result, as_json, "\n".join(lines))

@@ -76,3 +76,24 @@ def run_steps_on_onnx(fp32_path: str | Path, data: str | None, steps: Steps) -> 
     if not source:
         raise ModelError(f"{fp32_path}: its metadata names no training data; pass --data")
     return run_steps(fp32_path, data_mod.load(source), record, metadata, steps)
+
+
+def export_onnx_file(model: str | Path, output: str | Path | None, data: str | None, steps: Steps) -> dict:
+    """The export of an already exported float32 ``.onnx`` (``export --model M.onnx``): its graph
+    rewritten to ``output`` with today's graph (parity-checked against it), then ``steps``.
+
+    Returns ``{"onnx": the float32 file the steps ran on, "parity": report or None, "int8": path
+    or None, "int8_report": dict or None}``.
+
+    Raises:
+        ModelError, DataError, ExportError, ParityError: as ``resimplify_onnx`` and ``run_steps_on_onnx``.
+    """
+    result: dict = {"onnx": str(model), "parity": None, "int8": None, "int8_report": None}
+    if output is not None:
+        from .graph import resimplify_onnx
+
+        model, parity = resimplify_onnx(model, output)
+        result |= {"onnx": str(model), "parity": parity.to_json()}
+    if steps.int8:
+        result |= run_steps_on_onnx(model, data, steps)
+    return result
