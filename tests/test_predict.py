@@ -291,3 +291,29 @@ def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
         rss_large = _peak_rss_mb("predict", str(large), *mode)
         # Keeping every result (as before) grew by ~2 KB an image: 36 MB over these 18,000 more.
         assert rss_large <= rss_small + 15, (mode, rss_small, rss_large)
+
+
+def test_two_runs_writing_one_output_the_second_is_refused_and_the_first_finishes(tmp_path):
+    """The second run's stale-temp clean-up deleted the first run's live temp file: the first then
+    died after its work with a FileNotFoundError traceback."""
+    from .helpers.samples import SAMPLES
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3000):  # enough that the first run is still writing when the second starts
+        (images / f"{i:04d}.jpg").write_bytes(SAMPLES[i % len(SAMPLES)].read_bytes())
+    out = tmp_path / "same.csv"
+    cmd = [sys.executable, "-m", "cifar_pack", "predict", str(images), "--output", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".same.*.csv")):  # the first run's temporary file: it is writing
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.02)
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and "another cifar-pack run is writing it now" in second.stderr, second.stderr
+    assert [line.startswith("error:") for line in second.stderr.splitlines()].count(True) == 1
+    assert "Traceback" not in second.stderr
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0 and "Traceback" not in err, err
+    assert len(out.read_text().splitlines()) == 3001  # a header and every image
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "same.csv"]  # no lock or temp left

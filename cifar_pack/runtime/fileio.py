@@ -35,6 +35,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def writer_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Be the one writer of ``path`` for the block: an exclusive lock on ``.<name>.lock`` beside it.
+
+    A second process asking for the same lock gets ``BlockingIOError`` at once. The lock file is
+    removed after; the inode check makes a process that locked a file just removed try again, so
+    two writers never both hold a lock. Without ``fcntl`` (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock = Path(path).parent / f".{Path(path).name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise
+        if lock.exists() and os.stat(lock).st_ino == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the previous holder removed the file we locked: lock the new one
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def remove_stale_temps(folder: str | os.PathLike, names: list[str]) -> list[Path]:
     """Delete temporary files that ``atomic_path`` left for these names when a process was killed.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .errors import UsageError
-from .fileio import atomic_path, remove_stale_temps
+from .fileio import atomic_path, remove_stale_temps, writer_lock
 
 OUTPUT_SUFFIXES = (".jsonl", ".csv")
 Write = Callable[[dict], None]
@@ -39,10 +39,24 @@ def check_output(path: Path, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def result_file(path: Path, top_k: int = 1) -> Iterator[Write]:
-    """Yield a function that writes one result; the file appears at ``path`` only if the block completes."""
-    remove_stale_temps(path.parent, [path.name])  # what a killed earlier run left (ours by name)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-        yield _csv_writer(fh, top_k) if path.suffix.lower() == ".csv" else _jsonl_writer(fh, top_k)
+    """Yield a function that writes one result; the file appears at ``path`` only if the block completes.
+
+    One run writes a given file at a time (``writer_lock``): a second is refused before any work,
+    and the temporary files it would see are then the leftovers of killed runs, removed here.
+
+    Raises:
+        UsageError: another run is writing ``path`` now.
+    """
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(writer_lock(path))
+        except BlockingIOError:
+            raise UsageError(
+                f"--output {path}: another cifar-pack run is writing it now; wait for it, or name another file"
+            ) from None
+        remove_stale_temps(path.parent, [path.name])  # what a killed earlier run left (ours by name)
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+            yield _csv_writer(fh, top_k) if path.suffix.lower() == ".csv" else _jsonl_writer(fh, top_k)
 
 
 def _jsonl_writer(fh: TextIO, top_k: int) -> Write:
