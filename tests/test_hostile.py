@@ -410,3 +410,26 @@ def test_model_and_sidecar_stay_a_pair_and_killed_writes_leave_no_litter(tmp_pat
     onnx.save(onnx.load(_tiny_model(tmp_path / "other.onnx", {}, real=3)), path)
     sidecar_path(path).write_text(json.dumps(stale | {"model_sha256": "0" * 64}))
     assert Predictor(path).class_names == ["0", "1", "2"]  # not the other export's labels
+
+
+def test_a_full_file_system_is_one_line_and_leaves_nothing_behind(tmp_path):
+    """predict --output and export on a full disk printed a 46-line OSError traceback."""
+    full = tmp_path / "full"
+    full.mkdir()
+    # A real full file system: a 64 KB tmpfs (root only; CI runs as root on the polyglot machine).
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (not root?): {mounted.stderr.decode().strip()}")
+    try:
+        images = tmp_path / "images"
+        images.mkdir()
+        for i in range(2000):  # ~100 KB of CSV rows: more than the 64 KB there is
+            (images / f"{i}.jpg").write_bytes(SAMPLE.read_bytes())
+        proc = run_limited("predict", images, "--output", full / "out.csv", timeout=120)
+        assert_one_line_error(proc, "out.csv: No space left on device", code=1)
+        bundled = ROOT / "cifar_pack" / "pretrained" / "cifar10.onnx"
+        proc = run_limited("export", "--model", bundled, "--output", full / "copy.onnx", timeout=120)
+        assert_one_line_error(proc, "copy.onnx: No space left on device", code=1)
+        assert list(full.iterdir()) == []  # no partial file, no temporary file, no lock
+    finally:
+        subprocess.run(["umount", str(full)], check=True)

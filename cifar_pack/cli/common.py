@@ -3,6 +3,7 @@ safe printing, and the options several commands take (each defined once)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -60,6 +61,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# OSErrors that say something about the machine rather than a bug: one line, exit 1.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
+
+
 def command(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap a command: logging set-up, one-line errors, exit codes (1 error, 2 usage, 130 Ctrl-C).
 
@@ -81,6 +86,15 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
             if state["debug"]:
                 raise
             _fail(exc)
+        except OSError as exc:
+            # The machine's state, not a bug: a full or read-only file system, no permission. The
+            # writers are atomic (fileio.atomic_path), so nothing half-written is left behind.
+            if exc.errno not in ENVIRONMENT_ERRNOS or state["debug"]:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            message = f"{where}{exc.strerror or exc} (nothing was left half-written)"
+            typer.echo(f"error: {printable(message)}", err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             if state["debug"]:
                 raise

@@ -30,6 +30,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        # A write error (a full disk) names no file: name the one being written, not its temp.
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
