@@ -203,3 +203,25 @@ def test_a_model_with_a_fixed_batch_size_is_a_400_with_its_reason(repository, tm
         BUNDLED.parent.parent / "artifacts" / "samples" / "cat_1444.jpg",
     )
     assert proc.returncode == 1 and "fixed batch size of 1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_load_parameters_are_refused_not_ignored_and_the_body_is_bounded(repository):
+    """A config override was answered 200 and silently ignored, even malformed, 30 MB or 200,000 deep."""
+    s = GrpcServer("--model-repository", repository, "--model-control-mode", "explicit")
+    try:
+        url = "/v2/repository/models/cifar10/load"
+        assert s.request("POST", url, b"")[0] == 200
+        assert s.request("POST", url, b'{"parameters": {}}')[0] == 200
+        status, _, body = s.request("POST", url, json.dumps({"parameters": {"config": '{"max_batch_size": 1}'}}))
+        assert status == 400 and "load parameters are not supported (config)" in json.loads(body)["error"]
+        for broken in (b"{not json", b"[" * 30_000 + b"]" * 30_000, b'{"parameters": 3}'):  # 30,000 deep: 60 KB
+            status, _, body = s.request("POST", url, broken)
+            assert status == 400 and "load request" in json.loads(body)["error"], body[:200]
+        assert s.request("POST", url, b" " * 2**20)[0] == 413  # bodies are bounded like any other
+        client = grpc_client.InferenceServerClient(s.grpc)
+        with pytest.raises(grpc_client.InferenceServerException, match="INVALID_ARGUMENT"):
+            client.load_model("cifar10", config='{"max_batch_size": 1}')
+        client.load_model("cifar10")
+    finally:
+        assert s.stop() == 0, s.log
+    assert "Traceback" not in s.log, s.log

@@ -17,6 +17,7 @@ from ..serve.config import (
     DEFAULT_MAX_MODELS,
     DEFAULT_PORT,
     MAX_CONNECTIONS,
+    MAX_INSTANCES,
     Batching,
     Limits,
     ModelControl,
@@ -81,7 +82,10 @@ def serve(
     instances: Annotated[
         int,
         typer.Option(
-            "--instances", min=1, help="Engine calls at once, each on its own threads (Triton's instance count)."
+            "--instances",
+            min=1,
+            max=MAX_INSTANCES,
+            help="Engine calls at once, each on its own threads (Triton's instance count).",
         ),
     ] = DEFAULT_BATCHING.instances,
     max_images: Annotated[

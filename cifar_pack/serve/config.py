@@ -40,7 +40,7 @@ class Batching:
 
     ``max_batch_size``: most images per onnxruntime call; ``max_queue_delay_ms``: how long the
     first request of a batch waits for company; ``max_queue_images``: images waiting before new
-    requests are refused (503); ``instances``: model calls that may run at once (Triton's
+    requests are refused (``Unavailable``); ``instances``: model calls that may run at once (Triton's
     ``instance_group`` count), each on its own engine threads.
     """
 
@@ -50,12 +50,19 @@ class Batching:
     instances: int = 1
 
 
+# Most model calls at once: each is a thread pool of its own; more than this many cannot help on
+# any machine this runs on (10^12 was accepted, and the server then tried to make them).
+MAX_INSTANCES = 64
+# A model control request's body (Triton's load parameters): a few hundred bytes when sent at all.
+MAX_CONTROL_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Per-request bounds: body bytes (413; JSON bodies, which cost ~50 ms of parsing a MB, have
-    their own), images per request (413), seconds to receive a body (408), pixels one request may
-    decode (413, from the images' headers, before any is decoded) and seconds it may spend decoding
-    (the images left get an error each)."""
+    """Per-request bounds: body bytes (JSON bodies, which cost ~50 ms of parsing a MB, have their
+    own), images per request, seconds to receive a body, pixels one request may decode (from the
+    images' headers, before any is decoded) and seconds it may spend decoding (the images left get
+    an error each). Each refusal is a typed error (errors.py) the transports map to a status."""
 
     max_request_bytes: int = 32 * 2**20
     max_images: int = 1024

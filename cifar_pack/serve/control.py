@@ -7,7 +7,7 @@ while requests in flight finish on the old one; one load runs at a time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from ..runtime.errors import ModelError, UsageError
 from .batcher import DynamicBatcher
@@ -43,11 +43,20 @@ class RepositoryControl:
                 index.append({"name": name, "state": "UNAVAILABLE", "reason": reason})
         return index
 
-    async def load(self, name: str) -> ServedModel:
+    async def load(self, name: str, parameters: Collection[str] = ()) -> ServedModel:
         """(Re)load ``name`` from the repository: built and warmed before it replaces the served one,
         whose requests in flight finish on it. A model that fails leaves the others (and itself, if
-        it was served) as they were, and the reason in the index."""
+        it was served) as they were, and the reason in the index.
+
+        ``parameters``: the names of the load request's parameters. Triton takes a config override
+        and model files there; each model's contract here comes from its .onnx, so any is refused
+        rather than ignored."""
         repo = self._control()
+        if parameters:
+            shown = ", ".join(sorted(str(p)[:40] for p in parameters)[:5])
+            raise InvalidInput(
+                f"load parameters are not supported ({shown}): each model's settings come from its .onnx"
+            )
         if name not in repository_names(repo.root):
             raise NotFound(f"no model folder {name[:80]!r} in the repository")
         # One load at a time: the --max-models check and the swap happen with no other load between

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -32,7 +33,7 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from . import errors
-from .config import LOCAL_HOSTS, ORT_WEB_VARIABLE
+from .config import LOCAL_HOSTS, MAX_CONTROL_BYTES, ORT_WEB_VARIABLE
 from .core import InferenceService
 from .guard import Guard
 from .http_status import HTTP_STATUS, error_response
@@ -107,6 +108,20 @@ def create_app(
     )
     app.state.service = service
     return app
+
+
+def load_parameters(body: bytes) -> list[str]:
+    """The parameter names of a Triton load request body (``{"parameters": {...}}``, or empty)."""
+    if not body.strip():
+        return []
+    try:
+        request = json.loads(body)
+    except (ValueError, RecursionError):
+        raise errors.InvalidInput("the load request's body is not JSON") from None
+    parameters = request.get("parameters", {}) if isinstance(request, dict) else None
+    if not isinstance(parameters, dict):
+        raise errors.InvalidInput('the load request\'s body must be {"parameters": {...}}')
+    return list(parameters)
 
 
 class HttpApi:
@@ -187,7 +202,8 @@ class HttpApi:
         return JSONResponse(self.service.repository_index())
 
     async def load(self, request: Request) -> Response:
-        await self.service.load(request.path_params["name"])
+        body = await self.read_body(request, MAX_CONTROL_BYTES)
+        await self.service.load(request.path_params["name"], load_parameters(body))
         return JSONResponse({})
 
     async def unload(self, request: Request) -> Response:
