@@ -35,7 +35,9 @@ def evaluate(
             "--split", help="val is the training run's validation split; default: test when present, else train."
         ),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Directory for report.json and confusion.png.")] = DEFAULT_EVAL_DIR,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for report.json, confusion.png and reliability.png.")
+    ] = DEFAULT_EVAL_DIR,
     model_card: Annotated[
         Path | None, typer.Option("--model-card", help="Also write a Markdown model card here.")
     ] = None,
@@ -69,6 +71,7 @@ def evaluate(
     for name, m in report["per_class"].items():
         typer.echo(f"  {name:<14} precision {m['precision']:.3f}  recall {m['recall']:.3f}  support {m['support']}")
     typer.echo(f"confusion matrix: {report['confusion_png']}")
+    typer.echo(f"expected calibration error: {report['ece']:.2%} (reliability diagram: {report['reliability_png']})")
     if report.get("model_card"):
         typer.echo(f"model card: {report['model_card']}")
 

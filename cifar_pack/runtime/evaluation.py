@@ -17,6 +17,7 @@ import numpy as np
 
 from . import data as data_mod
 from .batching import BatchFn, run_batched
+from .calibration import calibration, write_reliability_png
 from .config import DEFAULT_EVAL_DIR, KERAS_SUFFIXES
 from .engines import EngineSettings
 from .errors import DataError, ModelError
@@ -86,12 +87,13 @@ def evaluate(
             the model ``cifar-pack predict`` uses.
         data: any ``data.load`` source. split: ``test``, ``val`` (the training run's stratified
             split, same fraction and seed) or ``train``; None: ``default_split``.
-        out: directory for ``report.json`` and ``confusion.png``.
+        out: directory for ``report.json``, ``confusion.png`` and ``reliability.png``.
         model_card: also write a Markdown model card here.
 
     Returns:
         The report: model, data, split, samples, accuracy, per_class, confusion_matrix,
-        confusion_png, class_balance, most_confused, seconds.
+        confusion_png, class_balance, most_confused, ece and calibration_bins (calibration.py),
+        reliability_png, seconds.
 
     Raises:
         DataError: missing split, empty set, class names that do not match the model's.
@@ -117,6 +119,10 @@ def evaluate(
         out / "confusion.png",
         title=f"{clf.path.name} on {Path(str(data)).name} [{split}], accuracy {summary['accuracy']:.2%}",
     )
+    calib = calibration(probs, y_model)
+    reliability = write_reliability_png(
+        calib, out / "reliability.png", title=f"{clf.path.name} on {Path(str(data)).name} [{split}]"
+    )
     report = {
         "model": str(clf.path),
         "format": clf.format,
@@ -129,6 +135,9 @@ def evaluate(
         "confusion_matrix": matrix.tolist(),
         "class_names": clf.class_names,
         "confusion_png": str(png),
+        "ece": calib["ece"],
+        "calibration_bins": calib["bins"],
+        "reliability_png": str(reliability),
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json_atomic(out / "report.json", report)
