@@ -52,3 +52,70 @@ def test_evaluate_reports_ece_and_writes_the_reliability_diagram(exported, tiny_
         assert png.format == "PNG" and png.size[0] > 300
     text = run_cli("evaluate", "--model", exported, "--data", tiny_data, "--out", tmp_path / "eval2").stdout
     assert "expected calibration error:" in text and "reliability.png" in text
+
+
+def test_fitting_recovers_a_known_temperature():
+    """Labels drawn from softmax(z / 2): the fitted temperature is 2 (NLL's minimum), within sampling noise."""
+    from cifar_pack.formats.calibrate import fit_temperature, scaled
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (20_000, 10))
+    truth = scaled(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 2.0)
+    labels = np.array([rng.choice(10, p=row) for row in truth])
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)  # the uncalibrated model: T = 1
+    assert fit_temperature(probs, labels) == pytest.approx(2.0, rel=0.05)
+
+
+def test_the_fold_computes_softmax_of_logits_over_t_and_keeps_every_argmax(photos):
+    """The Div inserted before the softmax is exact: the folded file equals softmax(log p / T) of
+    the unfolded one (float32 graph vs float64 numpy: ~1e-7), and no top-1 changes."""
+    import onnx
+    import onnxruntime as ort
+
+    from cifar_pack.formats.calibrate import fold_temperature, scaled
+    from cifar_pack.runtime.predictor import BUNDLED_MODEL
+
+    model = onnx.load(str(BUNDLED_MODEL))
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"images": photos}
+    )[0]
+    before, after = run(model), run(fold_temperature(model, 0.5))
+    np.testing.assert_allclose(after, scaled(before, 0.5), atol=1e-6, rtol=0)  # float32 vs float64 rounding
+    assert (after.argmax(1) == before.argmax(1)).all() and after.max(1).mean() > before.max(1).mean()
+
+
+def test_export_calibrate_folds_records_and_refuses_twice(tmp_path):
+    """`export --model M.onnx --calibrate`: the temperature in the graph and the metadata, the ECE
+    before and after, accuracy unchanged; a second --calibrate is one line."""
+    from cifar_pack.runtime.config import CIFAR10_CLASSES
+    from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
+
+    from .conftest import assert_one_line_error
+    from .helpers.samples import SAMPLES
+
+    data = tmp_path / "data"
+    for name in CIFAR10_CLASSES:  # the samples under their own classes, each five times: 10 a class
+        (data / name).mkdir(parents=True)
+    for sample in SAMPLES:
+        for copy in range(5):
+            (data / sample.name.split("_")[0] / f"{copy}_{sample.name}").write_bytes(sample.read_bytes())
+    out = tmp_path / "calibrated.onnx"
+    proc = run_cli("export", "--model", BUNDLED_MODEL, "--output", out, "--calibrate", "--data", data, "--json")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)["calibration"]
+    assert 0.05 < record["temperature"] < 20 and record["samples"] == 20  # 20 % of 100 images: the val split
+    assert record["ece_after"] <= record["ece_before"] + 1e-9
+    calibrated, plain = Predictor(out), Predictor(BUNDLED_MODEL)
+    assert calibrated.metadata["calibration"]["temperature"] == pytest.approx(record["temperature"])
+    photos = np.stack([plain_image for plain_image in _photos()])
+    assert (calibrated.predict_proba(photos).argmax(1) == plain.predict_proba(photos).argmax(1)).all()
+    again = run_cli("export", "--model", out, "--calibrate", "--data", data, "--output", tmp_path / "twice.onnx")
+    assert_one_line_error(again, "already calibrated", code=1)
+
+
+def _photos() -> np.ndarray:
+    from cifar_pack.runtime.images import load_image
+
+    from .helpers.samples import SAMPLES
+
+    return np.stack([load_image(p) for p in SAMPLES])

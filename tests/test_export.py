@@ -214,7 +214,8 @@ def test_cli_export_json_and_bad_files(trained_run, tiny_data, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"onnx", "int8", "parity", "int8_report", "seconds"}
+    assert set(result) == {"onnx", "int8", "parity", "int8_report", "calibration", "seconds"}
+    assert result["calibration"] is None  # --calibrate was not asked for
     assert set(result["parity"]) >= {"samples", "max_abs_diff", "mean_abs_diff", "top1_agreement", "atol", "passed"}
     assert result["int8"] is None and result["parity"]["samples"] == 20
     text = run_cli(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,7 +15,6 @@ from ..formats.config import (
     DEFAULT_MAX_ACCURACY_DROP,
     DEFAULT_PARITY_SAMPLES,
     CalibrateMethod,
-    Int8Settings,
 )
 from ..runtime.config import DEFAULT_ENGINE, DEFAULT_KERAS_MODEL, DEFAULT_PRECISION
 from ..runtime.data import check_source
@@ -23,6 +22,9 @@ from ..runtime.errors import UsageError
 from ..training.config import DEFAULT_OPSET
 from .app import app
 from .common import EngineOpt, JsonOpt, PrecisionOpt, command, emit, printable
+
+if TYPE_CHECKING:
+    from ..formats.pipeline import Steps
 
 
 @app.command()
@@ -79,6 +81,14 @@ def export(
             help="Average each image's probabilities with its mirror image's in the graph (half the images/s).",
         ),
     ] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate/--no-calibrate",
+            help="Fit a temperature on the validation split and fold it into the graph, so the probabilities "
+            "mean what they say (ECE in `evaluate`). Not int8's --calibrate-method.",
+        ),
+    ] = False,
     triton: Annotated[
         Path | None,
         typer.Option("--triton", help="Also write a Triton model repository here (the int8 model too with --int8)."),
@@ -96,7 +106,10 @@ def export(
     if model.suffix == ".onnx":
         if flip_average:
             raise UsageError(f"--flip-average: needs the Keras model (--model {model} is already ONNX)")
-        _export_from_onnx(model, output, data, int8, settings, max_accuracy_drop, triton, as_json)
+        from ..formats.pipeline import Steps
+
+        steps = Steps(int8=int8, int8_settings=settings, max_accuracy_drop=max_accuracy_drop, calibrate=calibrate)
+        _export_from_onnx(model, output, data, steps, triton, as_json)
         return
     from ..training.export import export_onnx
 
@@ -111,6 +124,7 @@ def export(
         int8_settings=settings,
         max_accuracy_drop=max_accuracy_drop,
         flip_average=flip_average,
+        calibrate=calibrate,
     ).to_json()
     p = result["parity"]
     text = (
@@ -118,6 +132,8 @@ def export(
         f"(parity on {p['samples']} {p['inputs']}: max abs diff {p['max_abs_diff']:.2g}, "
         f"top-1 agreement {p['top1_agreement']:.0%})"
     )
+    if result["calibration"]:
+        text += "\n" + _calibration_line(result["calibration"])
     if result["int8"]:
         text += "\n" + _int8_line(result["int8"], result["int8_report"])
     if triton is not None:
@@ -126,29 +142,24 @@ def export(
 
 
 def _export_from_onnx(
-    model: Path,
-    output: Path | None,
-    data: str | None,
-    int8: bool,
-    settings: Int8Settings,
-    max_accuracy_drop: float,
-    triton: Path | None,
-    as_json: bool,
+    model: Path, output: Path | None, data: str | None, steps: Steps, triton: Path | None, as_json: bool
 ) -> None:
     """An exported float32 .onnx: rewrite its graph (--output), quantize it (no TensorFlow), add it
     to a Triton repository."""
-    if not int8 and triton is None and output is None:
+    if not steps.int8 and not steps.calibrate and triton is None and output is None:
         raise UsageError(
-            f"--model {model}: already ONNX; add --int8 to quantize it, --triton DIR, or --output to rewrite its graph"
+            f"--model {model}: already ONNX; add --int8 to quantize it, --calibrate, --triton DIR, or --output to "
+            "rewrite its graph"
         )
-    from ..formats.pipeline import Steps, export_onnx_file
+    from ..formats.pipeline import export_onnx_file
 
-    steps = Steps(int8=int8, int8_settings=settings, max_accuracy_drop=max_accuracy_drop)
     result = export_onnx_file(model, output, data, steps)
     lines = []
     if result["parity"] is not None:
         max_diff = result["parity"]["max_abs_diff"]
         lines.append(f"wrote {result['onnx']} (graph simplified; max abs diff {max_diff:.2g} vs the source)")
+    if result["calibration"]:
+        lines.append(_calibration_line(result["calibration"]))
     if result["int8"]:
         lines.append(_int8_line(result["int8"], result["int8_report"]))
     if triton is not None:
@@ -163,6 +174,13 @@ def _write_triton(result: dict, root: Path) -> str:
     folders = write_repository([p for p in (result["onnx"], result["int8"]) if p], root)
     result["triton"] = [str(f) for f in folders]
     return f"wrote Triton repository {root}: {', '.join(f.name for f in folders)}"
+
+
+def _calibration_line(r: dict) -> str:
+    return (
+        f"calibrated: temperature {r['temperature']:.3f} fitted on {r['samples']} validation images; "
+        f"expected calibration error {r['ece_before']:.2%} -> {r['ece_after']:.2%}"
+    )
 
 
 def _int8_line(path: str | Path, r: dict) -> str:

@@ -80,7 +80,7 @@ def evaluate(
     model_card: str | os.PathLike | None = None,
     batch_size: int = 512,
 ) -> dict:
-    """Evaluate ``model`` on one split of ``data``; write a JSON report and a confusion PNG.
+    """Evaluate ``model`` on one split of ``data``; write a JSON report and two PNGs.
 
     Args:
         model: a ``EvalModel`` (e.g. ``keras_classifier(path)``), or an ``.onnx`` path; ``None`` =
@@ -91,9 +91,8 @@ def evaluate(
         model_card: also write a Markdown model card here.
 
     Returns:
-        The report: model, data, split, samples, accuracy, per_class, confusion_matrix,
-        confusion_png, class_balance, most_confused, ece and calibration_bins (calibration.py),
-        reliability_png, seconds.
+        The report (also ``out/report.json``): accuracy, per_class, confusion_matrix, ece,
+        calibration_bins, the two PNGs' paths, class_balance, most_confused, seconds, provenance.
 
     Raises:
         DataError: missing split, empty set, class names that do not match the model's.
@@ -113,16 +112,9 @@ def evaluate(
     summary = summarize(matrix, clf.class_names)
 
     out = Path(out)
-    png = write_confusion_png(
-        matrix,
-        clf.class_names,
-        out / "confusion.png",
-        title=f"{clf.path.name} on {Path(str(data)).name} [{split}], accuracy {summary['accuracy']:.2%}",
-    )
     calib = calibration(probs, y_model)
-    reliability = write_reliability_png(
-        calib, out / "reliability.png", title=f"{clf.path.name} on {Path(str(data)).name} [{split}]"
-    )
+    title = f"{clf.path.name} on {Path(str(data)).name} [{split}]"
+    png, reliability = _pictures(out, matrix, calib, clf.class_names, title)
     report = {
         "model": str(clf.path),
         "format": clf.format,
@@ -148,6 +140,13 @@ def evaluate(
         card = write_model_card(Path(model_card), report, clf.training, probe, clf.quantization, clf.flip_averaged)
         report["model_card"] = str(card)
     return report
+
+
+def _pictures(out: Path, matrix: np.ndarray, calib: dict, class_names: list[str], title: str) -> tuple[Path, Path]:
+    """The confusion matrix and the reliability diagram, as PNGs in ``out``."""
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    confusion = write_confusion_png(matrix, class_names, out / "confusion.png", f"{title}, accuracy {accuracy:.2%}")
+    return confusion, write_reliability_png(calib, out / "reliability.png", title)
 
 
 def default_split(clf: EvalModel, dataset: data_mod.Dataset, data: str) -> str:

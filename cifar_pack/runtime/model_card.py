@@ -133,6 +133,8 @@ def _result_lines(report: dict) -> list[str]:
     return [
         "## Results",
         f"- Top-1 accuracy: **{report['accuracy']:.2%}** on {report['samples']} images.",
+        f"- Expected calibration error: **{report['ece']:.2%}** (the top-1 probability in 15 bins; "
+        "reliability.png beside the report shows each bin).",
         "",
         "| class | precision | recall | support |",
         "| --- | ---: | ---: | ---: |",

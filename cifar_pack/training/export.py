@@ -56,6 +56,7 @@ class ExportResult:
     int8: Path | None
     int8_report: dict | None
     seconds: float
+    calibration: dict | None = None  # formats/calibrate.py's record, with --calibrate
 
     def to_json(self) -> dict:
         return {
@@ -63,6 +64,7 @@ class ExportResult:
             "int8": str(self.int8) if self.int8 else None,
             "parity": self.parity.to_json(),
             "int8_report": self.int8_report,
+            "calibration": self.calibration,
             "seconds": round(self.seconds, 2),
         }
 
@@ -80,6 +82,7 @@ def export_onnx(
     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     eval_samples: int | None = None,
     flip_average: bool = False,
+    calibrate: bool = False,
 ) -> ExportResult:
     """Convert a Keras image classifier to ONNX and prove it computes what Keras computes.
 
@@ -96,6 +99,8 @@ def export_onnx(
         max_accuracy_drop, eval_samples: the int8 gate's bound (top-1 points) and sample count.
         flip_average: the graph averages the probabilities of each image and its mirror image
             (test-time flip averaging: two passes through the network, half the images/s).
+        calibrate: fit a temperature on the validation split and fold it into the graph
+            (``formats/calibrate.py``), before int8.
 
     Returns:
         ExportResult: paths and reports.
@@ -129,9 +134,10 @@ def export_onnx(
     metadata["graph"] = graph_report(converted, onnx_model)
     write_model(output, onnx_model, metadata)
 
-    steps = Steps(int8, int8_settings, max_accuracy_drop, eval_samples)
+    steps = Steps(int8, int8_settings, max_accuracy_drop, eval_samples, calibrate)
     after = run_steps(output, dataset, record or TrainingRecord(), metadata, steps)
-    return ExportResult(output, report, after["int8"], after["int8_report"], time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return ExportResult(output, report, after["int8"], after["int8_report"], seconds, after["calibration"])
 
 
 # ---------------------------------------------------------------------------------------------
