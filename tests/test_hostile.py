@@ -229,6 +229,7 @@ def test_large_jpeg_is_decoded_in_full_as_every_embedding_language_does(tmp_path
         img.load()  # Pillow's plain open + load: the full-size decode
         assert img.size == (8000, 4000)
         full = images.to_model_input(img)
+    # Exact: the same decoder (Pillow's libjpeg-turbo) on the same bytes in one process; no engine runs.
     np.testing.assert_array_equal(images.load_image(tmp_path / "big.jpg"), full)
 
 

@@ -71,7 +71,9 @@ def _bright_images(n: int) -> np.ndarray:
 def assert_same_integers(avx2: np.ndarray, exact: np.ndarray) -> None:
     """The same integer layers on both kernel families. What follows the last int8 layer (its
     dequantized float32 output, the softmax) is float32 since 2026-12-01 and differs by rounding
-    between the two CPUs' vector widths (~2e-7); a saturated sum moves probabilities by > 1e-3."""
+    between the two CPUs' vector widths (~2e-7); a saturated sum moves probabilities by > 1e-3.
+    The top-1 is compared exactly: with identical integer layers, only a near-tie (top two within
+    ~2e-7) could flip it."""
     assert np.array_equal(avx2.argmax(1), exact.argmax(1))
     assert np.abs(avx2 - exact).max() <= 1e-6
 

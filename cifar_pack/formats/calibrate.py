@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..runtime import data as data_mod
+from ..runtime.batching import run_batched
 from ..runtime.calibration import calibration
-from ..runtime.config import OUTPUT_NAME
+from ..runtime.config import DEFAULT_BATCH_SIZE, OUTPUT_NAME
 from ..runtime.data import Dataset
 from ..runtime.errors import ExportError, ParityError
 from ..runtime.onnx_file import write_model
@@ -140,7 +141,7 @@ def calibrate_onnx(fp32_path: Path, dataset: Dataset | None, record: TrainingRec
     return report
 
 
-def _run(ort: Any, model_bytes: bytes, x: np.ndarray, batch: int = 512) -> np.ndarray:
+def _run(ort: Any, model_bytes: bytes, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+    return run_batched(lambda batch: session.run(None, {name: batch})[0], x, DEFAULT_BATCH_SIZE)

@@ -14,6 +14,7 @@ The rules, which embedders must copy to get the same answers (docs/embedding.md)
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -58,13 +59,23 @@ def resolve_max_pixels(value: int | None = None) -> int:
             raise UsageError(f"{MAX_PIXELS_VARIABLE}={text!r}: not an integer") from None
     if value < 1:
         raise UsageError(f"--max-pixels must be at least 1, got {value}")
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    memory = _physical_memory()
     if value * DECODE_BYTES_PER_PIXEL > memory:
         raise UsageError(
             f"--max-pixels {value:,}: an image that large needs {value * DECODE_BYTES_PER_PIXEL / 1e9:,.0f} GB to "
             f"decode, more than this machine's {memory / 1e9:.0f} GB of memory"
         )
     return value
+
+
+@functools.cache
+def _physical_memory() -> int:
+    """Bytes of RAM, read once: ``decode`` checks its cap once per image. Unknown (no ``sysconf``,
+    as on Windows): no bound from it."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2**63
 
 
 def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:

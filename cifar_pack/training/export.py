@@ -5,9 +5,9 @@ N dynamic; cast and scaling inside the graph; one output ``probabilities`` float
 Metadata (``metadata_props``, each value JSON) says the rest; the same content is written to a
 sidecar ``<output>.json`` for runtimes that cannot read custom metadata (onnxruntime-web).
 
-tf2onnx's ``convert.from_keras`` fails on Keras 3 models (KeyError 'keras_tensor_...', tf2onnx
-issue #2319), so the model is wrapped in a ``tf.function`` with a uint8 signature and converted
-with ``convert.from_function``.
+tf2onnx's ``convert.from_keras`` fails on Keras 3 models (KeyError 'keras_tensor_...': tf2onnx
+1.17 walks Keras 2's internal layer graph, which Keras 3 no longer has), so the model is wrapped in
+a ``tf.function`` with a uint8 signature and converted with ``convert.from_function``.
 """
 
 from __future__ import annotations
