@@ -6,6 +6,13 @@
 >>> ds = ds.map_batches(Classifier, fn_constructor_kwargs={"model": "model.onnx"}, concurrency=2, batch_size=256)
 >>> ds.take(1)   # [{"path": "photos/cat.jpg", "label": "cat", "probability": 0.93, "error": None}]
 
+On a cluster, the model reaches every node through Ray's object store: pass its bytes (or an
+``ObjectRef`` to them) instead of a path, and each actor writes them once to its node's temporary
+folder (named by their SHA-256) and opens that:
+
+>>> model = ray.put(Path("model.onnx").read_bytes())     # once, on the driver
+>>> ds.map_batches(Classifier, fn_constructor_kwargs={"model": model}, ...)
+
 A thin wrapper over ``Predictor``: the same decoder and resize as ``cifar-pack predict``, so the
 labels are the CLI's on the same files. One onnxruntime session per actor, reused for every
 batch, with as many threads as the CPUs Ray gives the actor (``num_cpus``), not the machine's
@@ -14,13 +21,17 @@ cores. The ``[ray]`` extra; this module imports Ray only to read those CPUs.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from .runtime.columns import classify_columns, classify_encoded, convert_all
 from .runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
 from .runtime.engines import EngineSettings, sharing_cores
+from .runtime.fileio import write_bytes_atomic
 from .runtime.predictor import Predictor
 
 Batch = dict[str, np.ndarray]  # Ray Data's "numpy" batch format: column name -> array
@@ -42,7 +53,8 @@ class Classifier:
     """A callable class for ``map_batches``: a batch of encoded files or images -> labels.
 
     Args:
-        model: an exported ``.onnx`` (default: the one ``cifar-pack predict`` uses).
+        model: an exported ``.onnx``: a path every node can read, its bytes, or a Ray ``ObjectRef``
+            to its bytes (default: the model ``cifar-pack predict`` uses, e.g. the bundled one).
         top_k: with K > 1, ``top_k_labels`` and ``top_k_probabilities`` columns, best first.
         device: as for ``Predictor`` (``"cpu"`` by default here: actors ask Ray for GPUs explicitly).
         threads: the engine's threads; default: the actor's CPUs.
@@ -57,7 +69,7 @@ class Classifier:
 
     def __init__(
         self,
-        model: str | os.PathLike | None = None,
+        model: str | os.PathLike | bytes | object | None = None,
         top_k: int = 1,
         device: str = "cpu",
         threads: int | None = None,
@@ -66,7 +78,7 @@ class Classifier:
     ):
         threads = threads or actor_cpus()
         # Beside Ray's reading and this actor's own decoding: idle engine threads do not spin.
-        self.predictor = Predictor(model, settings=sharing_cores(EngineSettings.of(engine, precision, device, threads)))
+        self.predictor = Predictor(node_copy(model), settings=sharing_cores(EngineSettings.of(engine, precision, device, threads)))
         self.top_k = top_k
 
     def __call__(self, batch: Batch) -> Batch:
@@ -82,6 +94,27 @@ class Classifier:
             if name in columns:
                 columns[name] = _rows_as_lists(columns[name])
         return ({"path": np.asarray(paths)} if paths is not None else {}) | columns
+
+
+def node_copy(model: str | os.PathLike | bytes | object | None) -> str | os.PathLike | None:
+    """A path this node can open: ``model`` itself when it is a path (or None), else the model's
+    bytes (``model``, or what the ``ObjectRef`` ``model`` holds) written once to this node's
+    temporary folder as ``cifar-pack-models/<sha256>.onnx`` (atomically: actors on one node may
+    write it at the same time; each then opens a whole file)."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return model
+    if not isinstance(model, (bytes, bytearray, memoryview)):
+        import ray
+
+        if not isinstance(model, ray.ObjectRef):
+            raise TypeError(f"model must be a path, bytes or a Ray ObjectRef to bytes, got {type(model).__name__}")
+        model = ray.get(model)
+    data = bytes(model)
+    path = Path(tempfile.gettempdir()) / "cifar-pack-models" / f"{hashlib.sha256(data).hexdigest()}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data)
+    return path
 
 
 def _rows_as_lists(table: np.ndarray) -> np.ndarray:

@@ -11,6 +11,10 @@ batch's files are decoded with ``cifar-pack predict``'s decoder and resize, so t
 CLI's on the same files. onnxruntime gets as many threads as the task's CPUs
 (``spark.task.cpus``, 1 by default), not the machine's cores: Spark already runs one task per core.
 The ``[spark]`` extra (PySpark, pandas, pyarrow; Spark needs a Java runtime).
+
+On a cluster, ship the model with the job as Spark ships files, and name it by its file name:
+``spark-submit --files model.onnx job.py`` (or ``spark.sparkContext.addFile("model.onnx")``) and
+``classify_udf(model="model.onnx")``: each executor opens its own copy (``SparkFiles.get``).
 """
 
 from __future__ import annotations
@@ -60,8 +64,9 @@ def classify_udf(
     """A column function: the ``content`` (bytes) of ``binaryFile`` rows -> ``result_type(top_k)``.
 
     Args:
-        model: an exported ``.onnx``, readable at this path on every worker (default: the model
-            ``cifar-pack predict`` uses, e.g. the bundled one).
+        model: an exported ``.onnx``: a path every executor can read, or the file name of a model
+            shipped with the job (``--files``/``addFile``; ``shipped_path``); default: the model
+            ``cifar-pack predict`` uses, e.g. the bundled one.
         top_k: with K > 1, a ``top_k`` array of the K best ``{label, probability}``.
         batch_size: images per engine call (``predict_batch_udf``'s batch size).
         engine, precision: as for ``Predictor`` (``engine="openvino"`` with the ``[openvino]`` extra
@@ -86,9 +91,23 @@ def task_cpus() -> int:
     return max(1, int(context.cpus())) if context is not None else 1
 
 
+def shipped_path(model: str | None) -> str | None:
+    """``model`` where it names a file shipped with the job (a bare file name that ``SparkFiles``
+    holds on this executor: its own copy), else ``model`` as given."""
+    if model is None or os.path.dirname(model):
+        return model
+    from pyspark import SparkFiles
+
+    try:
+        shipped = SparkFiles.get(model)
+    except Exception:  # no SparkContext or executor here (e.g. a plain Python test): not shipped
+        return model
+    return shipped if os.path.isfile(shipped) else model
+
+
 def make_predict_fn(
     model: str | None, top_k: int, settings: EngineSettings = EngineSettings(device="cpu")
 ) -> PredictFn:
     """Runs once per Python worker: one loaded model (on the task's CPUs), then one call per Arrow batch."""
-    predictor = Predictor(model, settings=replace(settings, threads=task_cpus()))
+    predictor = Predictor(shipped_path(model), settings=replace(settings, threads=task_cpus()))
     return lambda contents: classify_columns(predictor, decode_all(predictor, contents), top_k)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..runtime.config import INPUT_SHAPE
+from .config import TrainConfig
 from .tf_setup import keras, tf
 
 
@@ -60,6 +61,7 @@ FAST_WIDTHS = (48, 144, 144)
 # networks bundled before this change.
 FAST_ACTIVATION = "relu"
 WHITEN_PATCH = 2  # the whitening layer's patch size: 2x2x3 = 12 dimensions, 24 filters (+ and -)
+WHITEN_BIAS = "whiten_bias"  # the name of the optional trainable bias after it (build_fast_model)
 
 
 @keras.saving.register_keras_serializable(package="cifar_pack")
@@ -184,6 +186,8 @@ def build_fast_model(
     widths: tuple[int, ...] = FAST_WIDTHS,
     input_shape: tuple[int, int, int] = INPUT_SHAPE,
     activation: str = FAST_ACTIVATION,
+    batchnorm_epsilon: float = 1e-3,
+    whiten_bias: bool = False,
 ) -> keras.Model:
     """The ``fast`` recipe's CNN: raw pixels (N, 32, 32, 3) 0..255 -> (N, C) probabilities.
 
@@ -192,7 +196,9 @@ def build_fast_model(
     (no bias) scaled by 1/9 -> softmax (float32). Convolutions have no bias and start near the
     identity (``PartialIdentity``); BatchNorm has no scale (the next convolution's weights carry it)
     and its bias is a ``ScaledBias`` (airbench's 64x bias learning rate). ``act``: ``activation``,
-    a Keras activation name or "gelu" (``gelu`` below, which tf2onnx converts).
+    a Keras activation name or "gelu" (``gelu`` below, which tf2onnx converts). ``whiten_bias``: a
+    trainable bias (``WHITEN_BIAS``, zeros) after the frozen whitening convolution, which
+    ``train`` freezes after ``whiten_bias_epochs`` (airbench trains its whitening bias at first).
     """
     layers = keras.layers
     inputs = keras.Input(shape=input_shape, name="images")
@@ -200,14 +206,17 @@ def build_fast_model(
     kernel, bias = whitening
     whiten = layers.Conv2D(kernel.shape[-1], WHITEN_PATCH, name="whiten", trainable=False)
     act = gelu if activation == "gelu" else activation
-    x = layers.Activation(act, name="whiten_act")(whiten(x))
+    x = whiten(x)
     whiten.set_weights([kernel, bias])
+    if whiten_bias:
+        x = ScaledBias(scale=1.0, name=WHITEN_BIAS)(x)
+    x = layers.Activation(act, name="whiten_act")(x)
 
     def conv(width: int, name: str) -> keras.layers.Layer:
         return layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=PartialIdentity(), name=name)
 
     def norm(x: tf.Tensor, name: str) -> tf.Tensor:
-        x = FusedBatchNorm(momentum=0.6, center=False, scale=False, name=name)(x)
+        x = FusedBatchNorm(momentum=0.6, epsilon=batchnorm_epsilon, center=False, scale=False, name=name)(x)
         return ScaledBias(name=f"{name}_bias")(x)
 
     for i, width in enumerate(widths, start=1):
@@ -221,3 +230,13 @@ def build_fast_model(
     x = layers.Rescaling(1.0 / 9.0, name="logit_scale")(x)  # airbench's output scale: softer early softmax
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="cifar_pack_fast_cnn")
+
+
+def fast_shape(config: TrainConfig) -> dict:
+    """``build_fast_model``'s shape arguments from a recipe (its None fields: this module's defaults)."""
+    return {
+        "widths": tuple(config.widths or FAST_WIDTHS),
+        "activation": config.activation or FAST_ACTIVATION,
+        "batchnorm_epsilon": config.batchnorm_epsilon,
+        "whiten_bias": config.whiten_bias_epochs > 0,
+    }

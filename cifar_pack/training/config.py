@@ -84,6 +84,14 @@ class TrainConfig:
     seed: int = DEFAULT_SEED
     precision: str = "auto"  # a Precision value
     strategy: str = "default"  # a Strategy value
+    # The fast architecture's shape; None: architectures.FAST_WIDTHS / FAST_ACTIVATION. The recipe
+    # ladder in docs/recipes.md varies these one at a time (benchmarks/recipe_ladder.py).
+    widths: tuple[int, ...] | None = None
+    activation: str | None = None  # "relu" or "gelu"
+    batchnorm_epsilon: float = 1e-3  # Keras' default; airbench's is 1e-12
+    # airbench trains the whitening layer's bias for its first 3 epochs, then freezes it; 0 keeps
+    # it frozen at the centring bias from the start (architectures.whitening_weights)
+    whiten_bias_epochs: int = 0
 
     def warmup(self) -> float:
         """Epochs of learning-rate warm-up (fractional epochs count their steps)."""
@@ -96,6 +104,8 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
         data["augment"] = Augment(**data.get("augment", {}))
+        if data.get("widths") is not None:  # JSON gives a list
+            data["widths"] = tuple(data["widths"])
         return cls(**data)
 
     def with_overrides(self, **overrides: str | int | float | None) -> TrainConfig:
@@ -195,6 +205,8 @@ def validate_config(config: TrainConfig) -> None:
             raise UsageError(f"{option} must be one of {', '.join(choices(enum))}, got {value!r}")
     if config.warmup_fraction is not None and not 0.0 <= config.warmup_fraction < 1.0:
         raise UsageError(f"warmup_fraction must be in [0, 1), got {config.warmup_fraction}")
+    if config.activation not in (None, "relu", "gelu"):
+        raise UsageError(f"activation must be relu or gelu, got {config.activation!r}")
     if config.learning_rate <= 0:
         raise UsageError(f"--lr must be positive, got {config.learning_rate}")
 

@@ -32,7 +32,7 @@ from ..runtime.errors import Interrupted, UsageError
 from ..runtime.fileio import package_versions, remove_stale_temps, write_json_atomic
 from ..runtime.records import HISTORY_FILE, MANIFEST_FILE
 from ..runtime.sysinfo import describe_cpu
-from .architectures import build_fast_model, build_model, whitening_weights
+from .architectures import WHITEN_BIAS, build_fast_model, build_model, fast_shape, whitening_weights
 from .budget import choose_epochs
 from .checkpoints import RunTracker, load_checkpoint, restore_rng_states, save_model
 from .config import DEFAULT_RECIPE, TrainConfig, check_minutes, validate_config
@@ -50,7 +50,7 @@ from .pipeline import (
 from .progress import EpochProgress, GracefulStop, first_ctrl_c_stops
 from .run_state import BEST_FILE, LAST_FILE, PREV_FILE, STATE_FILE, check_resumable, read_state, stored_settings
 from .tf_setup import keras, tf
-from .weights import BatchNormRefresh, Lookahead
+from .weights import BatchNormRefresh, FreezeLayer, Lookahead
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def _new_model(run: _Run, strategy: tf.distribute.Strategy) -> keras.Model:
     with strategy.scope():
         steps_per_epoch = train_steps(len(run.arrays[1]), run.config)
         if run.config.architecture == "fast":
-            model = build_fast_model(run.num_classes, whitening_weights(run.arrays[0]))
+            model = build_fast_model(run.num_classes, whitening_weights(run.arrays[0]), **fast_shape(run.config))
         else:
             model = build_model(run.num_classes)
         model.compile(
@@ -278,6 +278,8 @@ def _run_epochs(run: _Run, model: keras.Model, strategy: tf.distribute.Strategy,
         if config.lookahead:
             callbacks.append(Lookahead(config.epochs * steps, steps))
         callbacks.append(BatchNormRefresh.from_training_set(x_train, config.batch_size, config.seed))
+        if config.whiten_bias_epochs:
+            callbacks.append(FreezeLayer(WHITEN_BIAS, after_epochs=config.whiten_bias_epochs))
     callbacks.append(RunTracker(run.out, state, steps))
     if sys.stderr.isatty():
         callbacks.append(EpochProgress(config.epochs, steps, config.batch_size))

@@ -7,6 +7,8 @@ end of an epoch they describe weights a few steps old. Measured on the validatio
 58 % after refreshing the moving statistics on 8 training batches with the final weights. Before
 every validation (and so before every checkpoint) the statistics are re-estimated that way.
 
+``FreezeLayer``: airbench trains its whitening layer's bias for the first epochs only.
+
 ``Lookahead``: airbench's averaging. From ``start_epoch`` on, every ``every`` steps the weights
 (and BatchNorm statistics) move to an exponential average of themselves whose decay grows over
 training (``decay ** every * progress ** 3``), and the average is copied back into the model, so
@@ -87,3 +89,19 @@ class Lookahead(keras.callbacks.Callback):
             average *= rho
             average += (1.0 - rho) * weight.numpy()
             weight.assign(average)
+
+
+class FreezeLayer(keras.callbacks.Callback):
+    """Stop training the layer ``name`` after ``after_epochs`` epochs: from then on the optimizer
+    neither steps nor decays it (as a PyTorch parameter with ``requires_grad`` off). The layer's
+    ``trainable`` flag is saved with the checkpoint, so a resumed run keeps it frozen."""
+
+    def __init__(self, name: str, after_epochs: int):
+        super().__init__()
+        self.name, self.after_epochs = name, after_epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        layer = self.model.get_layer(self.name)
+        if epoch + 1 >= self.after_epochs and layer.trainable:
+            layer.trainable = False
+            self.model.train_function = None  # traced with the old trainable list: the next fit() traces again
