@@ -149,7 +149,9 @@ def main() -> None:
             print(f"{name:20} {row['change']}: {row['overrides']}")
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    header("recipe ladder", "each row trained with train() on the validation split of --seed; accuracies of the best epoch")
+    header(
+        "recipe ladder", "each row trained with train() on the validation split of --seed; accuracies of the best epoch"
+    )
     with tempfile.TemporaryDirectory(prefix="ladder-") as scratch:
         for name in args.rows:
             result = run_row(name, table[name], args.seed, args.data, Path(scratch))

@@ -8,7 +8,7 @@
 
 On a cluster, the model reaches every node through Ray's object store: pass its bytes (or an
 ``ObjectRef`` to them) instead of a path, and each actor writes them once to its node's temporary
-folder (named by their SHA-256) and opens that:
+folder (``onnx_file.local_copy``) and opens that:
 
 >>> model = ray.put(Path("model.onnx").read_bytes())     # once, on the driver
 >>> ds.map_batches(Classifier, fn_constructor_kwargs={"model": model}, ...)
@@ -21,17 +21,14 @@ cores. The ``[ray]`` extra; this module imports Ray only to read those CPUs.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from .runtime.columns import classify_columns, classify_encoded, convert_all
 from .runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
 from .runtime.engines import EngineSettings, sharing_cores
-from .runtime.fileio import write_bytes_atomic
+from .runtime.onnx_file import local_copy
 from .runtime.predictor import Predictor
 
 Batch = dict[str, np.ndarray]  # Ray Data's "numpy" batch format: column name -> array
@@ -78,7 +75,9 @@ class Classifier:
     ):
         threads = threads or actor_cpus()
         # Beside Ray's reading and this actor's own decoding: idle engine threads do not spin.
-        self.predictor = Predictor(node_copy(model), settings=sharing_cores(EngineSettings.of(engine, precision, device, threads)))
+        self.predictor = Predictor(
+            node_copy(model), settings=sharing_cores(EngineSettings.of(engine, precision, device, threads))
+        )
         self.top_k = top_k
 
     def __call__(self, batch: Batch) -> Batch:
@@ -98,9 +97,8 @@ class Classifier:
 
 def node_copy(model: str | os.PathLike | bytes | object | None) -> str | os.PathLike | None:
     """A path this node can open: ``model`` itself when it is a path (or None), else the model's
-    bytes (``model``, or what the ``ObjectRef`` ``model`` holds) written once to this node's
-    temporary folder as ``cifar-pack-models/<sha256>.onnx`` (atomically: actors on one node may
-    write it at the same time; each then opens a whole file)."""
+    bytes (``model``, or what the ``ObjectRef`` ``model`` holds) as a file on this node
+    (``onnx_file.local_copy``)."""
     if model is None or isinstance(model, (str, os.PathLike)):
         return model
     if not isinstance(model, (bytes, bytearray, memoryview)):
@@ -109,12 +107,7 @@ def node_copy(model: str | os.PathLike | bytes | object | None) -> str | os.Path
         if not isinstance(model, ray.ObjectRef):
             raise TypeError(f"model must be a path, bytes or a Ray ObjectRef to bytes, got {type(model).__name__}")
         model = ray.get(model)
-    data = bytes(model)
-    path = Path(tempfile.gettempdir()) / "cifar-pack-models" / f"{hashlib.sha256(data).hexdigest()}.onnx"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, data)
-    return path
+    return local_copy(bytes(model))
 
 
 def _rows_as_lists(table: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import FLOAT32_REORDER_ATOL, run_cli
@@ -70,8 +71,11 @@ def test_ray_data_job_on_two_hosts_gets_the_model_through_the_object_store(model
     write_variants(photos, 1000)  # four batches of 256 or more: work for both actors
     script = tmp_path / "predict_ray_cluster.py"
     # The docs' job, with one more column: the node that answered each row.
-    script.write_text(doc_block("scale.md", "ray.put(").replace("    Classifier,", "    NodeClassifier,").replace(
-        "model_file, photos", NODE_CLASSIFIER + "model_file, photos"))
+    script.write_text(
+        doc_block("scale.md", "ray.put(")
+        .replace("    Classifier,", "    NodeClassifier,")
+        .replace("model_file, photos", NODE_CLASSIFIER + "model_file, photos")
+    )
     want = cli_answers(photos, model_dir / "model.onnx")
     started = time.monotonic()
     with ray_cluster(hide=[model_dir]) as cluster:
@@ -114,16 +118,31 @@ def test_ray_data_job_finishes_every_row_once_when_the_worker_node_dies(model_di
     assert job.returncode == 0, stderr[-3000:]
     rows = read_json_rows(out)
     assert_cli_answers(rows, want)
-    print(f"ray, worker node killed ({killed} processes) at {killed_at:.0f} s: {len(rows)} rows, each once, "
-          f"job done at {time.monotonic() - started:.0f} s")
+    recovered = len(re.findall(r"(?i)(actor|node|task).{0,80}(died|dead|restart|retr)", stderr))
+    print(
+        f"ray, worker node killed ({killed} processes) at {killed_at:.0f} s: {len(rows)} rows, each once, "
+        f"{recovered} lines on lost actors/tasks in the driver's log, job done at {time.monotonic() - started:.0f} s"
+    )
 
 
-def wait_for_files(folder: Path, pattern: str, job, timeout: float = 300) -> None:
+def wait_for_files(folder: Path, pattern: str, job) -> None:
     """Until the job has written its first results (a fault then strikes mid-job)."""
+    wait_for(lambda: any(folder.glob(pattern)), job)
+
+
+def _holds(path: Path, text: str) -> bool:
+    """``text`` is in the file at ``path`` (False when a task renamed or removed it meanwhile)."""
+    try:
+        return text in path.read_text()
+    except OSError:
+        return False
+
+
+def wait_for(condition, job, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
-    while not any(folder.glob(pattern)):
-        assert job.poll() is None, f"the job ended ({job.returncode}) before writing anything"
-        assert time.monotonic() < deadline, f"no {pattern} in {folder} after {timeout:.0f} s"
+    while not condition():
+        assert job.poll() is None, f"the job ended ({job.returncode}) before the fault"
+        assert time.monotonic() < deadline, f"the job did not get that far in {timeout:.0f} s"
         time.sleep(0.2)
 
 
@@ -142,7 +161,9 @@ def spark_job(tmp_path: Path) -> Path:
 
 
 def spark_rows(folder: Path) -> list[dict]:
-    return [{"path": r["path"], "host": r["host"], **r["prediction"]} for r in read_json_rows_named(folder, "part-*.json")]
+    return [
+        {"path": r["path"], "host": r["host"], **r["prediction"]} for r in read_json_rows_named(folder, "part-*.json")
+    ]
 
 
 def read_json_rows_named(folder: Path, pattern: str) -> list[dict]:
@@ -172,3 +193,96 @@ def test_spark_job_on_two_hosts_ships_the_model_with_files(model_dir, tmp_path):
     per_host = {h: sum(r["host"] == h for r in rows) for h in "ab"}
     print(f"spark on two hosts: {len(rows)} rows, each once, per host {per_host}, {time.monotonic() - started:.1f} s")
     assert per_host["a"] and per_host["b"]
+
+
+def test_spark_job_finishes_every_row_once_when_a_worker_host_dies(model_dir, tmp_path):
+    """10,000 files in 8 partitions; once the first task has committed its output, every process
+    of host "b" is killed (its worker and executor). Spark reruns the lost tasks on host "a"'s
+    executor (an executor lost is not a task failure) and the output committer keeps each task's
+    output once: every file exactly once, the CLI's answers."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    write_variants(photos, 10_000)
+    want = cli_answers(photos, model_dir / "model.onnx")
+    started = time.monotonic()
+    with spark_cluster(hide=[model_dir]) as cluster:
+        job = cluster.start_driver(submit(cluster, model_dir / "model.onnx", spark_job(tmp_path), photos, out))
+        wait_for(lambda: any(_holds(p, '"host":"b"') for p in out.glob("_temporary/**/part-*")), job)
+        killed = cluster.hosts.kill_all("b")  # mid-task: host b has written rows it has not committed
+        killed_at = time.monotonic() - started
+        stdout, stderr = job.communicate(timeout=600)
+    assert job.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    rows = spark_rows(out)
+    assert_cli_answers(rows, want)
+    lost = len(re.findall(r"Lost executor|ExecutorLostFailure|Removed executor", stderr))
+    per_host = {h: sum(r["host"] == h for r in rows) for h in "ab"}
+    print(
+        f"spark, host b killed ({killed} processes) at {killed_at:.0f} s: {len(rows)} rows, each once, "
+        f"per host {per_host}, {lost} executor-loss lines in the driver's log, done at {time.monotonic() - started:.0f} s"
+    )
+
+
+CHECK_REPLICAS = """
+import ray
+from ray import serve
+ray.init()
+handle = serve.get_app_handle("cifar10")
+print(len({handle.node.remote().result() for _ in range(40)}))
+"""
+
+
+def test_ray_serve_on_two_hosts_answers_the_kserve_clients_of_the_docs(model_dir, tmp_path):
+    """docs/serving.md's Ray Serve deployment on the two-host cluster, one replica per node, the
+    model's bytes through the object store; the docs' tritonclient HTTP program against the proxy
+    of each node prints what its comment shows (as against `cifar-pack serve`), and a JSON request
+    gets the probabilities `Predictor` computes (the suite's tolerance)."""
+    from cifar_pack.runtime.predictor import Predictor
+
+    from .snippets import assert_prints_its_comment
+
+    deploy = tmp_path / "serve_on_ray.py"
+    deploy.write_text(doc_block("serving.md", "KServeClassifier"))
+    client = doc_block("serving.md", "tritonclient.http as httpclient")
+    with ray_cluster(hide=[model_dir]) as cluster:
+        proc = cluster.driver([sys.executable, deploy, model_dir / "model.onnx"], timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        replicas = cluster.driver([sys.executable, "-c", CHECK_REPLICAS], timeout=120)
+        assert replicas.stdout.split()[-1:] == ["2"], replicas.stdout + replicas.stderr[-2000:]
+        for host in "ab":
+            url = f"{cluster.hosts.address(host)}:8000"
+            run = cluster.driver([sys.executable, "-c", client.replace("127.0.0.1:8000", url)], timeout=120, cwd=ROOT)
+            assert run.returncode == 0, run.stderr[-3000:]
+            assert_prints_its_comment(client, run.stdout)
+        json_run = cluster.driver(
+            [sys.executable, "-c", JSON_CLIENT, cluster.hosts.address("b")], timeout=120, cwd=ROOT
+        )
+    assert json_run.returncode == 0, json_run.stderr[-3000:]
+    got = np.array(json.loads(json_run.stdout))
+    np.testing.assert_allclose(
+        got, Predictor(BUNDLED).predict_proba(_samples_batch()), rtol=0, atol=FLOAT32_REORDER_ATOL
+    )
+    print(
+        f"ray serve on two hosts: 2 replicas on 2 nodes, the docs' client right on both proxies, {len(got)} JSON answers"
+    )
+
+
+JSON_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.http as httpclient
+from PIL import Image
+from pathlib import Path
+paths = sorted(Path("artifacts/samples").glob("*.jpg"))[:8]
+batch = np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.uint8) for p in paths])
+images = httpclient.InferInput("images", list(batch.shape), "UINT8")
+images.set_data_from_numpy(batch, binary_data=False)
+client = httpclient.InferenceServerClient(sys.argv[1] + ":8000")
+out = httpclient.InferRequestedOutput("probabilities", binary_data=False)
+print(json.dumps(client.infer("cifar10", [images], outputs=[out]).as_numpy("probabilities").tolist()))
+"""
+
+
+def _samples_batch() -> np.ndarray:
+    from PIL import Image
+
+    paths = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))[:8]
+    return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.uint8) for p in paths])

@@ -12,8 +12,10 @@ caller); reading takes the raw ``{key: text}`` map that onnxruntime
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,3 +131,15 @@ def _json_or_text(value: str, path: str | Path, key: str) -> object:
     except RecursionError:  # "[[[[...]]]]" 100,000 deep
         log.warning("%s: metadata '%s' is nested too deeply to read; ignored", path, key[:40])
         return None
+
+
+def local_copy(data: bytes) -> Path:
+    """A model's bytes as a file on this machine, for engines that open paths: written once to the
+    temporary folder as ``cifar-pack-models/<sha256>.onnx``, atomically (several workers on one node
+    may write it at the same time; each then opens a whole file). How a model that travelled
+    through a cluster engine's object store is opened on a node without a copy of the file."""
+    path = Path(tempfile.gettempdir()) / "cifar-pack-models" / f"{hashlib.sha256(data).hexdigest()}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data)
+    return path

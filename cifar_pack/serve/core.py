@@ -24,7 +24,7 @@ from .control import RepositoryControl
 from .decoding import DecodePool
 from .errors import InvalidInput, NotFound, Unavailable, UnsupportedMedia
 from .metrics import ServeMetrics
-from .models import ServedModel, warm_up
+from .models import ServedModel, model_metadata, warm_up
 from .repository import Repository, triton_config
 from .statistics import Statistics
 
@@ -163,13 +163,7 @@ class InferenceService(RepositoryControl):
         return {"name": "cifar-pack", "version": __version__, "extensions": EXTENSIONS}
 
     def model_metadata(self, m: ServedModel) -> dict:
-        return {
-            "name": m.name,
-            "versions": [m.version],
-            "platform": f"{m.predictor.settings.engine.value}_onnx",
-            "inputs": [{"name": m.predictor.input_name, "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
-            "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, m.predictor.num_classes]}],
-        }
+        return model_metadata(m.name, m.version, m.predictor)
 
     def model_config(self, m: ServedModel) -> dict:
         """The model's configuration as Triton reports it (``GET /v2/models/NAME/config``, ModelConfig)."""

@@ -38,3 +38,14 @@ def warm_up(model: ServedModel, max_batch_size: int) -> ServedModel:
     for size in sorted({1, max_batch_size}):
         model.predictor.predict_proba(np.zeros((size, *INPUT_SHAPE), np.uint8))
     return model
+
+
+def model_metadata(name: str, version: str, predictor: Predictor) -> dict:
+    """A model's KServe v2 metadata (``GET /v2/models/NAME``), for the server and the Ray Serve deployment."""
+    return {
+        "name": name,
+        "versions": [version],
+        "platform": f"{predictor.settings.engine.value}_onnx",
+        "inputs": [{"name": predictor.input_name, "datatype": "UINT8", "shape": [-1, *INPUT_SHAPE]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, predictor.num_classes]}],
+    }

@@ -24,6 +24,7 @@ from .hosts import TwoHosts
 
 RAY_PORT = 6379
 SPARK_PORT = 7077
+RAY_NODE_CPUS = 4
 START_TIMEOUT_S = 120  # a node that has not joined by then has failed to start (a start takes ~5-20 s here)
 
 
@@ -47,19 +48,24 @@ def _private_tmp() -> Path:
 
 
 @contextmanager
-def ray_cluster(hide: Sequence[Path] = (), worker_cpus: int = 2) -> Iterator[Cluster]:
+def ray_cluster(hide: Sequence[Path] = ()) -> Iterator[Cluster]:
     """``ray start --head`` on "a", ``ray start --address`` on "b"; token authentication on (Ray's
-    default for a head on a non-loopback address), the token in the environment of every node."""
+    default for a head on a non-loopback address), the token in the environment of every node.
+    Each node claims ``RAY_NODE_CPUS`` (both share this machine's cores): room on one node for two
+    1-CPU actors and the reading beside them when the other dies (docs/scale.md)."""
     hosts, worker_tmp = TwoHosts("r"), _private_tmp()
     temp_dirs = [Path(tempfile.mkdtemp(prefix="cp-ray-")) for _ in "ab"]  # short: Ray's socket paths
     head = f"{hosts.address('a')}:{RAY_PORT}"
-    env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = os.environ | {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     try:
-        common = ["--disable-usage-stats", "--num-cpus", "2"]
+        common = ["--disable-usage-stats", "--num-cpus", str(RAY_NODE_CPUS)]
         _check(hosts.run("a", ["ray", "start", "--head", "--node-ip-address", hosts.address("a"), "--port",
                                str(RAY_PORT), "--include-dashboard", "false", "--temp-dir", temp_dirs[0], *common],
                          env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S), "ray start --head")  # fmt: skip
-        common[-1] = str(worker_cpus)
         _check(hosts.run("b", ["ray", "start", "--address", head, "--node-ip-address", hosts.address("b"),
                                "--temp-dir", temp_dirs[1], *common], hide=[*hide, worker_tmp],
                          env=env | {"TMPDIR": str(worker_tmp)}, capture_output=True, text=True,
