@@ -8,7 +8,7 @@
 
 On a cluster, the model reaches every node through Ray's object store: pass its bytes (or an
 ``ObjectRef`` to them) instead of a path, and each actor writes them once to its node's temporary
-folder (``onnx_file.local_copy``) and opens that:
+folder (``onnx_file.openable_model``) and opens that:
 
 >>> model = ray.put(Path("model.onnx").read_bytes())     # once, on the driver
 >>> ds.map_batches(Classifier, fn_constructor_kwargs={"model": model}, ...)
@@ -28,7 +28,7 @@ import numpy as np
 from .runtime.columns import classify_columns, classify_encoded, convert_all
 from .runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
 from .runtime.engines import EngineSettings, sharing_cores
-from .runtime.onnx_file import local_copy
+from .runtime.onnx_file import openable_model
 from .runtime.predictor import Predictor
 
 Batch = dict[str, np.ndarray]  # Ray Data's "numpy" batch format: column name -> array
@@ -93,21 +93,6 @@ class Classifier:
             if name in columns:
                 columns[name] = _rows_as_lists(columns[name])
         return ({"path": np.asarray(paths)} if paths is not None else {}) | columns
-
-
-def node_copy(model: str | os.PathLike | bytes | object | None) -> str | os.PathLike | None:
-    """A path this node can open: ``model`` itself when it is a path (or None), else the model's
-    bytes (``model``, or what the ``ObjectRef`` ``model`` holds) as a file on this node
-    (``onnx_file.local_copy``)."""
-    if model is None or isinstance(model, (str, os.PathLike)):
-        return model
-    if not isinstance(model, (bytes, bytearray, memoryview)):
-        import ray
-
-        if not isinstance(model, ray.ObjectRef):
-            raise TypeError(f"model must be a path, bytes or a Ray ObjectRef to bytes, got {type(model).__name__}")
-        model = ray.get(model)
-    return local_copy(bytes(model))
 
 
 def _rows_as_lists(table: np.ndarray) -> np.ndarray:

@@ -11,8 +11,10 @@ runs as root on the polyglot machine, where these must run); elsewhere each test
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import FLOAT32_REORDER_ATOL, run_cli
+from .conftest import FLOAT32_REORDER_ATOL, run_cli, write_class_folders
 from .helpers import hosts
 from .helpers.clusters import ray_cluster, spark_cluster
 from .helpers.samples import write_variants
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN_PORT = 12345  # each worker's TensorFlow server, on its own host's address
 BUNDLED = ROOT / "cifar_pack" / "pretrained" / "cifar10.onnx"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(hosts.skip_reason() is not None, reason=str(hosts.skip_reason()))]
 
@@ -217,7 +220,8 @@ def test_spark_job_finishes_every_row_once_when_a_worker_host_dies(model_dir, tm
     per_host = {h: sum(r["host"] == h for r in rows) for h in "ab"}
     print(
         f"spark, host b killed ({killed} processes) at {killed_at:.0f} s: {len(rows)} rows, each once, "
-        f"per host {per_host}, {lost} executor-loss lines in the driver's log, done at {time.monotonic() - started:.0f} s"
+        f"per host {per_host} (b's uncommitted rows redone on a), {lost} executor-loss lines in the driver's log, "
+        f"done at {time.monotonic() - started:.0f} s"
     )
 
 
@@ -260,9 +264,7 @@ def test_ray_serve_on_two_hosts_answers_the_kserve_clients_of_the_docs(model_dir
     np.testing.assert_allclose(
         got, Predictor(BUNDLED).predict_proba(_samples_batch()), rtol=0, atol=FLOAT32_REORDER_ATOL
     )
-    print(
-        f"ray serve on two hosts: 2 replicas on 2 nodes, the docs' client right on both proxies, {len(got)} JSON answers"
-    )
+    print(f"ray serve on two hosts: 2 replicas on 2 nodes, the docs' client right on both proxies, {len(got)} answers")
 
 
 JSON_CLIENT = """
@@ -286,3 +288,73 @@ def _samples_batch() -> np.ndarray:
 
     paths = sorted((ROOT / "artifacts" / "samples").glob("*.jpg"))[:8]
     return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.uint8) for p in paths])
+
+
+def train_on_two_hosts(cluster_hosts, data: Path, runs: Path, *extra: str, private: bool = True) -> list:
+    """`cifar-pack train --strategy multi-worker` on both hosts, TF_CONFIG naming their addresses.
+    ``private``: host "b" writes into its own ``runs`` (an empty folder only it sees), as a second
+    machine would; else both see the chief's (a shared volume: what --resume needs on every worker)."""
+    workers = [f"{cluster_hosts.address(h)}:{TRAIN_PORT}" for h in "ab"]
+    processes = []
+    for index, host in enumerate("ab"):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        command = [sys.executable, "-m", "cifar_pack", "train", "--data", data, "--out", runs / "run", "--strategy",
+                   "multi-worker", "--recipe", "seed", "--batch-size", "16", "--json", *extra]  # fmt: skip
+        env = os.environ | {"TF_CONFIG": json.dumps(tf_config)}
+        processes.append(cluster_hosts.start(host, command, hide=[runs] if host == "b" and private else (), env=env,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
+    return processes
+
+
+def test_training_on_two_hosts_writes_one_run_that_resumes(tmp_path):
+    """Two workers on two hosts train 2 epochs as one cluster (the same all-reduced metrics in both
+    logs); only the chief's host has the run; `--resume --epochs 3` continues it on both hosts."""
+    data = write_class_folders(tmp_path / "data", {"train": 16})
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    started = time.monotonic()
+    with hosts.TwoHosts("t") as two:
+        outputs = [p.communicate(timeout=600) for p in train_on_two_hosts(two, data, runs, "--epochs", "2")]
+        assert [p.returncode for p in two.processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+        logs = [re.findall(r"epoch \d/2 .*val_acc [0-9.]+", err) for _, err in outputs]
+        assert len(logs[0]) == 2 and logs[0] == logs[1], logs
+        assert "the chief writes the run" in outputs[1][1]
+        two.processes.clear()
+        resume = train_on_two_hosts(two, data, runs, "--resume", "--epochs", "3", private=False)
+        resumed = [p.communicate(timeout=600) for p in resume]
+        assert [p.returncode for p in two.processes] == [0, 0], resumed[0][1][-2000:]
+    history = json.loads((runs / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    print(f"training on two hosts: 2 epochs, resumed to 3, {time.monotonic() - started:.0f} s")
+
+
+def test_training_on_two_hosts_stops_with_one_line_when_a_worker_dies(tmp_path):
+    """Host "b" killed after the chief logged epoch 1 of 20: the chief ends (no hang) with one line
+    naming the lost worker and how to resume, and its run directory resumes."""
+    data = write_class_folders(tmp_path / "data", {"train": 16})
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    with hosts.TwoHosts("k") as two:
+        chief, worker = train_on_two_hosts(two, data, runs, "--epochs", "20")
+        lines = []
+        for line in chief.stderr:
+            lines.append(line)
+            if re.search(r"epoch 1/20 ", line):
+                break
+        two.kill_all("b")
+        killed_at = time.monotonic()
+        _, rest = chief.communicate(timeout=300)
+        stopped_after = time.monotonic() - killed_at
+    assert chief.returncode == 1 and "Traceback" not in rest, rest[-3000:]
+    message = rest.strip().splitlines()[-1]
+    expected = (
+        r"error: a worker of the cluster stopped \(/job:worker/replica:0/task:1\) after epoch [1-9]\d*/20; "
+        r"the run folder keeps it: start every worker again with --resume \(each needs the run folder\)"
+    )
+    assert re.fullmatch(expected, message), message
+    state = json.loads((runs / "run" / "train_state.json").read_text())
+    assert state["epochs_done"] >= 1 and not state["complete"]
+    print(
+        f"training, worker killed after epoch 1: the chief stopped {stopped_after:.0f} s later with one line, "
+        f"{state['epochs_done']} epochs kept for --resume"
+    )

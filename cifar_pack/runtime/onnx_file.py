@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -143,3 +144,18 @@ def local_copy(data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, data)
     return path
+
+
+def openable_model(model: str | os.PathLike | bytes | object | None) -> str | os.PathLike | None:
+    """A path this machine can open for ``model``: the path itself (or None: the default model),
+    else the model's bytes (``model``, or what a Ray ``ObjectRef`` ``model`` holds: how a model
+    travels through Ray's object store to a node without the file) as ``local_copy`` writes them."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return model
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return local_copy(bytes(model))
+    import ray  # only an ObjectRef gets here, so Ray is installed and this is a Ray worker
+
+    if not isinstance(model, ray.ObjectRef):
+        raise TypeError(f"model must be a path, bytes or a Ray ObjectRef to bytes, got {type(model).__name__}")
+    return local_copy(bytes(ray.get(model)))

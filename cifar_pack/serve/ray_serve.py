@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..runtime.engines import EngineSettings, sharing_cores
-from ..runtime.onnx_file import local_copy
+from ..runtime.onnx_file import openable_model
 from ..runtime.predictor import Predictor
 from . import errors
 from .config import DEFAULT_LIMITS
@@ -47,12 +47,9 @@ class KServeClassifier:
                  threads: int | None = None):  # fmt: skip
         import ray
 
-        if isinstance(model, ray.ObjectRef):
-            model = ray.get(model)
-        path = local_copy(bytes(model)) if isinstance(model, (bytes, bytearray)) else model
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         settings = EngineSettings(device="cpu", threads=threads or max(1, round(cpus or 1)))
-        self.predictor = Predictor(path, settings=sharing_cores(settings))
+        self.predictor = Predictor(openable_model(model), settings=sharing_cores(settings))
         self.name = name
 
     async def __call__(self, request: Request) -> Response:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from typing import NoReturn
 import numpy as np
 
 from ..runtime import data as data_mod
-from ..runtime.errors import Interrupted, UsageError
+from ..runtime.errors import CifarPackError, Interrupted, UsageError
 from ..runtime.fileio import package_versions, remove_stale_temps, write_json_atomic
 from ..runtime.records import HISTORY_FILE, MANIFEST_FILE
 from ..runtime.sysinfo import describe_cpu
@@ -57,6 +58,11 @@ log = logging.getLogger(__name__)
 
 class TrainingInterrupted(Interrupted):
     """Ctrl-C during fit; the message says where the best checkpoint is and how to resume."""
+
+
+class WorkerLost(CifarPackError):
+    """``--strategy multi-worker``: another worker stopped (TensorFlow's coordination service saw
+    its heartbeats stop and aborted the collectives); the message says what was kept."""
 
 
 @dataclass
@@ -308,21 +314,45 @@ def _run_epochs(run: _Run, model: keras.Model, strategy: tf.distribute.Strategy,
             return
     except KeyboardInterrupt:
         pass  # a second Ctrl-C, or one outside fit(): the state file still names the last whole epoch
+    except tf.errors.UnavailableError as exc:
+        if not multi_worker:
+            raise
+        _worker_lost(run, exc)
     _interrupted(run, state)
+
+
+def _epochs_on_disk(run: _Run) -> int:
+    """Whole epochs the state file on disk records (what --resume continues after); 0 if none."""
+    try:
+        return int(json.loads((run.out / STATE_FILE).read_text())["epochs_done"])
+    except (OSError, ValueError, KeyError):
+        return 0  # no state written yet: nothing to resume
 
 
 def _interrupted(run: _Run, state: dict) -> NoReturn:
     """The one message for a stopped run, from the state file on disk: --resume reads the same file."""
-    try:
-        done = json.loads((run.out / STATE_FILE).read_text())["epochs_done"]
-    except (OSError, ValueError, KeyError):
-        done = 0  # no state written yet: nothing to resume
-    config = run.config
+    done, config = _epochs_on_disk(run), run.config
     if done == 0:
         raise TrainingInterrupted(f"interrupted before the first epoch finished: nothing was saved in {run.out}")
     raise TrainingInterrupted(
         f"interrupted after epoch {done}/{config.epochs}; best checkpoint kept at {run.out / BEST_FILE}; "
         f"resume with: cifar-pack train --out {run.out} --resume"
+    )
+
+
+def _worker_lost(run: _Run, exc: Exception) -> NoReturn:
+    """One line for a cluster that lost a worker: which one (TensorFlow's task names), what the run
+    folder keeps, how to go on. A worker other than the chief writes a scratch copy, so says less."""
+    text = str(exc)
+    unhealthy = text.split("unhealthy", 1)[-1]  # "The following tasks are unhealthy (...): /job:..."
+    tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", unhealthy)))
+    who = ", ".join(tasks) if tasks else text.splitlines()[0][:200]
+    done = _epochs_on_disk(run)
+    if done == 0:
+        raise WorkerLost(f"a worker of the cluster stopped ({who}) before the first epoch finished: nothing to resume")
+    raise WorkerLost(
+        f"a worker of the cluster stopped ({who}) after epoch {done}/{run.config.epochs}; the run folder keeps it: "
+        "start every worker again with --resume (each needs the run folder)"
     )
 
 

@@ -65,7 +65,8 @@ def ray_cluster(hide: Sequence[Path] = ()) -> Iterator[Cluster]:
         common = ["--disable-usage-stats", "--num-cpus", str(RAY_NODE_CPUS)]
         _check(hosts.run("a", ["ray", "start", "--head", "--node-ip-address", hosts.address("a"), "--port",
                                str(RAY_PORT), "--include-dashboard", "false", "--temp-dir", temp_dirs[0], *common],
-                         env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S), "ray start --head")  # fmt: skip
+                         env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S),
+               "ray start --head")  # fmt: skip
         _check(hosts.run("b", ["ray", "start", "--address", head, "--node-ip-address", hosts.address("b"),
                                "--temp-dir", temp_dirs[1], *common], hide=[*hide, worker_tmp],
                          env=env | {"TMPDIR": str(worker_tmp)}, capture_output=True, text=True,
@@ -88,7 +89,8 @@ def spark_cluster(hide: Sequence[Path] = ()) -> Iterator[Cluster]:
     logs = {h: worker_tmp.parent / f"{worker_tmp.name}-{h}.log" for h in "ab"}
     try:
         hosts.start("a", ["spark-class", "org.apache.spark.deploy.master.Master", "--host", hosts.address("a"),
-                          "--port", str(SPARK_PORT)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                          "--port", str(SPARK_PORT)],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         for host in "ab":
             own = {"CIFAR_PACK_TEST_HOST": host, "SPARK_LOCAL_IP": hosts.address(host)}
             if host == "b":
@@ -99,8 +101,10 @@ def spark_cluster(hide: Sequence[Path] = ()) -> Iterator[Cluster]:
                                    *(["--work-dir", worker_tmp / "work"] if host == "b" else [])],
                             hide=[*hide, worker_tmp] if host == "b" else (), env=env | own,
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        for host, log in logs.items():
-            _wait_for(lambda: "Successfully registered with master" in log.read_text(), f"Spark's worker on {host}")
+        for host, path in logs.items():
+            _wait_for(
+                lambda p=path: "Successfully registered with master" in p.read_text(), f"Spark's worker on {host}"
+            )
         yield Cluster(hosts, env | {"SPARK_MASTER": master, "SPARK_LOCAL_IP": hosts.address("a")}, worker_tmp)
     finally:
         hosts.close()
