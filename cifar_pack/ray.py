@@ -76,7 +76,7 @@ class Classifier:
         threads = threads or actor_cpus()
         # Beside Ray's reading and this actor's own decoding: idle engine threads do not spin.
         self.predictor = Predictor(
-            node_copy(model), settings=sharing_cores(EngineSettings.of(engine, precision, device, threads))
+            openable_model(model), settings=sharing_cores(EngineSettings.of(engine, precision, device, threads))
         )
         self.top_k = top_k
 
