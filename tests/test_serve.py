@@ -479,3 +479,32 @@ def test_the_docs_examples_run_against_your_own_export_served_as_the_docs_say(ex
 )
 def test_a_bad_model_name_is_one_line_naming_the_option(args, fragment):
     assert_one_line_error(run_cli("serve", "--port", "0", *args), fragment, code=2)
+
+
+def test_docs_kserve_inference_service_fits_the_repository_the_docs_export_writes(tmp_path):
+    """docs/serving.md's InferenceService (KServe v1beta1): an ONNX model in the v2 protocol on the
+    Triton runtime, stored as the folder the docs' `export --triton` command writes; each of that
+    folder's `config.pbtxt` parses with Triton's ModelConfig schema as that ONNX model on onnxruntime."""
+    import yaml
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    text = (ROOT / "docs" / "serving.md").read_text()
+    (service,) = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S)]
+    assert (service["apiVersion"], service["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    model = service["spec"]["predictor"]["model"]
+    assert (model["modelFormat"]["name"], model["protocolVersion"], model["runtime"]) == (
+        "onnx", "v2", "kserve-tritonserver"
+    )  # fmt: skip
+    folder = model["storageUri"].rstrip("/").rsplit("/", 1)[-1]
+    command = next(c for c in doc_commands(ROOT / "docs" / "serving.md", "cifar-pack export --model"))
+    assert command.split("#")[0].split()[-1] == folder  # the folder the docs export writes is the one stored
+    proc = run_cli(*command.split("#")[0].split()[1:-1], tmp_path / folder, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    configs = sorted((tmp_path / folder).glob("*/config.pbtxt"))
+    assert [c.parent.name for c in configs] == ["cifar10"]
+    for path in configs:
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        assert (config.name, config.backend) == (path.parent.name, "onnxruntime")
+        assert (path.parent / "1" / "model.onnx").is_file()  # Triton's <name>/<version>/model.onnx
+        assert [i.name for i in config.input] == ["images"] and [o.name for o in config.output] == ["probabilities"]

@@ -48,11 +48,12 @@ def _private_tmp() -> Path:
 
 
 @contextmanager
-def ray_cluster(hide: Sequence[Path] = ()) -> Iterator[Cluster]:
+def ray_cluster(hide: Sequence[Path] = (), nodes: int = 2) -> Iterator[Cluster]:
     """``ray start --head`` on "a", ``ray start --address`` on "b"; token authentication on (Ray's
     default for a head on a non-loopback address), the token in the environment of every node.
     Each node claims ``RAY_NODE_CPUS`` (both share this machine's cores): room on one node for two
-    1-CPU actors and the reading beside them when the other dies (docs/scale.md)."""
+    1-CPU actors and the reading beside them when the other dies (docs/scale.md). ``nodes=1``: the
+    head alone (benchmarks compare it with two)."""
     hosts, worker_tmp = TwoHosts("r"), _private_tmp()
     temp_dirs = [Path(tempfile.mkdtemp(prefix="cp-ray-")) for _ in "ab"]  # short: Ray's socket paths
     head = f"{hosts.address('a')}:{RAY_PORT}"
@@ -67,10 +68,12 @@ def ray_cluster(hide: Sequence[Path] = ()) -> Iterator[Cluster]:
                                str(RAY_PORT), "--include-dashboard", "false", "--temp-dir", temp_dirs[0], *common],
                          env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S),
                "ray start --head")  # fmt: skip
-        _check(hosts.run("b", ["ray", "start", "--address", head, "--node-ip-address", hosts.address("b"),
-                               "--temp-dir", temp_dirs[1], *common], hide=[*hide, worker_tmp],
-                         env=env | {"TMPDIR": str(worker_tmp)}, capture_output=True, text=True,
-                         timeout=START_TIMEOUT_S), "ray start --address")  # fmt: skip
+        worker = ["ray", "start", "--address", head, "--node-ip-address", hosts.address("b"),
+                  "--temp-dir", temp_dirs[1], *common]  # fmt: skip
+        if nodes == 2:
+            started = hosts.run("b", worker, hide=[*hide, worker_tmp], env=env | {"TMPDIR": str(worker_tmp)},
+                                capture_output=True, text=True, timeout=START_TIMEOUT_S)  # fmt: skip
+            _check(started, "ray start --address")
         yield Cluster(hosts, env | {"RAY_ADDRESS": head}, worker_tmp)
     finally:
         hosts.close()
@@ -79,10 +82,11 @@ def ray_cluster(hide: Sequence[Path] = ()) -> Iterator[Cluster]:
 
 
 @contextmanager
-def spark_cluster(hide: Sequence[Path] = ()) -> Iterator[Cluster]:
+def spark_cluster(hide: Sequence[Path] = (), nodes: int = 2) -> Iterator[Cluster]:
     """A standalone master and a worker on "a", a second worker on "b" (``spark-class ...Master`` /
     ``...Worker``, as ``sbin/start-master.sh`` and ``start-worker.sh`` run them), one core each,
-    the executors' Python the driver's. ``CIFAR_PACK_TEST_HOST`` says in each executor which host it is."""
+    the executors' Python the driver's. ``CIFAR_PACK_TEST_HOST`` says in each executor which host it
+    is. ``nodes=1``: host "a"'s worker alone, with both cores (benchmarks compare it with two)."""
     hosts, worker_tmp = TwoHosts("s"), _private_tmp()
     master = f"spark://{hosts.address('a')}:{SPARK_PORT}"
     env = os.environ | {"PYSPARK_PYTHON": sys.executable}
@@ -91,17 +95,17 @@ def spark_cluster(hide: Sequence[Path] = ()) -> Iterator[Cluster]:
         hosts.start("a", ["spark-class", "org.apache.spark.deploy.master.Master", "--host", hosts.address("a"),
                           "--port", str(SPARK_PORT)],
                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        for host in "ab":
+        for host in "ab"[:nodes]:
             own = {"CIFAR_PACK_TEST_HOST": host, "SPARK_LOCAL_IP": hosts.address(host)}
             if host == "b":
                 own |= {"TMPDIR": str(worker_tmp), "SPARK_LOCAL_DIRS": str(worker_tmp)}
             with open(logs[host], "w") as log:
                 hosts.start(host, ["spark-class", "org.apache.spark.deploy.worker.Worker", master, "--host",
-                                   hosts.address(host), "--cores", "1", "--memory", "2g",
+                                   hosts.address(host), "--cores", str(3 - nodes), "--memory", "2g",
                                    *(["--work-dir", worker_tmp / "work"] if host == "b" else [])],
                             hide=[*hide, worker_tmp] if host == "b" else (), env=env | own,
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        for host, path in logs.items():
+        for host, path in list(logs.items())[:nodes]:
             _wait_for(
                 lambda p=path: "Successfully registered with master" in p.read_text(), f"Spark's worker on {host}"
             )
