@@ -29,10 +29,12 @@ def test_a_large_budget_trains_every_epoch_and_records_how_they_were_chosen(tiny
     assert "--minutes 1000: a training batch took" in proc.stderr and "2 of at most 2 epochs fit" in proc.stderr
 
 
-def test_a_budget_shorter_than_an_epoch_still_trains_one(tiny_data, tmp_path):
-    proc, manifest = _train(tiny_data, tmp_path / "run", "--epochs", "3", "--minutes", "0.001")
-    assert manifest["config"]["epochs"] == 1 and manifest["budget"]["epochs"] == 1
-    assert "1 of at most 3 epochs fit" in proc.stderr
+def test_a_budget_shorter_than_one_epoch_is_refused_in_one_line_with_the_epoch_time(tiny_data, tmp_path):
+    """0.001 minutes cannot hold an epoch (nor the start-up it counts from): one line saying how
+    long an epoch takes here and what to give instead; nothing trained."""
+    proc = run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", "--epochs", "3", "--minutes", "0.001")
+    assert_one_line_error(proc, "--minutes 0.001: not even one epoch fits: one takes about", "give --minutes", code=2)
+    assert not (tmp_path / "run" / "model.keras").exists()
 
 
 def test_the_probe_leaves_the_run_as_the_same_epochs_run_would_be(tiny_data, tmp_path):

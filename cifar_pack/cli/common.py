@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, ParamSpec, TypeVar
@@ -20,6 +21,9 @@ from ..runtime.data import source_help
 from ..runtime.errors import CifarPackError, MissingExtraError
 
 state = {"debug": False}  # set by the app's callback (--debug) before any command runs
+# When the command started, as near as cifar-pack's code can see it (this module loads with the
+# command line, before any command's imports): `train --minutes` counts its budget from here.
+STARTED = time.perf_counter()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (logs go to stderr).")]
 DATA_HELP = source_help()

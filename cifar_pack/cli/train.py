@@ -14,7 +14,7 @@ from ..runtime.records import TRAIN_OPTIONS
 from ..training.config import RECIPES, Precision, Recipe, Strategy, TrainConfig, check_minutes, validate_config
 from ..training.run_state import read_state, resumed_config
 from .app import app
-from .common import DATA_HELP, DataOpt, JsonOpt, command, emit
+from .common import DATA_HELP, STARTED, DataOpt, JsonOpt, command, emit
 
 
 def _recipe(name: Recipe) -> TrainConfig:
@@ -106,7 +106,7 @@ def train(
     try:
         from ..training.train import train as run_training
 
-        result = run_training(data, out, config, resume=resume, minutes=minutes).to_json()
+        result = run_training(data, out, config, resume=resume, minutes=minutes, started=STARTED).to_json()
     except KeyboardInterrupt:  # before fit() started (imports, data loading): train's own handler not reached
         raise Interrupted(f"interrupted before the first epoch finished: nothing was saved in {out}") from None
     text = (

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from ..runtime.errors import UsageError
 from .config import TrainConfig
 from .pipeline import make_pipeline, train_steps, validation_batch_size
 from .tf_setup import keras
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 PROBE_STEPS = 6  # training batches timed; the first (tracing) is left out when there are others
 PROBE_VAL_BATCHES = 3
 MARGIN = 1.1  # an epoch also saves checkpoints and builds its pipeline: 10 % on top of the steps
+TAIL_SECONDS = 5.0  # after the last epoch: the model, history, curves and manifest written
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Budget:
     val_batch_seconds: float  # one validation batch
     epoch_seconds: float  # the estimate an epoch is charged: steps, validation, refresh, margin
     probe_seconds: float  # what the probe itself took (counted against the budget)
+    trace_seconds: float  # the first epoch's extra: tracing the train and test steps (the probe's first batches)
     epochs: int  # chosen: at most the recipe's (or --epochs), at least 1
 
     def to_json(self) -> dict:
@@ -52,23 +55,36 @@ def choose_epochs(
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     num_classes: int,
 ) -> Budget:
-    """Epochs that fit in ``minutes`` after ``elapsed`` seconds already spent (data loading),
-    capped at ``config.epochs``. ``new_model``: a compiled model like the run's, to be thrown away."""
+    """Epochs that fit in ``minutes`` counted from the command's start, ``elapsed`` seconds ago
+    (imports, data loading), capped at ``config.epochs``. ``new_model``: a compiled model like the
+    run's, to be thrown away.
+
+    Raises:
+        UsageError: not even one epoch fits; the message says how long one takes here.
+    """
     started = time.perf_counter()
-    step, val_batch = _probe(new_model(), config, arrays, num_classes)
+    step, val_batch, trace = _probe(new_model(), config, arrays, num_classes)
     x_train, _, _, y_val = arrays
     val_batches = math.ceil(len(y_val) / validation_batch_size(config))
     refresh = REFRESH_BATCHES * val_batch if config.architecture == "fast" else 0.0
     epoch = MARGIN * (train_steps(len(x_train), config) * step + val_batches * val_batch + refresh)
     probe = time.perf_counter() - started
-    left = minutes * 60.0 - elapsed - probe
-    epochs = max(1, min(config.epochs, math.floor(left / epoch)))
+    spent = elapsed + probe
+    left = minutes * 60.0 - spent - trace - TAIL_SECONDS
+    if left < epoch:
+        needed = (spent + trace + TAIL_SECONDS + epoch) / 60.0
+        raise UsageError(
+            f"--minutes {minutes:g}: not even one epoch fits: one takes about {epoch:.0f} s here, after "
+            f"{spent:.0f} s of start-up, loading and timing; give --minutes {math.ceil(needed * 10) / 10:g} "
+            "or more, or --epochs 1"
+        )
+    epochs = min(config.epochs, math.floor(left / epoch))
     log.info(
-        "--minutes %g: a training batch took %.3f s and a validation batch %.3f s (probe %.1f s), so an epoch"
-        " about %.0f s; %d of at most %d epochs fit",
-        minutes, step, val_batch, probe, epoch, epochs, config.epochs,
+        "--minutes %g: a training batch took %.3f s and a validation batch %.3f s (probe %.1f s, %.0f s since"
+        " the command started), so an epoch about %.0f s; %d of at most %d epochs fit",
+        minutes, step, val_batch, probe, spent, epoch, epochs, config.epochs,
     )  # fmt: skip
-    return Budget(minutes, step, val_batch, epoch, probe, epochs)
+    return Budget(minutes, step, val_batch, epoch, probe, trace, epochs)
 
 
 class _BatchClock(keras.callbacks.Callback):
@@ -98,8 +114,9 @@ def _probe(
     config: TrainConfig,
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     num_classes: int,
-) -> tuple[float, float]:
-    """(seconds a training batch, seconds a validation batch): medians, the first (traced) left out."""
+) -> tuple[float, float, float]:
+    """(seconds a training batch, seconds a validation batch, seconds of tracing): medians with the
+    first (traced) batches left out, and what those first batches took beyond the median."""
     x_train, y_train, x_val, y_val = arrays
     # Whole batches only when there are enough images; a partial one would time less work.
     probe_config = replace(config, drop_remainder=len(y_train) >= config.batch_size)
@@ -112,7 +129,9 @@ def _probe(
     )  # fmt: skip
     validation = make_pipeline(x_val[:m], y_val[:m], num_classes, config, training=False)
     model.evaluate(validation, callbacks=[clock], verbose=0)
-    return _typical(clock.train), _typical(clock.test)
+    step, val_batch = _typical(clock.train), _typical(clock.test)
+    trace = max(0.0, clock.train[0] - step) + max(0.0, clock.test[0] - val_batch)
+    return step, val_batch, trace
 
 
 def _typical(seconds: list[float]) -> float:

@@ -125,6 +125,7 @@ def train(
     config: TrainConfig | None = None,
     resume: bool = False,
     minutes: float | None = None,
+    started: float | None = None,
 ) -> TrainResult:
     """Train the seed CNN on ``source`` and keep the best epoch as ``out/model.keras``.
 
@@ -138,6 +139,7 @@ def train(
             (``run_state.check_resumable``: only more epochs at a constant learning rate may differ).
         minutes: a time budget: train as many of the config's epochs as fit, chosen before the
             first step from a timed probe (``budget.choose_epochs``); the record says how many.
+        started: ``time.perf_counter()`` when the budget began (the command line's start); default: now.
 
     Returns:
         TrainResult with the paths written and the headline metrics.
@@ -148,7 +150,7 @@ def train(
     Example:
         >>> train("../shared/data/cifar10-train-jpeg.tar.gz", "artifacts", RECIPES["default"])
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, not a folder")
