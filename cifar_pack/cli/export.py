@@ -82,13 +82,14 @@ def export(
         ),
     ] = False,
     calibrate: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--calibrate/--no-calibrate",
             help="Fit a temperature on the validation split and fold it into the graph, so the probabilities "
             "mean what they say (ECE in `evaluate`). Not int8's --calibrate-method.",
+            show_default="on when there are validation images and a new file is written",
         ),
-    ] = False,
+    ] = None,
     triton: Annotated[
         Path | None,
         typer.Option("--triton", help="Also write a Triton model repository here (the int8 model too with --int8)."),

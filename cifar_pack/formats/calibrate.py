@@ -126,8 +126,11 @@ def calibrate_onnx(fp32_path: Path, dataset: Dataset | None, record: TrainingRec
     folded = fold_temperature(model, temperature)
     after = _run(ort, folded.SerializeToString(), x)
     max_diff = float(np.abs(after - scaled(before, temperature)).max())
-    if max_diff > DEFAULT_ATOL:
-        raise ParityError(f"the calibrated graph is {max_diff:.2g} from softmax(log p / T) (atol {DEFAULT_ATOL:g})")
+    # The reference takes the log of float32 probabilities, whose rounding (~1e-7 relative) the
+    # division by T < 1 multiplies by 1/T: the export tolerance, widened by the same factor.
+    atol = DEFAULT_ATOL * max(1.0, 1.0 / temperature)
+    if max_diff > atol:
+        raise ParityError(f"the calibrated graph is {max_diff:.2g} from softmax(log p / T) (atol {atol:.2g})")
     report = {
         "temperature": temperature,
         "ece_before": calibration(before, y)["ece"],

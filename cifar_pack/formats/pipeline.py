@@ -1,13 +1,15 @@
 """The steps after a float32 ``.onnx`` exists, one pipeline for both export paths: Keras -> tf2onnx
 (``training/export.py``) and an already exported ``.onnx`` (``export --model M.onnx``).
 
-Today one optional step, int8 (``int8.py``); the next targets (an ``.ort`` file for onnxruntime
-mobile, an OpenVINO IR) are one module here each and one field of ``Steps``.
+Today two optional steps, a calibrating temperature (``calibrate.py``) and int8 (``int8.py``); the
+next targets (an ``.ort`` file for onnxruntime mobile, an OpenVINO IR) are one module here each
+and one field of ``Steps``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..runtime import data as data_mod
@@ -16,6 +18,8 @@ from ..runtime.errors import ModelError
 from ..runtime.onnx_file import model_proto_metadata, read_metadata
 from ..runtime.records import TrainingRecord
 from .config import DEFAULT_INT8, DEFAULT_MAX_ACCURACY_DROP, Int8Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,21 @@ class Steps:
     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP  # the int8 gate, top-1 points
     eval_samples: int | None = None  # validation images the int8 gate uses (None: all)
     # A temperature fitted on the validation split, folded into the float32 file before int8
-    # (calibrate.py). Off by default until the bundled model is re-made with it.
-    calibrate: bool = False
+    # (calibrate.py). None: whenever there are validation images and the file is not calibrated yet;
+    # True: required (an error otherwise); False: off.
+    calibrate: bool | None = None
+
+
+def _can_calibrate(fp32_path: Path, dataset: Dataset | None, metadata: dict) -> bool:
+    """Whether calibrating by default can run here; says why not when it cannot."""
+    if "calibration" in metadata:
+        log.info("%s: already calibrated (temperature %.3f): left as it is", fp32_path,
+                 metadata["calibration"]["temperature"])  # fmt: skip
+        return False
+    if dataset is None:
+        log.info("%s: not calibrated: no images to fit a temperature on (--data; --no-calibrate says so)", fp32_path)
+        return False
+    return True
 
 
 def run_steps(fp32_path: Path, dataset: Dataset | None, record: TrainingRecord, metadata: dict, steps: Steps) -> dict:
@@ -40,7 +57,7 @@ def run_steps(fp32_path: Path, dataset: Dataset | None, record: TrainingRecord, 
             (its file is not written).
     """
     result: dict = {"int8": None, "int8_report": None, "calibration": None}
-    if steps.calibrate:
+    if steps.calibrate or (steps.calibrate is None and _can_calibrate(fp32_path, dataset, metadata)):
         from .calibrate import calibrate_onnx
 
         result["calibration"] = calibrate_onnx(fp32_path, dataset, record, metadata)
@@ -102,6 +119,10 @@ def export_onnx_file(model: str | Path, output: str | Path | None, data: str | N
 
         model, parity = resimplify_onnx(model, output)
         result |= {"onnx": str(model), "parity": parity.to_json()}
-    if steps.int8 or steps.calibrate:
-        result |= run_steps_on_onnx(model, data, steps)
+    # Calibrating by default writes a new file only: without --output the steps would rewrite the input.
+    auto_calibrate = steps.calibrate is None and data is not None and output is not None
+    if steps.int8 or steps.calibrate or auto_calibrate:
+        result |= run_steps_on_onnx(
+            model, data, steps if auto_calibrate or steps.calibrate else replace(steps, calibrate=False)
+        )
     return result

@@ -82,7 +82,7 @@ def export_onnx(
     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
     eval_samples: int | None = None,
     flip_average: bool = False,
-    calibrate: bool = False,
+    calibrate: bool | None = None,
 ) -> ExportResult:
     """Convert a Keras image classifier to ONNX and prove it computes what Keras computes.
 
@@ -100,7 +100,7 @@ def export_onnx(
         flip_average: the graph averages the probabilities of each image and its mirror image
             (test-time flip averaging: two passes through the network, half the images/s).
         calibrate: fit a temperature on the validation split and fold it into the graph
-            (``formats/calibrate.py``), before int8.
+            (``formats/calibrate.py``), before int8; None: when there are validation images.
 
     Returns:
         ExportResult: paths and reports.
@@ -134,6 +134,10 @@ def export_onnx(
     metadata["graph"] = graph_report(converted, onnx_model)
     write_model(output, onnx_model, metadata)
 
+    if calibrate is None and flip_average:
+        # The mean of two softmaxes has no single Softmax to fold a temperature into: calibrating by
+        # default does not apply (an explicit --calibrate says so in one line).
+        calibrate = False
     steps = Steps(int8, int8_settings, max_accuracy_drop, eval_samples, calibrate)
     after = run_steps(output, dataset, record or TrainingRecord(), metadata, steps)
     seconds = time.perf_counter() - started
