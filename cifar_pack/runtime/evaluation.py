@@ -42,6 +42,7 @@ class EvalModel:
     # What ran an ONNX model (Predictor.engine_info); asked after the run, when kernels are chosen.
     engine: Callable[[], dict] | None = None
     flip_averaged: bool = False  # export --flip-average: each image averaged with its mirror image in the graph
+    calibration: dict | None = None  # export's calibration record (temperature, ECE before/after), when calibrated
 
 
 def onnx_classifier(model: str | os.PathLike | None, settings: EngineSettings | None = None) -> EvalModel:
@@ -69,6 +70,7 @@ def onnx_classifier(model: str | os.PathLike | None, settings: EngineSettings | 
         quantization,
         predictor.engine_info,
         flip_averaged=output.get("flip_averaged") is True,
+        calibration=meta.get("calibration") if isinstance(meta.get("calibration"), dict) else None,
     )
 
 
@@ -137,7 +139,9 @@ def evaluate(
         from .model_card import write_model_card
 
         probe = out_of_scope_probe(clf)
-        card = write_model_card(Path(model_card), report, clf.training, probe, clf.quantization, clf.flip_averaged)
+        card = write_model_card(
+            Path(model_card), report, clf.training, probe, clf.quantization, clf.flip_averaged, clf.calibration
+        )
         report["model_card"] = str(card)
     return report
 

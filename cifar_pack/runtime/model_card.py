@@ -16,13 +16,15 @@ def write_model_card(
     probe: dict,
     quantization: dict | None = None,
     flip_averaged: bool = False,
+    calibration: dict | None = None,
 ) -> Path:
     """Write the card; every number in it comes from ``report`` (this evaluation), ``training``
     (the run's record), ``probe`` (``evaluation.out_of_scope_probe``) or ``quantization`` (the
-    int8 gate's report in an int8 model's metadata); ``flip_averaged`` from the model's metadata."""
+    int8 gate's report in an int8 model's metadata); ``flip_averaged`` and ``calibration`` (export's
+    temperature record) from the model's metadata."""
     lines = [
         *_model_lines(report, training, quantization, flip_averaged),
-        *_use_lines(report, probe),
+        *_use_lines(report, probe, calibration),
         *_data_lines(report, training),
         *_result_lines(report),
         *_ethics_lines(report, training),
@@ -74,7 +76,7 @@ def _model_lines(report: dict, training: TrainingRecord, quantization: dict | No
     ]
 
 
-def _use_lines(report: dict, probe: dict) -> list[str]:
+def _use_lines(report: dict, probe: dict, calibration: dict | None) -> list[str]:
     return [
         "## Intended use",
         f"- Classifying small photographs into exactly these classes: {', '.join(report['class_names'])}.",
@@ -82,7 +84,7 @@ def _use_lines(report: dict, probe: dict) -> list[str]:
         "",
         "## Out-of-scope use",
         "- Images that show none of these classes: the model **still answers one of them**, often with high "
-        "probability. It has no 'unknown' output; do not read the probability as a calibrated confidence. "
+        "probability. It has no 'unknown' output. " + _confidence_sentence(report, calibration) + " "
         "Measured on inputs that are no class at all:",
         *[
             f"  - {kind} ({p['images']} images): mean top-1 probability {p['mean_top1_probability']:.2f}, "
@@ -94,6 +96,18 @@ def _use_lines(report: dict, probe: dict) -> list[str]:
         "- Any decision about people, safety, security or money.",
         "",
     ]
+
+
+def _confidence_sentence(report: dict, calibration: dict | None) -> str:
+    """What the probability means: calibrated (and how well, on this evaluation) or not."""
+    if calibration is None:
+        return "Do not read the probability as a calibrated confidence."
+    return (
+        f"Its probabilities are calibrated (a temperature of {calibration['temperature']:.3f} fitted on "
+        f"{calibration['samples']} validation images, folded into the graph: expected calibration error "
+        f"{calibration['ece_before']:.1%} before, {report['ece']:.1%} in this evaluation), so among answers given "
+        "with probability about 0.8, about 80 % are right: on images like the training data, not on these."
+    )
 
 
 def _data_lines(report: dict, training: TrainingRecord) -> list[str]:
