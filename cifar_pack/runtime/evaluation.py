@@ -136,14 +136,16 @@ def evaluate(
     }
     write_json_atomic(out / "report.json", report)
     if model_card:
-        from .model_card import write_model_card
-
-        probe = out_of_scope_probe(clf)
-        card = write_model_card(
-            Path(model_card), report, clf.training, probe, clf.quantization, clf.flip_averaged, clf.calibration
-        )
-        report["model_card"] = str(card)
+        report["model_card"] = str(_write_card(Path(model_card), report, clf))
     return report
+
+
+def _write_card(path: Path, report: dict, clf: EvalModel) -> Path:
+    """The model card: this report, the out-of-scope probe, and what the model's metadata records."""
+    from .model_card import write_model_card
+
+    probe = out_of_scope_probe(clf)
+    return write_model_card(path, report, clf.training, probe, clf.quantization, clf.flip_averaged, clf.calibration)
 
 
 def _pictures(out: Path, matrix: np.ndarray, calib: dict, class_names: list[str], title: str) -> tuple[Path, Path]:
