@@ -721,3 +721,47 @@ def test_alternating_flips_show_each_image_both_ways_round_in_two_epochs():
     assert first.isdisjoint(second) and len(first | second) == 100
     assert 35 <= len(first) <= 65
     assert mirrored(2) == first
+
+
+def test_the_ladders_shape_fields_build_that_network():
+    """TrainConfig's widths, activation, BatchNorm epsilon and whitening bias (benchmarks/recipe_ladder.py's
+    rows) reach the network that `train` builds."""
+    import numpy as np
+
+    from cifar_pack.training.architectures import WHITEN_BIAS, build_fast_model, fast_shape, whitening_weights
+
+    config = RECIPES["fast"].with_overrides(widths=(8, 16, 16), activation="gelu", batchnorm_epsilon=1e-12)
+    config = config.with_overrides(whiten_bias_epochs=3)
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    model = build_fast_model(3, whitening_weights(images), **fast_shape(config))
+    assert [model.get_layer(f"block{i}_conv2").filters for i in (1, 2, 3)] == [8, 16, 16]
+    assert model.get_layer("block1_act1").activation.__name__ == "gelu"
+    assert model.get_layer("block1_bn1").epsilon == 1e-12
+    assert model.get_layer(WHITEN_BIAS).trainable
+    plain = build_fast_model(3, whitening_weights(images), **fast_shape(RECIPES["fast"]))
+    assert WHITEN_BIAS not in [layer.name for layer in plain.layers]  # the recipe: frozen from the start
+
+
+def test_freeze_layer_stops_one_layers_training_after_its_epochs():
+    """FreezeLayer: the named layer moves in its epochs and not after (neither a step nor weight
+    decay), while the others keep training; the next fit() re-traces without it."""
+    import keras
+    import numpy as np
+
+    from cifar_pack.training.weights import FreezeLayer
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(4, name="moving")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="frozen_later")(hidden))
+    model.compile(optimizer=keras.optimizers.SGD(0.1, weight_decay=0.1), loss="mse")
+    x, y = np.random.default_rng(0).random((32, 4)), np.random.default_rng(1).random((32, 2))
+    freeze = FreezeLayer("frozen_later", after_epochs=1)
+    before = [w.copy() for w in model.get_layer("frozen_later").get_weights()]
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[freeze])
+    after_first = [w.copy() for w in model.get_layer("frozen_later").get_weights()]
+    moving = model.get_layer("moving").get_weights()[0].copy()
+    model.fit(x, y, epochs=2, initial_epoch=1, verbose=0, callbacks=[freeze])
+    assert not np.allclose(before[0], after_first[0])  # trained in its epoch
+    for kept, now in zip(after_first, model.get_layer("frozen_later").get_weights()):
+        np.testing.assert_array_equal(kept, now)  # exactly unchanged: no step, no decay
+    assert not np.allclose(moving, model.get_layer("moving").get_weights()[0])
