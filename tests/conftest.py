@@ -127,6 +127,22 @@ def _checkout_status() -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+FIGURES: list[str] = []  # lines tests report (rows, seconds, restarts): the run's summary prints them
+
+
+@pytest.fixture
+def figures():
+    """``figures("...")``: a line for the run's summary ("figures"), shown whether the test passed or not."""
+    return FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
 def pytest_sessionstart(session):
     session.config._checkout_before = _checkout_status()
 

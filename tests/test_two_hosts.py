@@ -67,7 +67,7 @@ def read_json_rows(folder: Path) -> list[dict]:
     return [json.loads(line) for part in sorted(folder.glob("*.json")) for line in part.read_text().splitlines()]
 
 
-def test_ray_data_job_on_two_hosts_gets_the_model_through_the_object_store(model_dir, tmp_path):
+def test_ray_data_job_on_two_hosts_gets_the_model_through_the_object_store(model_dir, tmp_path, figures):
     """docs/scale.md's cluster job on a head and a worker node: actors on both nodes (the worker
     has no copy of the model), every file once, the CLI's answers."""
     photos = tmp_path / "photos"
@@ -87,7 +87,8 @@ def test_ray_data_job_on_two_hosts_gets_the_model_through_the_object_store(model
     rows = read_json_rows(tmp_path / "out")
     assert_cli_answers(rows, want)
     nodes = {r["node"] for r in rows}
-    print(f"ray on two hosts: {len(rows)} rows, each once, from {len(nodes)} nodes, {time.monotonic() - started:.1f} s")
+    seconds = time.monotonic() - started
+    figures(f"ray on two hosts: {len(rows)} rows, each once, from {len(nodes)} nodes, {seconds:.1f} s")
     assert len(nodes) == 2
 
 
@@ -100,7 +101,7 @@ NODE_CLASSIFIER = """class NodeClassifier(Classifier):
 """
 
 
-def test_ray_data_job_finishes_every_row_once_when_the_worker_node_dies(model_dir, tmp_path):
+def test_ray_data_job_finishes_every_row_once_when_the_worker_node_dies(model_dir, tmp_path, figures):
     """10,000 files; once the first results are written, every process of the worker node is
     killed (its raylet, object store and actors: the node is gone). Ray Data restarts the lost
     actors and re-runs the lost tasks on the head (its defaults for an actor pool: max_restarts
@@ -122,7 +123,7 @@ def test_ray_data_job_finishes_every_row_once_when_the_worker_node_dies(model_di
     rows = read_json_rows(out)
     assert_cli_answers(rows, want)
     recovered = len(re.findall(r"(?i)(actor|node|task).{0,80}(died|dead|restart|retr)", stderr))
-    print(
+    figures(
         f"ray, worker node killed ({killed} processes) at {killed_at:.0f} s: {len(rows)} rows, each once, "
         f"{recovered} lines on lost actors/tasks in the driver's log, job done at {time.monotonic() - started:.0f} s"
     )
@@ -179,7 +180,7 @@ def submit(cluster, model: Path, script: Path, photos: Path, out: Path) -> list:
             "--files", model, script, photos, out]  # fmt: skip
 
 
-def test_spark_job_on_two_hosts_ships_the_model_with_files(model_dir, tmp_path):
+def test_spark_job_on_two_hosts_ships_the_model_with_files(model_dir, tmp_path, figures):
     """docs/scale.md's spark-submit on a standalone master with a worker on each host: the model
     reaches the second host only through --files; every file once, the CLI's answers, rows
     answered on both hosts."""
@@ -194,11 +195,11 @@ def test_spark_job_on_two_hosts_ships_the_model_with_files(model_dir, tmp_path):
     rows = spark_rows(tmp_path / "out")
     assert_cli_answers(rows, want)
     per_host = {h: sum(r["host"] == h for r in rows) for h in "ab"}
-    print(f"spark on two hosts: {len(rows)} rows, each once, per host {per_host}, {time.monotonic() - started:.1f} s")
+    figures(f"spark on two hosts: {len(rows)} rows, each once, per host {per_host}, {time.monotonic() - started:.1f} s")
     assert per_host["a"] and per_host["b"]
 
 
-def test_spark_job_finishes_every_row_once_when_a_worker_host_dies(model_dir, tmp_path):
+def test_spark_job_finishes_every_row_once_when_a_worker_host_dies(model_dir, tmp_path, figures):
     """10,000 files in 8 partitions; once the first task has committed its output, every process
     of host "b" is killed (its worker and executor). Spark reruns the lost tasks on host "a"'s
     executor (an executor lost is not a task failure) and the output committer keeps each task's
@@ -218,7 +219,7 @@ def test_spark_job_finishes_every_row_once_when_a_worker_host_dies(model_dir, tm
     assert_cli_answers(rows, want)
     lost = len(re.findall(r"Lost executor|ExecutorLostFailure|Removed executor", stderr))
     per_host = {h: sum(r["host"] == h for r in rows) for h in "ab"}
-    print(
+    figures(
         f"spark, host b killed ({killed} processes) at {killed_at:.0f} s: {len(rows)} rows, each once, "
         f"per host {per_host} (b's uncommitted rows redone on a), {lost} executor-loss lines in the driver's log, "
         f"done at {time.monotonic() - started:.0f} s"
@@ -234,7 +235,7 @@ print(len({handle.node.remote().result() for _ in range(40)}))
 """
 
 
-def test_ray_serve_on_two_hosts_answers_the_kserve_clients_of_the_docs(model_dir, tmp_path):
+def test_ray_serve_on_two_hosts_answers_the_kserve_clients_of_the_docs(model_dir, tmp_path, figures):
     """docs/serving.md's Ray Serve deployment on the two-host cluster, one replica per node, the
     model's bytes through the object store; the docs' tritonclient HTTP program against the proxy
     of each node prints what its comment shows (as against `cifar-pack serve`), and a JSON request
@@ -264,7 +265,7 @@ def test_ray_serve_on_two_hosts_answers_the_kserve_clients_of_the_docs(model_dir
     np.testing.assert_allclose(
         got, Predictor(BUNDLED).predict_proba(_samples_batch()), rtol=0, atol=FLOAT32_REORDER_ATOL
     )
-    print(f"ray serve on two hosts: 2 replicas on 2 nodes, the docs' client right on both proxies, {len(got)} answers")
+    figures(f"ray serve on two hosts: 2 replicas on 2 nodes, the docs' client right on both proxies, {len(got)} rows")
 
 
 JSON_CLIENT = """
@@ -306,7 +307,7 @@ def train_on_two_hosts(cluster_hosts, data: Path, runs: Path, *extra: str, priva
     return processes
 
 
-def test_training_on_two_hosts_writes_one_run_that_resumes(tmp_path):
+def test_training_on_two_hosts_writes_one_run_that_resumes(tmp_path, figures):
     """Two workers on two hosts train 2 epochs as one cluster (the same all-reduced metrics in both
     logs); only the chief's host has the run; `--resume --epochs 3` continues it on both hosts."""
     data = write_class_folders(tmp_path / "data", {"train": 16})
@@ -325,10 +326,10 @@ def test_training_on_two_hosts_writes_one_run_that_resumes(tmp_path):
         assert [p.returncode for p in two.processes] == [0, 0], resumed[0][1][-2000:]
     history = json.loads((runs / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
-    print(f"training on two hosts: 2 epochs, resumed to 3, {time.monotonic() - started:.0f} s")
+    figures(f"training on two hosts: 2 epochs, resumed to 3, {time.monotonic() - started:.0f} s")
 
 
-def test_training_on_two_hosts_stops_with_one_line_when_a_worker_dies(tmp_path):
+def test_training_on_two_hosts_stops_with_one_line_when_a_worker_dies(tmp_path, figures):
     """Host "b" killed after the chief logged epoch 1 of 20: the chief ends (no hang) with one line
     naming the lost worker and how to resume, and its run directory resumes."""
     data = write_class_folders(tmp_path / "data", {"train": 16})
@@ -354,7 +355,7 @@ def test_training_on_two_hosts_stops_with_one_line_when_a_worker_dies(tmp_path):
     assert re.fullmatch(expected, message), message
     state = json.loads((runs / "run" / "train_state.json").read_text())
     assert state["epochs_done"] >= 1 and not state["complete"]
-    print(
+    figures(
         f"training, worker killed after epoch 1: the chief stopped {stopped_after:.0f} s later with one line, "
         f"{state['epochs_done']} epochs kept for --resume"
     )
