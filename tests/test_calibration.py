@@ -4,6 +4,7 @@ answer is known by hand, and its report and reliability diagram from `cifar-pack
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,16 +67,38 @@ def test_fitting_recovers_a_known_temperature():
     assert fit_temperature(probs, labels) == pytest.approx(2.0, rel=0.05)
 
 
-def test_the_fold_computes_softmax_of_logits_over_t_and_keeps_every_argmax(photos):
+@pytest.fixture(scope="module")
+def uncalibrated(tmp_path_factory) -> Path:
+    """The bundled model as it was before its temperature was folded in: the Div before the softmax,
+    its constant and the metadata's record taken out again (the bundled file is calibrated)."""
+    import onnx
+
+    from cifar_pack.formats.calibrate import TEMPERATURE
+    from cifar_pack.runtime.onnx_file import model_proto_metadata, read_metadata, write_model
+    from cifar_pack.runtime.predictor import BUNDLED_MODEL
+
+    model = onnx.load(str(BUNDLED_MODEL))
+    (div,) = [n for n in model.graph.node if n.input[1:] == [TEMPERATURE]]
+    for node in model.graph.node:
+        node.input[:] = [div.input[0] if name == div.output[0] else name for name in node.input]
+    model.graph.node.remove(div)
+    (constant,) = [t for t in model.graph.initializer if t.name == TEMPERATURE]
+    model.graph.initializer.remove(constant)
+    metadata = read_metadata(model_proto_metadata(model), BUNDLED_MODEL)
+    metadata.pop("calibration")
+    metadata.pop("model_sha256", None)
+    return write_model(tmp_path_factory.mktemp("uncalibrated") / "cifar10.onnx", model, metadata)
+
+
+def test_the_fold_computes_softmax_of_logits_over_t_and_keeps_every_argmax(photos, uncalibrated):
     """The Div inserted before the softmax is exact: the folded file equals softmax(log p / T) of
     the unfolded one (float32 graph vs float64 numpy: ~1e-7), and no top-1 changes."""
     import onnx
     import onnxruntime as ort
 
     from cifar_pack.formats.calibrate import fold_temperature, scaled
-    from cifar_pack.runtime.predictor import BUNDLED_MODEL
 
-    model = onnx.load(str(BUNDLED_MODEL))
+    model = onnx.load(str(uncalibrated))
     run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
         None, {"images": photos}
     )[0]
@@ -84,11 +107,11 @@ def test_the_fold_computes_softmax_of_logits_over_t_and_keeps_every_argmax(photo
     assert (after.argmax(1) == before.argmax(1)).all() and after.max(1).mean() > before.max(1).mean()
 
 
-def test_export_calibrate_folds_records_and_refuses_twice(tmp_path):
+def test_export_calibrate_folds_records_and_refuses_twice(tmp_path, uncalibrated):
     """`export --model M.onnx --calibrate`: the temperature in the graph and the metadata, the ECE
     before and after, accuracy unchanged; a second --calibrate is one line."""
     from cifar_pack.runtime.config import CIFAR10_CLASSES
-    from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
+    from cifar_pack.runtime.predictor import Predictor
 
     from .conftest import assert_one_line_error
     from .helpers.samples import SAMPLES
@@ -100,12 +123,12 @@ def test_export_calibrate_folds_records_and_refuses_twice(tmp_path):
         for copy in range(5):
             (data / sample.name.split("_")[0] / f"{copy}_{sample.name}").write_bytes(sample.read_bytes())
     out = tmp_path / "calibrated.onnx"
-    proc = run_cli("export", "--model", BUNDLED_MODEL, "--output", out, "--calibrate", "--data", data, "--json")
+    proc = run_cli("export", "--model", uncalibrated, "--output", out, "--calibrate", "--data", data, "--json")
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)["calibration"]
     assert 0.05 < record["temperature"] < 20 and record["samples"] == 20  # 20 % of 100 images: the val split
     assert record["ece_after"] <= record["ece_before"] + 1e-9
-    calibrated, plain = Predictor(out), Predictor(BUNDLED_MODEL)
+    calibrated, plain = Predictor(out), Predictor(uncalibrated)
     assert calibrated.metadata["calibration"]["temperature"] == pytest.approx(record["temperature"])
     photos = np.stack([plain_image for plain_image in _photos()])
     assert (calibrated.predict_proba(photos).argmax(1) == plain.predict_proba(photos).argmax(1)).all()
@@ -119,3 +142,17 @@ def _photos() -> np.ndarray:
     from .helpers.samples import SAMPLES
 
     return np.stack([load_image(p) for p in SAMPLES])
+
+
+def test_the_bundled_model_is_calibrated_and_folding_undone_gives_its_probabilities_back(photos, uncalibrated):
+    """The bundled file carries its temperature (graph and metadata); with the Div taken out again
+    it computes softmax(log p * T) of the bundled one: the fold is the only change calibration made."""
+    from cifar_pack.formats.calibrate import scaled
+    from cifar_pack.runtime.predictor import BUNDLED_MODEL, Predictor
+
+    bundled = Predictor(BUNDLED_MODEL)
+    temperature = bundled.metadata["calibration"]["temperature"]
+    before = Predictor(uncalibrated).predict_proba(photos)
+    # float32 graph vs float64 numpy, with the reference's log rounding grown by 1/T: the export check's 1e-5 / T
+    atol = 1e-5 / temperature
+    np.testing.assert_allclose(bundled.predict_proba(photos), scaled(before, temperature), atol=atol, rtol=0)

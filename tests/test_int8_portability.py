@@ -72,10 +72,12 @@ def assert_same_integers(avx2: np.ndarray, exact: np.ndarray) -> None:
     """The same integer layers on both kernel families. What follows the last int8 layer (its
     dequantized float32 output, the softmax) is float32 since 2026-12-01 and differs by rounding
     between the two CPUs' vector widths (~2e-7); a saturated sum moves probabilities by > 1e-3.
-    The top-1 is compared exactly: with identical integer layers, only a near-tie (top two within
-    ~2e-7) could flip it."""
-    assert np.array_equal(avx2.argmax(1), exact.argmax(1))
+    The top-1 may differ only where the two best classes are closer than that rounding (2e-6, ten
+    times it): there the float32 tail decides, not the integer layers."""
     assert np.abs(avx2 - exact).max() <= 1e-6
+    for row in np.flatnonzero(avx2.argmax(1) != exact.argmax(1)):
+        best_two = np.sort(exact[row])[-2:]
+        assert best_two[1] - best_two[0] <= 2e-6, (row, exact[row], avx2[row])
 
 
 @needs_qemu
