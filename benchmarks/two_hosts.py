@@ -16,7 +16,6 @@ images/s = images / seconds. Needs root (network namespaces).
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 import tempfile
@@ -27,18 +26,15 @@ from _common import ROOT, header, save
 
 from tests.helpers.clusters import ray_cluster, spark_cluster
 from tests.helpers.samples import write_variants
+from tests.snippets import doc_block
 
 BUNDLED = ROOT / "cifar_pack" / "pretrained" / "cifar10.onnx"
-
-
-def doc_block(marker: str) -> str:
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "scale.md").read_text(), flags=re.S)
-    return next(b for b in blocks if marker in b)
+SCALE_DOC = ROOT / "docs" / "scale.md"
 
 
 def ray_job(work: Path, photos: Path, model: Path, nodes: int) -> float:
     script = work / "ray_job.py"
-    script.write_text(doc_block("ray.put("))
+    script.write_text(doc_block(SCALE_DOC, "ray.put("))
     out = work / f"ray-{nodes}"
     with ray_cluster(hide=[model.parent], nodes=nodes) as cluster:
         started = time.perf_counter()
@@ -50,7 +46,7 @@ def ray_job(work: Path, photos: Path, model: Path, nodes: int) -> float:
 
 def spark_job(work: Path, photos: Path, model: Path, nodes: int) -> float:
     script = work / "spark_job.py"
-    script.write_text(doc_block("--files"))
+    script.write_text(doc_block(SCALE_DOC, "--files"))
     out = work / f"spark-{nodes}"
     with spark_cluster(hide=[model.parent], nodes=nodes) as cluster:
         command = ["spark-submit", "--master", cluster.env["SPARK_MASTER"], "--conf", "spark.ui.enabled=false",

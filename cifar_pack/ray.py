@@ -27,23 +27,11 @@ import numpy as np
 
 from .runtime.columns import classify_columns, classify_encoded, convert_all
 from .runtime.config import DEFAULT_ENGINE, DEFAULT_PRECISION
-from .runtime.engines import EngineSettings, sharing_cores
+from .runtime.engines import EngineSettings, ray_worker_cpus, sharing_cores
 from .runtime.onnx_file import openable_model
 from .runtime.predictor import Predictor
 
 Batch = dict[str, np.ndarray]  # Ray Data's "numpy" batch format: column name -> array
-
-
-def actor_cpus() -> int | None:
-    """The CPUs Ray assigned to this worker (its ``num_cpus``), or None outside a Ray worker."""
-    try:
-        import ray
-    except ImportError:
-        return None
-    if not ray.is_initialized():
-        return None
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    return max(1, round(cpus)) if cpus else None
 
 
 class Classifier:
@@ -73,7 +61,7 @@ class Classifier:
         engine: str = DEFAULT_ENGINE,
         precision: str = DEFAULT_PRECISION,
     ):
-        threads = threads or actor_cpus()
+        threads = threads or ray_worker_cpus()
         # Beside Ray's reading and this actor's own decoding: idle engine threads do not spin.
         self.predictor = Predictor(
             openable_model(model), settings=sharing_cores(EngineSettings.of(engine, precision, device, threads))

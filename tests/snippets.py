@@ -29,3 +29,9 @@ def doc_commands(path: Path, prefix: str) -> list[str]:
         elif fence in ("", "bash") and line.strip().startswith(prefix):
             found.append(line.strip())
     return found
+
+
+def doc_block(path: Path, marker: str) -> str:
+    """The first ```python block of the Markdown file at ``path`` that contains ``marker``."""
+    blocks = re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+    return next(b for b in blocks if marker in b)

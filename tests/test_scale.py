@@ -21,6 +21,7 @@ from PIL import Image
 
 from .conftest import FLOAT32_REORDER_ATOL, run_cli
 from .helpers.samples import SAMPLE_DIR
+from .snippets import doc_block
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -122,10 +123,6 @@ def test_spark_gives_the_cli_labels_and_an_error_row(files, cli_labels):
         assert row.p.top_k_labels == [t["label"] for t in want["top_k"]]
 
 
-def _scale_doc_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "scale.md").read_text(), flags=re.S)
-
-
 @pytest.mark.parametrize("engine", ["ray", "spark"])
 def test_docs_scale_snippets_run_as_written(engine, files):
     """docs/scale.md's Ray and Spark programs, run from the checkout as a reader would."""
@@ -134,7 +131,7 @@ def test_docs_scale_snippets_run_as_written(engine, files):
         pytest.skip("Spark needs a Java runtime (Debian: apt-get install default-jre-headless)")
     import subprocess
 
-    block = next(b for b in _scale_doc_blocks() if f"cifar_pack.{engine} import" in b)
+    block = doc_block(ROOT / "docs" / "scale.md", f"cifar_pack.{engine} import")
     out = Path(re.search(r'"(/tmp/cifar-pack-[a-z]+-predictions)"', block).group(1))
     shutil.rmtree(out, ignore_errors=True)
     proc = subprocess.run([sys.executable, "-c", block], cwd=ROOT, capture_output=True, text=True, timeout=600)

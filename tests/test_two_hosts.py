@@ -26,17 +26,13 @@ from .conftest import FLOAT32_REORDER_ATOL, run_cli, write_class_folders
 from .helpers import hosts
 from .helpers.clusters import ray_cluster, spark_cluster
 from .helpers.samples import write_variants
+from .snippets import assert_prints_its_comment, doc_block
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 TRAIN_PORT = 12345  # each worker's TensorFlow server, on its own host's address
 BUNDLED = ROOT / "cifar_pack" / "pretrained" / "cifar10.onnx"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(hosts.skip_reason() is not None, reason=str(hosts.skip_reason()))]
-
-
-def doc_block(name: str, marker: str) -> str:
-    """The ```python block of docs/NAME that contains ``marker``."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / name).read_text(), flags=re.S)
-    return next(b for b in blocks if marker in b)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +59,9 @@ def assert_cli_answers(rows: list[dict], want: dict[str, dict]) -> None:
         assert got == pytest.approx([t["probability"] for t in want[name]["top_k"]], abs=FLOAT32_REORDER_ATOL), name
 
 
-def read_json_rows(folder: Path) -> list[dict]:
-    return [json.loads(line) for part in sorted(folder.glob("*.json")) for line in part.read_text().splitlines()]
+def read_json_rows(folder: Path, pattern: str = "*.json") -> list[dict]:
+    """Every line of the JSON-lines files ``pattern`` names in ``folder`` (an engine's written output)."""
+    return [json.loads(line) for part in sorted(folder.glob(pattern)) for line in part.read_text().splitlines()]
 
 
 def test_ray_data_job_on_two_hosts_gets_the_model_through_the_object_store(model_dir, tmp_path, figures):
@@ -75,7 +72,7 @@ def test_ray_data_job_on_two_hosts_gets_the_model_through_the_object_store(model
     script = tmp_path / "predict_ray_cluster.py"
     # The docs' job, with one more column: the node that answered each row.
     script.write_text(
-        doc_block("scale.md", "ray.put(")
+        doc_block(DOCS / "scale.md", "ray.put(")
         .replace("    Classifier,", "    NodeClassifier,")
         .replace("model_file, photos", NODE_CLASSIFIER + "model_file, photos")
     )
@@ -109,7 +106,7 @@ def test_ray_data_job_finishes_every_row_once_when_the_worker_node_dies(model_di
     photos = tmp_path / "photos"
     write_variants(photos, 10_000)
     script = tmp_path / "predict_ray_cluster.py"
-    script.write_text(doc_block("scale.md", "ray.put("))
+    script.write_text(doc_block(DOCS / "scale.md", "ray.put("))
     out = tmp_path / "out"
     want = cli_answers(photos, model_dir / "model.onnx")
     started = time.monotonic()
@@ -159,19 +156,13 @@ HOST = 'F.udf(lambda: os.environ.get("CIFAR_PACK_TEST_HOST"))().alias("host"),'
 def spark_job(tmp_path: Path) -> Path:
     """docs/scale.md's Spark job, with one more column: the host whose executor answered the row."""
     script = tmp_path / "predict_spark_cluster.py"
-    block = doc_block("scale.md", "--files")
+    block = doc_block(DOCS / "scale.md", "--files")
     script.write_text(SPARK_HOST_COLUMN + block.replace('files.select("path",', f'files.select("path", {HOST}'))
     return script
 
 
 def spark_rows(folder: Path) -> list[dict]:
-    return [
-        {"path": r["path"], "host": r["host"], **r["prediction"]} for r in read_json_rows_named(folder, "part-*.json")
-    ]
-
-
-def read_json_rows_named(folder: Path, pattern: str) -> list[dict]:
-    return [json.loads(line) for part in sorted(folder.glob(pattern)) for line in part.read_text().splitlines()]
+    return [{"path": r["path"], "host": r["host"], **r["prediction"]} for r in read_json_rows(folder, "part-*.json")]
 
 
 def submit(cluster, model: Path, script: Path, photos: Path, out: Path) -> list:
@@ -242,11 +233,9 @@ def test_ray_serve_on_two_hosts_answers_the_kserve_clients_of_the_docs(model_dir
     gets the probabilities `Predictor` computes (the suite's tolerance)."""
     from cifar_pack.runtime.predictor import Predictor
 
-    from .snippets import assert_prints_its_comment
-
     deploy = tmp_path / "serve_on_ray.py"
-    deploy.write_text(doc_block("serving.md", "KServeClassifier"))
-    client = doc_block("serving.md", "tritonclient.http as httpclient")
+    deploy.write_text(doc_block(DOCS / "serving.md", "KServeClassifier"))
+    client = doc_block(DOCS / "serving.md", "tritonclient.http as httpclient")
     with ray_cluster(hide=[model_dir]) as cluster:
         proc = cluster.driver([sys.executable, deploy, model_dir / "model.onnx"], timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -119,10 +119,9 @@ def export_onnx_file(model: str | Path, output: str | Path | None, data: str | N
 
         model, parity = resimplify_onnx(model, output)
         result |= {"onnx": str(model), "parity": parity.to_json()}
-    # Calibrating by default writes a new file only: without --output the steps would rewrite the input.
-    auto_calibrate = steps.calibrate is None and data is not None and output is not None
-    if steps.int8 or steps.calibrate or auto_calibrate:
-        result |= run_steps_on_onnx(
-            model, data, steps if auto_calibrate or steps.calibrate else replace(steps, calibrate=False)
-        )
+    if steps.calibrate is None and (data is None or output is None):
+        # Calibrating by default writes a new file only: without --output the steps would rewrite the input.
+        steps = replace(steps, calibrate=False)
+    if steps.int8 or steps.calibrate is not False:
+        result |= run_steps_on_onnx(model, data, steps)
     return result

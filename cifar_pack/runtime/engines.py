@@ -76,6 +76,19 @@ class EngineSettings:
         return cls(chosen[0], device, threads, chosen[1], spinning)
 
 
+def ray_worker_cpus() -> int | None:
+    """The CPUs Ray assigned to this worker (an actor's or a replica's ``num_cpus``), or None outside
+    a Ray worker: the engine threads the cluster adapters default to."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    if not ray.is_initialized():
+        return None
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    return max(1, round(cpus)) if cpus else None
+
+
 def sharing_cores(settings: EngineSettings) -> EngineSettings:
     """``settings`` for an engine that shares its cores with other work, with spinning off unless
     asked for: predict's decoding thread, the server's event loop and decode pool, a Ray actor's

@@ -24,7 +24,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..runtime.engines import EngineSettings, sharing_cores
+from ..runtime.engines import EngineSettings, ray_worker_cpus, sharing_cores
 from ..runtime.onnx_file import openable_model
 from ..runtime.predictor import Predictor
 from . import errors
@@ -45,10 +45,7 @@ class KServeClassifier:
 
     def __init__(self, model: str | os.PathLike | bytes | object | None = None, name: str = DEFAULT_NAME,
                  threads: int | None = None):  # fmt: skip
-        import ray
-
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-        settings = EngineSettings(device="cpu", threads=threads or max(1, round(cpus or 1)))
+        settings = EngineSettings(device="cpu", threads=threads or ray_worker_cpus())
         self.predictor = Predictor(openable_model(model), settings=sharing_cores(settings))
         self.name = name
 
